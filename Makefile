@@ -1,0 +1,33 @@
+# Two entry points, both idempotent on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.prolab-installed
+TORCH  ?= torch==2.13.0
+
+.PHONY: install demo test cuda-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# The CPU build of torch goes in first, so no later requirement can pull a CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e '.[all,test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/demo.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+# Compile-only check of the CUDA kernels against the CUDA build of torch (no GPU needed).
+cuda-check:
+	bash .ci/cuda_check.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .pytest_build

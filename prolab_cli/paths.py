@@ -1,0 +1,42 @@
+"""Where prolab keeps its cache, compiled ops and shipped data (prompts, class lists)."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$PROLAB_CACHE`` or the user's cache dir (``~/.cache/prolab``)."""
+    env = os.environ.get("PROLAB_CACHE")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("prolab"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_dir() -> Path:
+    """Where compiled extensions go: ``$PROLAB_BUILD_DIR`` or ``<cache_dir>/build``."""
+    env = os.environ.get("PROLAB_BUILD_DIR")
+    path = Path(env).expanduser() if env else cache_dir() / "build"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(name: str) -> Path:
+    """A shipped data folder (``prompts``, ``label_spaces``) from a checkout or an installed wheel.
+
+    In a checkout the top-level folder is used; an installed wheel carries the same folder as the
+    package ``prolab_cli._<name>`` (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
+    """
+    checkout = _CHECKOUT_ROOT / name
+    if checkout.is_dir() and (_CHECKOUT_ROOT / "pyproject.toml").is_file():
+        return checkout
+    return Path(str(resources.files(f"prolab_cli._{name}")))
