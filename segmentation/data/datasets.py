@@ -1,0 +1,219 @@
+"""Segmentation datasets in their users' folder layouts: finding samples, reading and checking masks.
+
+Every bad input (missing folder, image without its mask, mask of another size than its image,
+label out of range, unreadable file) raises :class:`ProlabError` naming the file, unless the
+dataset was opened with ``skip_bad=True``: then all samples are checked up front and the bad ones
+are left out and counted (``dataset.skipped``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from prolab_cli.classes import load_classes, normalise
+from prolab_cli.errors import ProlabError
+
+from .layouts import SPLITS, Layout, get_layout
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its label map."""
+
+    image: Path
+    mask: Path
+    name: str
+
+
+def resolve_classes(layout: Layout, root: Path, classes: str | Path | None = None) -> list[str]:
+    """The dataset's class list: ``classes`` when given, else ``<root>/classes.txt`` when the data
+    root carries one (synthetic and generic datasets), else the layout's built-in list."""
+    if classes is not None:
+        return load_classes(Path(classes) if Path(str(classes)).exists() else str(classes))
+    own = root / "classes.txt"
+    if own.is_file():
+        return load_classes(own)
+    if layout.classes is None:
+        raise ProlabError(f"{own}: the {layout.name} layout needs a class list (classes.txt or --classes)")
+    return load_classes(layout.classes)
+
+
+def find_samples(layout: Layout, root: Path, split: str) -> tuple[list[Sample], list[Path]]:
+    """(samples, images without a mask) of ``split`` under ``root``, sorted by image path."""
+    if split not in SPLITS:
+        raise ProlabError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if not root.is_dir():
+        raise ProlabError(f"{root}: data root not found")
+    img_dir = root / layout.img_dirs[split]
+    ann_dir = root / layout.ann_dirs[split]
+    for folder in (img_dir, ann_dir):
+        if not folder.is_dir():
+            raise ProlabError(f"{folder}: folder not found (expected the {layout.name} layout: {layout.description})")
+    if split in layout.split_files:
+        images = _images_from_split_file(root / layout.split_files[split], img_dir, layout)
+    else:
+        pattern = "**/*" if layout.recursive else "*"
+        images = sorted(
+            p for p in img_dir.glob(pattern) if p.is_file() and p.name.endswith(layout.img_suffixes)
+        )
+    samples: list[Sample] = []
+    orphans: list[Path] = []
+    for image in images:
+        suffix = next(s for s in layout.img_suffixes if image.name.endswith(s))
+        rel = image.relative_to(img_dir)
+        stem = str(rel)[: -len(suffix)]
+        mask = ann_dir / (stem + layout.seg_suffix)
+        if mask.is_file():
+            samples.append(Sample(image, mask, stem))
+        else:
+            orphans.append(image)
+    return samples, orphans
+
+
+def _images_from_split_file(split_file: Path, img_dir: Path, layout: Layout) -> list[Path]:
+    if not split_file.is_file():
+        raise ProlabError(f"{split_file}: split file not found")
+    images = []
+    for number, line in enumerate(split_file.read_text().splitlines(), start=1):
+        stem = line.strip()
+        if not stem:
+            continue
+        image = img_dir / (stem + layout.img_suffixes[0])
+        if not image.is_file():
+            raise ProlabError(f"{split_file}: line {number}: image {image} not found")
+        images.append(image)
+    return images
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB image as uint8 [H,W,3]."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise ProlabError(f"{path}: cannot read image ({exc})") from None
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A single-channel label map (mode L, P or I;16) as uint8 [H,W] holding raw label values."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I;16", "I"):
+                raise ProlabError(f"{path}: mask has mode {im.mode}, expected a single-channel PNG (L or P)")
+            mask = np.asarray(im)
+    except OSError as exc:
+        raise ProlabError(f"{path}: cannot read mask ({exc})") from None
+    if mask.dtype != np.uint8:
+        if mask.max(initial=0) > 255:
+            raise ProlabError(f"{path}: label {int(mask.max())} out of range (at most 255)")
+        mask = mask.astype(np.uint8)
+    return mask
+
+
+def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
+    """MMSegmentation's reduce_zero_label: 0 (unlabelled) -> 255, every other label minus one."""
+    out = mask.astype(np.int16) - 1
+    out[mask == 0] = IGNORE_INDEX
+    out[mask == IGNORE_INDEX] = IGNORE_INDEX
+    return out.astype(np.uint8)
+
+
+def class_lookup(dataset_classes: Sequence[str], target_classes: Sequence[str]) -> np.ndarray:
+    """A 256-entry table mapping dataset train ids to the target class list's ids by name;
+    dataset classes the target lacks become 255 (ignored)."""
+    index = {normalise(name): i for i, name in enumerate(target_classes)}
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for i, name in enumerate(dataset_classes):
+        lut[i] = index.get(normalise(name), IGNORE_INDEX)
+    return lut
+
+
+class SegDataset:
+    """A split of a segmentation dataset: ``ds[i]`` runs ``pipeline`` on sample i.
+
+    ``ds[(i, seed)]`` passes a per-sample random seed to the pipeline, so augmentation depends
+    only on (seed, sample), not on worker order: that is what makes resumed runs exact.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        root: str | Path,
+        split: str = "train",
+        pipeline: Callable[[np.ndarray, np.ndarray, np.random.Generator], dict[str, Any]] | None = None,
+        classes: str | Path | None = None,
+        target_classes: Sequence[str] | None = None,
+        skip_bad: bool = False,
+        reduce_zero_label: bool | None = None,
+    ) -> None:
+        self.layout = get_layout(dataset)
+        self.root = Path(root)
+        self.split = split
+        self.pipeline = pipeline
+        self.classes = resolve_classes(self.layout, self.root, classes)
+        self.target_classes = list(target_classes) if target_classes is not None else list(self.classes)
+        self.reduce_zero_label = (
+            self.layout.reduce_zero_label if reduce_zero_label is None else reduce_zero_label
+        )
+        self.lut = class_lookup(self.classes, self.target_classes)
+        samples, orphans = find_samples(self.layout, self.root, split)
+        self.skipped: list[tuple[Path, str]] = []
+        if orphans and not skip_bad:
+            raise ProlabError(f"{orphans[0]}: image without a mask ({len(orphans)} such images; --skip-bad leaves them out)")
+        self.skipped.extend((p, "no mask") for p in orphans)
+        if skip_bad:
+            good = []
+            for sample in samples:
+                try:
+                    self.load(sample)
+                except ProlabError as exc:
+                    self.skipped.append((sample.image, exc.message))
+                else:
+                    good.append(sample)
+            samples = good
+        if not samples:
+            raise ProlabError(f"{self.root / self.layout.img_dirs[split]}: no usable {split} samples")
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB image uint8 [H,W,3], label uint8 [H,W] in target class ids, 255 = ignore), checked."""
+        image = read_image(sample.image)
+        raw = read_mask(sample.mask)
+        if raw.shape != image.shape[:2]:
+            raise ProlabError(
+                f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        label = reduce_zero_label(raw) if self.reduce_zero_label else raw
+        valid = label[label != IGNORE_INDEX]
+        if valid.size and int(valid.max()) >= len(self.classes):
+            raw_value = int(valid.max()) + (1 if self.reduce_zero_label else 0)
+            raise ProlabError(
+                f"{sample.mask}: label {raw_value} out of range ({len(self.classes)} classes"
+                f"{', reduce_zero_label' if self.reduce_zero_label else ''})"
+            )
+        return image, self.lut[label]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, index_seed(key))
+        sample = self.samples[index]
+        image, label = self.load(sample)
+        rng = np.random.default_rng(seed)
+        out = self.pipeline(image, label, rng) if self.pipeline else {"img": image, "label": label}
+        out["index"] = index
+        return out
+
+
+def index_seed(index: int) -> int:
+    """The fixed seed of a sample read without one (evaluation)."""
+    return int(index)
