@@ -1,0 +1,88 @@
+"""``prolab classes`` and ``prolab describe``: option parsing only; the work is in the stage modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ProlabError
+
+
+@click.command()
+@click.argument("name", required=False)
+def classes(name: str | None) -> None:
+    """List the built-in class lists, or print one (NAME: built-in name, alias or file)."""
+    from ..classes import ALIASES, BUILTIN, load_classes
+
+    if name is None:
+        for key, what in BUILTIN.items():
+            aliases = ", ".join(a for a, target in ALIASES.items() if target == key)
+            count = len(load_classes(key))
+            click.echo(f"{key:<18} {count:>4}  {what}" + (f" (aliases: {aliases})" if aliases else ""))
+        return
+    for class_name in load_classes(name):
+        click.echo(class_name)
+
+
+@click.command()
+@click.option("--classes", "classes_", required=True, help="Built-in class list name or a file (text or JSON list).")
+@click.option("--llm", default="local", show_default=True,
+              help="local | llama-cpp:/path/model.gguf | openai:NAME | NAME (gpt-3.5 = gpt-3.5-turbo).")
+@click.option("--template", default="prolab", show_default=True,
+              help="Shipped template (prolab, naive, visual-features) or a YAML file.")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Concurrent calls.")
+@click.option("--min", "min_descriptions", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Fewest valid descriptions per class.")
+@click.option("--attempts", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Replies asked per class (each retry with a new seed) before the class fails.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first attempt.")
+@click.option("--temperature", default=None, type=click.FloatRange(min=0), help="Override the template's temperature.")
+@click.option("--max-tokens", default=None, type=click.IntRange(min=1), help="Override the template's max_tokens.")
+@click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "chat", "completion"]),
+              help="Prompt as chat or as few-shot completion (auto: chat for APIs, by chat template for GGUF).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="CPU threads of a local model.")
+@click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(min=256), help="Context of a local model.")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.01), help="Seconds per API call.")
+@click.option("--max-retries", default=8, show_default=True, type=click.IntRange(min=0),
+              help="Retries of a call on 429/5xx/timeouts/connection errors.")
+@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="First backoff delay in seconds (doubles per retry, with jitter).")
+@click.option("--backoff-max", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Longest backoff delay in seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="descriptions.json to write (plus descriptions.provenance.json).")
+def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts, seed, temperature,
+             max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, quiet, output) -> None:
+    """Describe every class with an LLM: {class: [descriptions]} JSON in class order."""
+    from ..classes import load_classes
+    from ..describe import describe_classes, provenance_path, write_descriptions
+    from ..llm import RetryPolicy, resolve_backend
+    from ..templates import load_template
+
+    names = load_classes(classes_)
+    prompt_template = load_template(template)
+    overrides = {}
+    if temperature is not None:
+        overrides["temperature"] = temperature
+    if max_tokens is not None:
+        overrides["max_tokens"] = max_tokens
+    policy = RetryPolicy(max_attempts=max_retries + 1, base_delay=backoff, max_delay=backoff_max)
+    backend = resolve_backend(llm, base_url=base_url, threads=threads, n_ctx=n_ctx, timeout=timeout, mode=mode)
+    try:
+        result = describe_classes(
+            names, backend, prompt_template, min_descriptions=min_descriptions, attempts=attempts,
+            seed=seed, jobs=jobs, retry=policy, sampling=overrides, progress=not quiet,
+        )
+    finally:
+        backend.close()
+    write_descriptions(result, output)
+    click.echo(result.summary(), err=True)
+    click.echo(f"wrote {output} and {provenance_path(output)}", err=True)
+    if result.failed:
+        raise ProlabError(
+            f"{len(result.failed)} class(es) got fewer than {min_descriptions} valid descriptions after"
+            f" {attempts} attempts (left out of {output}): {', '.join(result.failed)}"
+        )

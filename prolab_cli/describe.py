@@ -1,0 +1,298 @@
+"""The describe stage: class names -> prompts -> LLM replies (cached) -> validated descriptions.
+
+Every reply is stored in the ``llm`` namespace of the SQLite :class:`~prolab_cli.cache.Cache`
+under the hash of (backend identity, rendered prompt, sampling, seed), as soon as it arrives:
+a re-run makes no call and a killed run resumes where it stopped. A reply with fewer than
+``min_descriptions`` valid lines is asked again with a new seed (and the template's
+``retry_temperature``); a class still short after ``attempts`` tries is reported as failed
+while the other classes are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .atomic import write_json, write_text
+from .cache import Cache, content_key
+from .classes import normalise
+from .errors import ProlabError
+from .llm.base import Backend, Completion, TransientError
+from .llm.replies import parse_reply, validate
+from .llm.retry import RetryPolicy, call_with_retry
+from .templates import Template, display_name, load_template
+
+CACHE_NAMESPACE = "llm"
+PROVENANCE_FORMAT = "prolab.descriptions.provenance"
+
+
+@dataclass
+class ClassRecord:
+    """What happened for one class."""
+
+    attempts: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    new_tokens: int = 0
+    seeds: list[int] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    kept: int = 0
+    best: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "best"}
+        return data
+
+
+@dataclass
+class DescribeResult:
+    """Descriptions of the classes that passed validation (in class order), the provenance
+    record, and the classes that did not get ``min_descriptions`` valid lines."""
+
+    descriptions: dict[str, list[str]]
+    provenance: dict[str, Any]
+    failed: list[str]
+
+    def summary(self) -> str:
+        """One line: classes, calls, cache hits, retries, tokens, time."""
+        t = self.provenance["totals"]
+        n = len(self.provenance["classes"])
+        return (
+            f"described {n - len(self.failed)}/{n} classes ({len(self.failed)} failed):"
+            f" {t['calls']} calls, {t['cache_hits']} cache hits, {t['retries']} retries,"
+            f" {t['new_tokens']} tokens, {t['descriptions']} descriptions,"
+            f" {self.provenance['elapsed_s']:.1f} s"
+        )
+
+
+def reply_cache_key(backend: Backend, prompt_json: dict[str, Any], sampling: dict[str, Any], seed: int) -> str:
+    """The cache key of one call: backend identity, rendered prompt, sampling and seed."""
+    return content_key("llm-reply/v1", backend.identity(), prompt_json, sampling, seed)
+
+
+def describe_classes(
+    classes: Sequence[str],
+    backend: Backend,
+    template: Template | str | Path = "prolab",
+    *,
+    min_descriptions: int = 3,
+    attempts: int = 3,
+    seed: int = 0,
+    jobs: int = 1,
+    cache: Cache | None = None,
+    retry: RetryPolicy | None = None,
+    sampling: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> DescribeResult:
+    """Describe every class with ``backend`` through ``template`` (a Template, a shipped name or
+    a YAML path). ``sampling`` overrides the template's sampling (temperature, top_p,
+    max_tokens, retry_temperature). Raises :class:`ProlabError` when a call fails for good
+    (a 4xx, or transient errors beyond ``retry.max_attempts``); replies received before that
+    stay cached."""
+    if not isinstance(template, Template):
+        template = load_template(template)
+    classes = list(classes)
+    _check_classes(classes)
+    if min_descriptions < 1:
+        raise ProlabError(f"--min must be at least 1, not {min_descriptions}")
+    if attempts < 1:
+        raise ProlabError(f"--attempts must be at least 1, not {attempts}")
+    if jobs < 1:
+        raise ProlabError(f"--jobs must be at least 1, not {jobs}")
+    cache = cache if cache is not None else Cache()
+    retry = retry or RetryPolicy()
+    options = {**template.sampling, **(sampling or {})}
+    retry_temperature = options.pop("retry_temperature", 0.7)
+    first_sampling = options
+    later_sampling = {**options, "temperature": retry_temperature}
+
+    records = {name: ClassRecord() for name in classes}
+    kept: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    started = time.time()
+
+    def one_class(name: str) -> None:
+        record = records[name]
+        prompt = template.render(name, backend.mode)
+        prompt_json = prompt.as_dict()
+        allowed = template.example_lines(name)
+        for attempt in range(attempts):
+            if stop.is_set():
+                return
+            call_sampling = first_sampling if attempt == 0 else later_sampling
+            call_seed = seed + attempt
+            key = reply_cache_key(backend, prompt_json, call_sampling, call_seed)
+            stored = cache.get_json(CACHE_NAMESPACE, key)
+            if stored is not None:
+                completion = Completion.from_json(stored)
+                record.cache_hits += 1
+            else:
+                def on_retry(exc: TransientError, wait_s: float) -> None:
+                    with lock:
+                        record.retries += 1
+
+                completion = call_with_retry(
+                    lambda: backend.complete(prompt, call_sampling, call_seed),
+                    retry,
+                    what=f"class {name!r}",
+                    on_retry=on_retry,
+                    stop=stop,
+                )
+                cache.put_json(CACHE_NAMESPACE, key, completion.to_json())
+                record.calls += 1
+                record.new_tokens += (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
+            record.attempts += 1
+            record.seeds.append(call_seed)
+            record.prompt_tokens += completion.prompt_tokens or 0
+            record.completion_tokens += completion.completion_tokens or 0
+            lines = parse_reply(prompt.answer_prefix + completion.text, template.parser)
+            checked = validate(
+                lines,
+                class_name=name,
+                prompt_text=prompt.visible_text(),
+                allowed_echo=allowed,
+                truncated=completion.finish_reason == "length",
+                max_descriptions=template.max_descriptions,
+            )
+            for reason, dropped in checked.dropped.items():
+                record.dropped[reason] = record.dropped.get(reason, 0) + len(dropped)
+            if len(checked.kept) > len(record.best):
+                record.best = checked.kept
+            if len(checked.kept) >= min_descriptions:
+                with lock:
+                    kept[name] = checked.kept
+                record.kept = len(checked.kept)
+                return
+
+    workers = max(1, min(jobs, backend.max_concurrency, len(classes)))
+    bar = _progress_bar(len(classes), progress)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="describe")
+    try:
+        futures = {pool.submit(one_class, name): name for name in classes}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    raise error
+                bar.update(1)
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown(wait=True)
+
+    failed = [name for name in classes if name not in kept]
+    descriptions = {name: kept[name] for name in classes if name in kept}
+    provenance = _provenance(
+        classes, backend, template, records, failed,
+        first_sampling=first_sampling, later_sampling=later_sampling, seed=seed,
+        attempts=attempts, min_descriptions=min_descriptions,
+        elapsed=time.time() - started, n_descriptions=sum(len(v) for v in descriptions.values()),
+    )
+    return DescribeResult(descriptions=descriptions, provenance=provenance, failed=failed)
+
+
+def _check_classes(classes: list[str]) -> None:
+    if not classes:
+        raise ProlabError("no classes to describe")
+    seen: dict[str, str] = {}
+    for name in classes:
+        if not isinstance(name, str) or not name.strip():
+            raise ProlabError(f"empty class name in the class list ({name!r})")
+        key = normalise(name)
+        if key in seen:
+            raise ProlabError(f"duplicate class {name!r} (same as {seen[key]!r})")
+        seen[key] = name
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="class", desc="describe", file=sys.stderr, disable=not enabled, leave=False)
+
+
+def _provenance(
+    classes: list[str],
+    backend: Backend,
+    template: Template,
+    records: dict[str, ClassRecord],
+    failed: list[str],
+    *,
+    first_sampling: dict[str, Any],
+    later_sampling: dict[str, Any],
+    seed: int,
+    attempts: int,
+    min_descriptions: int,
+    elapsed: float,
+    n_descriptions: int,
+) -> dict[str, Any]:
+    return {
+        "format": PROVENANCE_FORMAT,
+        "version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "prolab_version": __version__,
+        "backend": backend.identity(),
+        "template": {
+            "name": template.name,
+            "source": template.source,
+            "sha256": template.sha256,
+            "parser": template.parser,
+        },
+        "sampling": first_sampling,
+        "retry_sampling": later_sampling,
+        "seed": seed,
+        "attempts": attempts,
+        "min_descriptions": min_descriptions,
+        "max_descriptions": template.max_descriptions,
+        "display_names": {name: display_name(name) for name in classes if display_name(name) != name},
+        "classes": classes,
+        "per_class": {name: records[name].to_json() for name in classes},
+        "failed": {name: {"best": records[name].best, "dropped": records[name].dropped} for name in failed},
+        "totals": {
+            "calls": sum(r.calls for r in records.values()),
+            "cache_hits": sum(r.cache_hits for r in records.values()),
+            "retries": sum(r.retries for r in records.values()),
+            "prompt_tokens": sum(r.prompt_tokens for r in records.values()),
+            "completion_tokens": sum(r.completion_tokens for r in records.values()),
+            "new_tokens": sum(r.new_tokens for r in records.values()),
+            "descriptions": n_descriptions,
+        },
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
+def provenance_path(path: str | Path) -> Path:
+    """The sidecar of an output file: ``descriptions.json`` -> ``descriptions.provenance.json``."""
+    path = Path(path)
+    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    return path.with_name(f"{stem}.provenance.json")
+
+
+def write_descriptions(result: DescribeResult, path: str | Path) -> tuple[Path, Path]:
+    """Write ``{class: [descriptions]}`` (class order) and its provenance sidecar, atomically.
+    The sidecar records the SHA-256 of the descriptions file it belongs to."""
+    path = Path(path)
+    blob = json.dumps(result.descriptions, indent=2, ensure_ascii=False) + "\n"
+    write_text(path, blob)
+    sidecar = provenance_path(path)
+    provenance = {**result.provenance, "descriptions_file": path.name,
+                  "descriptions_sha256": hashlib.sha256(blob.encode("utf-8")).hexdigest()}
+    write_json(sidecar, provenance)
+    return path, sidecar

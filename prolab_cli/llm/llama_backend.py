@@ -1,0 +1,109 @@
+"""Local GGUF models through llama-cpp-python: chat mode when the GGUF carries a chat template,
+few-shot completion otherwise (base models such as the offline default Gemma-3-270M)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import ProlabError
+from ..templates import Prompt
+from .base import Backend, Completion
+
+
+def gguf_fingerprint(path: Path) -> str:
+    """A cheap identity of a model file: SHA-256 of its size and first and last MiB."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(size - (1 << 20), 0))
+        digest.update(f.read(1 << 20))
+    return digest.hexdigest()
+
+
+class LlamaCppBackend(Backend):
+    """An in-process llama.cpp model; calls are serialised (one context, not thread-safe)."""
+
+    kind = "llama-cpp"
+    max_concurrency = 1
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        mode: str = "auto",
+        threads: int = 1,
+        n_ctx: int = 2048,
+        fingerprint: str | None = None,
+        kind: str | None = None,
+    ):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ProlabError("local GGUF models need llama-cpp-python: pip install 'prolab[llm]'") from None
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise ProlabError(f"{path}: GGUF model file not found")
+        if mode not in ("auto", "chat", "completion"):
+            raise ProlabError(f"--mode must be auto, chat or completion, not {mode!r}")
+        if kind:
+            self.kind = kind
+        self.path = path
+        self.model = path.name
+        self.threads = threads
+        self.n_ctx = n_ctx
+        self._fingerprint = fingerprint or gguf_fingerprint(path)
+        self._lock = threading.Lock()
+        try:
+            self.llm = Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                seed=0, verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ProlabError(f"{path}: llama.cpp cannot load this model ({exc})") from None
+        has_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
+        if mode == "auto":
+            mode = "chat" if has_template else "completion"
+        elif mode == "chat" and not has_template:
+            raise ProlabError(f"{path}: --mode chat needs a GGUF with a chat template (this one has none)")
+        self.mode = mode
+
+    def details(self) -> dict[str, Any]:
+        return {"gguf": self._fingerprint}
+
+    def complete(self, prompt: Prompt, sampling: dict[str, Any], seed: int) -> Completion:
+        options: dict[str, Any] = {"seed": seed}
+        for key in ("temperature", "top_p", "max_tokens"):
+            if key in sampling:
+                options[key] = sampling[key]
+        with self._lock:
+            try:
+                if prompt.mode == "chat":
+                    reply = self.llm.create_chat_completion(
+                        messages=[{"role": r, "content": c} for r, c in prompt.messages], **options
+                    )
+                    choice = reply["choices"][0]
+                    text = choice["message"].get("content") or ""
+                else:
+                    reply = self.llm.create_completion(prompt.text, stop=list(prompt.stop) or None, **options)
+                    choice = reply["choices"][0]
+                    text = choice.get("text") or ""
+            except ValueError as exc:  # e.g. prompt longer than the context
+                raise ProlabError(f"{self.path.name}: {exc} (raise --n-ctx)") from None
+        usage = reply.get("usage") or {}
+        return Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason"),
+            model=self.model,
+        )
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None

@@ -1,0 +1,127 @@
+"""Reply text -> candidate lines (bullets, numbered lists, JSON arrays) -> validated descriptions."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+_BULLET = re.compile(r"^\s*(?:[-*\u2022\u2013\u2014+])\s+(.*\S)\s*$")
+_NUMBERED = re.compile(r"^\s*\(?\d{1,3}[.)]\s+(.*\S)\s*$")
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def parse_reply(text: str, parser: str = "auto") -> list[str]:
+    """Candidate description lines of a reply, in order.
+
+    ``bullets``: lines starting with ``-``, ``*``, ``•``; ``numbered``: ``1.`` / ``1)``;
+    ``json``: a JSON array of strings (or an object holding one), also inside a code fence;
+    ``auto``: a JSON array when the reply holds one, else bullet and numbered lines.
+    Lines without a list marker (preambles, headings) are never candidates.
+    """
+    if parser == "json":
+        return _json_items(text) or []
+    if parser == "bullets":
+        return _marked(text, (_BULLET,))
+    if parser == "numbered":
+        return _marked(text, (_NUMBERED,))
+    if parser == "auto":
+        items = _json_items(text)
+        return items if items is not None else _marked(text, (_BULLET, _NUMBERED))
+    raise ValueError(f"unknown reply parser {parser!r}")
+
+
+def _marked(text: str, patterns: tuple[re.Pattern, ...]) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        for pattern in patterns:
+            match = pattern.match(line)
+            if match:
+                lines.append(match.group(1))
+                break
+    return lines
+
+
+def _json_items(text: str) -> list[str] | None:
+    """The strings of the first JSON array in ``text``, or None when there is none."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    for candidate in candidates:
+        start = candidate.find("[")
+        brace = candidate.find("{")
+        if brace != -1 and (start == -1 or brace < start):
+            start = brace
+        if start == -1:
+            continue
+        try:
+            value, _ = json.JSONDecoder().raw_decode(candidate[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            lists = [v for v in value.values() if isinstance(v, list)]
+            value = lists[0] if len(lists) == 1 else None
+        if isinstance(value, list):
+            return [item for item in value if isinstance(item, str)]
+    return None
+
+
+@dataclass
+class Validated:
+    """The kept descriptions and why the others were dropped (reason -> lines)."""
+
+    kept: list[str] = field(default_factory=list)
+    dropped: dict[str, list[str]] = field(default_factory=dict)
+
+    def drop(self, reason: str, line: str) -> None:
+        self.dropped.setdefault(reason, []).append(line)
+
+
+def norm(text: str) -> str:
+    """Comparison form of a line: case-folded, white space collapsed, final full stop removed."""
+    return " ".join(text.casefold().split()).rstrip(".").strip()
+
+
+def validate(
+    lines: list[str],
+    *,
+    class_name: str,
+    prompt_text: str = "",
+    allowed_echo: set[str] | None = None,
+    truncated: bool = False,
+    max_chars: int = 300,
+    max_descriptions: int | None = None,
+) -> Validated:
+    """Clean candidate lines: strip quotes and markup, drop empty lines, duplicates
+    (case-insensitive), the class name alone, headings ending in ``:``, lines copied from the
+    prompt (except ``allowed_echo``, the example lines of the class itself), lines without a
+    letter, over-long lines, and the last line of a reply cut off by the token limit."""
+    result = Validated()
+    if truncated and lines:
+        result.drop("cut off by max_tokens", lines[-1])
+        lines = lines[:-1]
+    prompt_lines = {norm(line.lstrip("-*• ")) for line in prompt_text.splitlines()} - {""}
+    allowed = allowed_echo or set()
+    names = {norm(class_name), norm(class_name.replace("_", " "))}
+    seen: set[str] = set()
+    for raw in lines:
+        line = raw.strip().strip("`\"'").replace("**", "").strip()
+        key = norm(line)
+        if not key:
+            result.drop("empty", raw)
+        elif not any(ch.isalpha() for ch in key):
+            result.drop("no words", raw)
+        elif key in names or key.rstrip(":").strip() in names:
+            result.drop("class name alone", raw)
+        elif key.endswith(":"):
+            result.drop("heading", raw)
+        elif len(line) > max_chars:
+            result.drop("too long", raw)
+        elif key in prompt_lines and key not in allowed:
+            result.drop("echoed prompt", raw)
+        elif key in seen:
+            result.drop("duplicate", raw)
+        elif max_descriptions is not None and len(result.kept) >= max_descriptions:
+            result.drop("over max_descriptions", raw)
+        else:
+            seen.add(key)
+            result.kept.append(line)
+    return result
