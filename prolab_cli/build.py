@@ -1,0 +1,98 @@
+"""The build stage: descriptions + embeddings + clusters -> a LabelSpace artifact.
+
+Class c owns property k when any of its descriptions fell in cluster k. Each property is named
+after the member description nearest its centre. Classes with identical rows (collisions) are
+indistinguishable for the model, so they are refused unless explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import LabelSpace, collision_groups, library_versions
+from .cluster import Clustering, embeddings_hash
+from .embed import EmbeddingSet, descriptions_hash
+from .errors import ProlabError
+
+
+def name_properties(emb: EmbeddingSet, clusters: Clustering) -> list[dict]:
+    """One dict per cluster: id, name (member nearest the centre), members by distance, classes."""
+    classes, texts = emb.classes, emb.texts
+    dist = np.linalg.norm(emb.embeddings - clusters.centres[clusters.labels], axis=1)
+    props = []
+    for k in range(clusters.k):
+        idx = np.flatnonzero(clusters.labels == k)
+        idx = idx[np.lexsort((idx, dist[idx]))]  # nearest first, ties by description order
+        members = [f"{classes[emb.desc_class[i]]}: {texts[i]}" for i in idx]
+        owners = sorted({int(emb.desc_class[i]) for i in idx})
+        props.append({
+            "id": k,
+            "name": texts[idx[0]] if len(idx) else f"(empty cluster {k})",
+            "members": members,
+            "classes": [classes[c] for c in owners],
+        })
+    return props
+
+
+def check_inputs(emb: EmbeddingSet, clusters: Clustering, descriptions: dict | None, where: str) -> None:
+    """Refuse files that were not made from each other."""
+    if descriptions is not None:
+        # embed --drop-empty leaves classes without descriptions out of the embeddings
+        descriptions = {c: v for c, v in descriptions.items() if v or c in emb.descriptions}
+    if descriptions is not None and descriptions_hash(descriptions) != emb.source_hash:
+        raise ProlabError(f"{where}: the descriptions file differs from the descriptions the embeddings were made from")
+    if clusters.info.get("embeddings_hash") != embeddings_hash(emb):
+        raise ProlabError(f"{where}: the clusters were not computed from these embeddings (embeddings hash differs)")
+    if clusters.labels.shape != (emb.embeddings.shape[0],) or clusters.centres.shape[1] != emb.embeddings.shape[1]:
+        raise ProlabError(f"{where}: clusters and embeddings disagree in size")
+
+
+def build_label_space(
+    emb: EmbeddingSet,
+    clusters: Clustering,
+    name: str,
+    allow_collisions: bool = False,
+    provenance: dict | None = None,
+) -> LabelSpace:
+    """Assemble the label space (multi-hot, property names, provenance) from checked inputs."""
+    multi_hot = clusters.multi_hot(emb.desc_class, len(emb.classes))
+    groups = collision_groups(emb.classes, multi_hot)
+    if groups and not allow_collisions:
+        shown = "; ".join(", ".join(g) for g in groups)
+        raise ProlabError(
+            f"label space {name!r}: {len(groups)} groups of classes share identical property rows and could not"
+            f" be told apart: {shown} (raise K, improve the descriptions, or pass --allow-collisions)"
+        )
+    prov = dict(provenance or {})
+    prov["embed"] = emb.model
+    prov["cluster"] = clusters.info
+    prov["build"] = {"allow_collisions": allow_collisions, "property_names": "member description nearest the centre"}
+    space = LabelSpace(
+        name, emb.classes, multi_hot, clusters.centres, name_properties(emb, clusters), emb.descriptions,
+        {"provenance": prov, "libraries": library_versions()},
+        embeddings=emb.embeddings, desc_class=emb.desc_class, desc_cluster=clusters.labels,
+    )
+    return space
+
+
+def run_build(
+    embeddings_path: str | os.PathLike,
+    clusters_path: str | os.PathLike,
+    name: str,
+    out_dir: str | os.PathLike,
+    descriptions_path: str | os.PathLike | None = None,
+    allow_collisions: bool = False,
+    provenance: dict | None = None,
+) -> tuple[LabelSpace, Path]:
+    """The ``prolab build`` stage: load and cross-check the inputs, build, save atomically."""
+    from .interop import read_descriptions
+
+    emb = EmbeddingSet.load(embeddings_path)
+    clusters = Clustering.load(clusters_path)
+    descriptions = read_descriptions(descriptions_path)[0] if descriptions_path else None
+    check_inputs(emb, clusters, descriptions, f"build {name}")
+    space = build_label_space(emb, clusters, name, allow_collisions, provenance)
+    return space, space.save(out_dir)

@@ -1,0 +1,212 @@
+"""The cluster stage: k-means over all description embeddings pooled, as the paper did.
+
+``KMeans(n_clusters=K, random_state=seed, n_init=n_init)`` from scikit-learn on the float32
+description embeddings. The output file holds the raw centres [K,D] and one cluster label per
+description, plus the hash of the embeddings it came from so ``build`` can refuse a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import collision_groups
+from .atomic import write_bytes
+from .embed import EmbeddingSet, _safetensors_metadata
+from .errors import ProlabError
+
+FORMAT = "prolab-clusters"
+FORMAT_VERSION = "1"
+
+
+def embeddings_hash(emb: EmbeddingSet) -> str:
+    """Hash of the description embeddings and the descriptions they belong to."""
+    digest = hashlib.sha256(emb.source_hash.encode())
+    digest.update(np.ascontiguousarray(emb.embeddings, dtype="<f4").tobytes())
+    return digest.hexdigest()[:16]
+
+
+def parse_n_init(value: str | int) -> str | int:
+    """``auto`` or a positive integer, as scikit-learn's ``n_init``."""
+    if isinstance(value, int) or str(value).isdigit():
+        n = int(value)
+        if n < 1:
+            raise ProlabError(f"--n-init must be 'auto' or a positive integer, got {value!r}")
+        return n
+    if value != "auto":
+        raise ProlabError(f"--n-init must be 'auto' or a positive integer, got {value!r}")
+    return "auto"
+
+
+@dataclass
+class Clustering:
+    """Result of k-means: centres [K,D], labels [N], and how they were made."""
+
+    centres: np.ndarray
+    labels: np.ndarray
+    info: dict
+
+    @property
+    def k(self) -> int:
+        """Number of clusters."""
+        return int(self.centres.shape[0])
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Number of descriptions in each cluster."""
+        return np.bincount(self.labels, minlength=self.k)
+
+    @property
+    def empty(self) -> list[int]:
+        """Ids of clusters with no description."""
+        return [int(i) for i in np.flatnonzero(self.sizes == 0)]
+
+    def multi_hot(self, desc_class: np.ndarray, num_classes: int) -> np.ndarray:
+        """Class x cluster matrix: 1 where any description of the class fell in the cluster."""
+        out = np.zeros((num_classes, self.k), np.float32)
+        out[desc_class, self.labels] = 1.0
+        return out
+
+    def summary(self) -> str:
+        """A short report: K, inertia, cluster sizes and empty clusters."""
+        sizes = self.sizes
+        return (
+            f"K={self.k}  inertia={self.info['inertia']:.4f}  iterations={self.info['n_iter']}  "
+            f"sizes min/median/max={sizes.min()}/{int(np.median(sizes))}/{sizes.max()}  "
+            f"empty clusters={self.empty or 'none'}"
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a safetensors file (centres, labels, info) atomically."""
+        from safetensors.numpy import save
+
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "info": json.dumps(self.info, sort_keys=True)}
+        tensors = {"centres": np.ascontiguousarray(self.centres, np.float32), "labels": self.labels.astype(np.int64)}
+        return write_bytes(path, save(tensors, metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Clustering":
+        """Read and check a clusters file written by :meth:`save`."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+            tensors = load(data)
+            meta = _safetensors_metadata(data)
+            info = json.loads(meta.get("info", "null"))
+        except FileNotFoundError:
+            raise ProlabError(f"{path}: no such file") from None
+        except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+            raise ProlabError(f"{path}: not a safetensors file ({e})") from None
+        if meta.get("format") != FORMAT or not isinstance(info, dict):
+            raise ProlabError(f"{path}: not a prolab clusters file (format {meta.get('format')!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ProlabError(f"{path}: clusters format_version {meta.get('format_version')!r} is not supported")
+        if "centres" not in tensors or "labels" not in tensors:
+            raise ProlabError(f"{path}: needs tensors 'centres' and 'labels'")
+        out = cls(tensors["centres"], tensors["labels"], info)
+        if out.labels.size and (out.labels.min() < 0 or out.labels.max() >= out.k):
+            raise ProlabError(f"{path}: 'labels' outside 0..{out.k - 1}")
+        return out
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, n_init: str | int):
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        # fewer distinct points than K shows up as empty clusters, which we report ourselves
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(x)
+
+
+def cluster_embeddings(emb: EmbeddingSet, k: int, seed: int = 0, n_init: str | int = "auto") -> Clustering:
+    """k-means over all description embeddings pooled (the paper's call, seed recorded)."""
+    import sklearn
+
+    n = emb.embeddings.shape[0]
+    if k < 1:
+        raise ProlabError(f"K must be at least 1, got {k}")
+    if k > n:
+        raise ProlabError(f"K={k} is larger than the number of descriptions ({n}); choose K <= {n}")
+    n_init = parse_n_init(n_init)
+    km = _kmeans(emb.embeddings, k, seed, n_init)
+    labels = km.labels_.astype(np.int64)
+    centres = km.cluster_centers_.astype(np.float32)
+    # sklearn keeps a centre for a cluster that lost every point: such clusters are reported empty
+    info = {
+        "algorithm": "sklearn.cluster.KMeans",
+        "sklearn": sklearn.__version__,
+        "k": k,
+        "seed": seed,
+        "n_init": n_init,
+        "inertia": float(km.inertia_),
+        "n_iter": int(km.n_iter_),
+        "n_descriptions": n,
+        "embeddings_hash": embeddings_hash(emb),
+        "descriptions_hash": emb.source_hash,
+    }
+    return Clustering(centres, labels, info)
+
+
+def sweep(emb: EmbeddingSet, ks: list[int], seed: int = 0, n_init: str | int = "auto",
+          silhouette_sample: int = 5000) -> list[dict]:
+    """One row per K: inertia, silhouette (on at most ``silhouette_sample`` points), collisions."""
+    from sklearn.metrics import silhouette_score
+
+    rows = []
+    for k in ks:
+        result = cluster_embeddings(emb, k, seed, n_init)
+        distinct = len(np.unique(result.labels))
+        n = len(result.labels)
+        sil = (
+            float(silhouette_score(emb.embeddings, result.labels, sample_size=min(n, silhouette_sample),
+                                   random_state=seed))
+            if 1 < distinct < n else float("nan")
+        )
+        groups = collision_groups(emb.classes, result.multi_hot(emb.desc_class, len(emb.classes)))
+        rows.append({
+            "k": k, "inertia": result.info["inertia"], "silhouette": sil, "empty": len(result.empty),
+            "collisions": sum(len(g) for g in groups), "collision_groups": groups,
+        })
+    return rows
+
+
+def format_sweep(rows: list[dict]) -> str:
+    """The sweep as a fixed-width table."""
+    lines = [f"{'K':>6} {'inertia':>12} {'silhouette':>11} {'empty':>6} {'collisions':>11}"]
+    for r in rows:
+        lines.append(f"{r['k']:>6} {r['inertia']:>12.4f} {r['silhouette']:>11.4f} {r['empty']:>6} {r['collisions']:>11}")
+    return "\n".join(lines)
+
+
+def parse_ks(text: str) -> list[int]:
+    """``"32,64,128"`` -> [32, 64, 128]."""
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ProlabError(f"--sweep must be a comma-separated list of integers, got {text!r}") from None
+    if not ks:
+        raise ProlabError("--sweep needs at least one K")
+    return ks
+
+
+def run_cluster(embeddings_path: str | os.PathLike, output: str | os.PathLike | None, k: int | None,
+                seed: int = 0, n_init: str | int = "auto", sweep_ks: str | None = None) -> str:
+    """The ``prolab cluster`` stage; returns the report to print."""
+    emb = EmbeddingSet.load(embeddings_path)
+    if sweep_ks:
+        return format_sweep(sweep(emb, parse_ks(sweep_ks), seed, n_init))
+    if k is None or output is None:
+        raise ProlabError("prolab cluster needs -k and -o (or --sweep K1,K2,...)")
+    result = cluster_embeddings(emb, k, seed, n_init)
+    result.save(output)
+    return result.summary()

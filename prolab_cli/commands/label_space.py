@@ -1,0 +1,120 @@
+"""CLI commands of the label-space stages: embed, cluster, build, pipeline, inspect, bank import/export.
+
+Each command parses its options and calls one stage function.
+"""
+
+from __future__ import annotations
+
+import click
+
+_MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id, or a local model directory"
+
+
+@click.command()
+@click.argument("descriptions", type=click.Path(dir_okay=False))
+@click.option("--model", default="minilm", show_default=True, help=_MODEL_HELP)
+@click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]), default="sentence-transformers",
+              show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
+              help="default: mean for bge-* (as the paper), else the model's own")
+@click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
+@click.option("--drop-empty", is_flag=True, help="leave out classes that have no descriptions")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="embeddings .safetensors")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, output, quiet):
+    """Embed every description (and class name) of DESCRIPTIONS ({class: [descriptions]} JSON)."""
+    from ..embed import EmbedOptions, run_embed
+
+    options = EmbedOptions(model, backend, pooling, lowercase, batch_size, threads, download)
+    result = run_embed(descriptions, output, options, drop_empty=drop_empty, progress=not quiet)
+    click.echo(
+        f"{len(result.texts)} descriptions of {len(result.classes)} classes -> {output}"
+        f" (D={result.embeddings.shape[1]}, {result.encoded} embedded, rest from cache)"
+    )
+
+
+@click.command()
+@click.argument("embeddings", type=click.Path(dir_okay=False))
+@click.option("-k", "k", type=int, default=None, help="number of properties (clusters)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-init", default="auto", show_default=True, help="'auto' or a number of k-means restarts")
+@click.option("--sweep", "sweep_ks", default=None, help="comma-separated Ks: print inertia/silhouette/collisions")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="clusters .safetensors")
+def cluster(embeddings, k, seed, n_init, sweep_ks, output):
+    """k-means over all description embeddings of EMBEDDINGS pooled."""
+    from ..cluster import run_cluster
+
+    click.echo(run_cluster(embeddings, output, k, seed, n_init, sweep_ks))
+
+
+@click.command()
+@click.option("--descriptions", type=click.Path(dir_okay=False), default=None,
+              help="descriptor JSON (checked against the embeddings)")
+@click.option("--embeddings", required=True, type=click.Path(dir_okay=False))
+@click.option("--clusters", required=True, type=click.Path(dir_okay=False))
+@click.option("--name", required=True, help="artifact name, e.g. ade20k-bge-base-k256")
+@click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
+@click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")
+def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions):
+    """Build the versioned label-space artifact from embeddings and clusters."""
+    from ..build import run_build
+
+    space, path = run_build(embeddings, clusters, name, out_dir, descriptions, allow_collisions)
+    click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")
+    if space.collisions():
+        click.echo(f"warning: collisions accepted: {space.collisions()}", err=True)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="re-run every stage even when nothing changed")
+def pipeline(config, force):
+    """Run describe -> embed -> cluster -> build from a YAML CONFIG, skipping unchanged stages."""
+    from ..pipeline import run_pipeline
+
+    result = run_pipeline(config, force=force, echo=click.echo)
+    click.echo(f"{result.path}  version {result.space.version}")
+
+
+@click.command()
+@click.argument("artifact")
+@click.option("--class", "cls", default=None, help="show the properties of this class")
+@click.option("--property", "prop", type=int, default=None, help="show the members of property K")
+@click.option("--similar", default=None, help="classes sharing most properties with this class")
+@click.option("--top", type=int, default=10, show_default=True, help="rows for --similar")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the class x property matrix")
+def inspect(artifact, cls, prop, similar, top, plot):
+    """Describe a label-space ARTIFACT (directory, or the name of a shipped one)."""
+    from ..inspection import run_inspect
+
+    click.echo(run_inspect(artifact, cls, prop, similar, plot, top))
+
+
+@click.command("import-bank")
+@click.argument("bank", type=click.Path(dir_okay=False))
+@click.option("--name", required=True, help="artifact name")
+@click.option("--key", default=None, help="bank entry, if the file holds several")
+@click.option("--classes", "classes_spec", default=None,
+              help="class list (built-in name or file) when the bank's descriptions do not name the classes")
+@click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
+def import_bank(bank, name, key, classes_spec, out_dir):
+    """Import ProLab's embedding-bank .pth as a verified artifact."""
+    from ..interop import run_import_bank
+
+    space, path = run_import_bank(bank, name, out_dir, key, classes_spec)
+    click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")
+
+
+@click.command("export-bank")
+@click.argument("artifact")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="bank .pth")
+@click.option("--key", default=None, help="entry name (default <model>_gpt3.5_cluster_<K>_embeddings_and_labels)")
+def export_bank(artifact, output, key):
+    """Export an artifact as ProLab's embedding-bank .pth."""
+    from ..interop import run_export_bank
+
+    path, key = run_export_bank(artifact, output, key)
+    click.echo(f"{path}  entry {key!r}")

