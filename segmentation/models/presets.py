@@ -1,0 +1,165 @@
+"""Named model presets (the published ViT-Adapter / BEiT-Adapter + UperNet hyper-parameters) and
+``build_segmentor``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+
+from prolab_cli.errors import ProlabError
+
+from .backbone import BEiTAdapter, ViTAdapter
+from .fcn import FCNHead
+from .property_head import PropertyBank, as_float_tensor
+from .segmentor import Segmentor
+from .uper import UPerHead
+
+_STAGES_12 = ((0, 2), (3, 5), (6, 8), (9, 11))
+_STAGES_24 = ((0, 5), (6, 11), (12, 17), (18, 23))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the architecture (and so the state-dict keys and shapes)."""
+
+    backbone: str = "vit"               # "vit" (ViT/DeiT/AugReg) or "beit" (BEiT/BEiTv2)
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    pretrain_size: int = 224            # ViT: grid of the stored pos_embed (resized on the fly)
+    img_size: int = 512                 # BEiT: the fixed input size of the relative position bias
+    drop_path_rate: float = 0.3
+    conv_inplane: int = 64
+    n_points: int = 4
+    deform_num_heads: int = 12
+    init_values: float = 0.0            # injector gamma (and BEiT layer scale) initial value
+    cffn_ratio: float = 0.25
+    deform_ratio: float = 0.5
+    interaction_indexes: tuple = _STAGES_12
+    decode_channels: int = 512
+    aux_channels: int = 256
+    aux_in_index: int = 2
+    pool_scales: tuple = (1, 2, 3, 6)
+    dropout_ratio: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; unknown fields are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ProlabError(f"model config: unknown fields {unknown}")
+        d = dict(d)
+        for key in ("interaction_indexes", "pool_scales"):
+            if key in d:
+                d[key] = tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in d[key])
+        return cls(**d)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # tiny model for tests and CPU demos (64x64..128x128 inputs)
+    "vit-adapter-nano": ModelConfig(embed_dim=96, depth=4, num_heads=3, drop_path_rate=0.0,
+                                    conv_inplane=16, deform_num_heads=3, deform_ratio=1.0,
+                                    interaction_indexes=((0, 0), (1, 1), (2, 2), (3, 3)),
+                                    decode_channels=64, aux_channels=32),
+    "vit-adapter-t": ModelConfig(embed_dim=192, depth=12, num_heads=3, drop_path_rate=0.1,
+                                 deform_num_heads=6, deform_ratio=1.0),
+    "vit-adapter-s": ModelConfig(embed_dim=384, depth=12, num_heads=6, drop_path_rate=0.2,
+                                 deform_num_heads=6, deform_ratio=1.0),
+    "vit-adapter-b": ModelConfig(),
+    "vit-adapter-l": ModelConfig(embed_dim=1024, depth=24, num_heads=16, pretrain_size=384,
+                                 drop_path_rate=0.4, deform_num_heads=16,
+                                 interaction_indexes=_STAGES_24),
+    "beit-adapter-l": ModelConfig(backbone="beit", embed_dim=1024, depth=24, num_heads=16,
+                                  img_size=640, drop_path_rate=0.3, deform_num_heads=16,
+                                  init_values=1e-6, interaction_indexes=_STAGES_24,
+                                  decode_channels=1024),
+    "beitv2-adapter-l": ModelConfig(backbone="beit", embed_dim=1024, depth=24, num_heads=16,
+                                    img_size=896, drop_path_rate=0.3, deform_num_heads=16,
+                                    init_values=1e-6, interaction_indexes=_STAGES_24,
+                                    decode_channels=1024),
+}
+
+
+def resolve_config(preset: str | ModelConfig, **overrides: Any) -> ModelConfig:
+    """A preset name or a config, with the non-None ``overrides`` applied."""
+    if isinstance(preset, ModelConfig):
+        cfg = preset
+    elif preset in PRESETS:
+        cfg = PRESETS[preset]
+    else:
+        raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def build_backbone(cfg: ModelConfig, with_cp: bool = False, sync_bn: bool | None = None):
+    """The ViT-Adapter / BEiT-Adapter backbone of ``cfg``."""
+    common = dict(embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+                  mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
+                  conv_inplane=cfg.conv_inplane, n_points=cfg.n_points,
+                  deform_num_heads=cfg.deform_num_heads, init_values=cfg.init_values,
+                  cffn_ratio=cfg.cffn_ratio, deform_ratio=cfg.deform_ratio,
+                  interaction_indexes=cfg.interaction_indexes, with_cp=with_cp, sync_bn=sync_bn)
+    if cfg.backbone == "vit":
+        return ViTAdapter(pretrain_size=cfg.pretrain_size, **common)
+    if cfg.backbone == "beit":
+        return BEiTAdapter(img_size=cfg.img_size, **common)
+    raise ProlabError(f"model config: unknown backbone {cfg.backbone!r} (use 'vit' or 'beit')")
+
+
+def build_segmentor(preset: str | ModelConfig = "vit-adapter-b", num_classes: int | None = None,
+                    class_rows: Any = None, centres: Any = None, temperature: float = 0.04,
+                    normalize_embedding: bool = False, loss: str = "cosine",
+                    aux_weight: float = 0.4, img_size: int | None = None,
+                    drop_path_rate: float | None = None, with_cp: bool = False,
+                    pretrained: str | None = None, sync_bn: bool | None = None,
+                    device: str | torch.device | None = None) -> Segmentor:
+    """Build ViT-Adapter + UperNet + FCN auxiliary head.
+
+    One-hot head: give ``num_classes``. Property head: give ``class_rows`` [C,K] and ``centres``
+    [K,D] (the heads then emit D-dim embeddings). ``img_size`` / ``drop_path_rate`` override the
+    preset. ``pretrained`` is a local DeiT/BEiT ``.pth`` or timm ``.safetensors`` for the plain
+    backbone. ``device="meta"`` builds without allocating memory (for key/shape checks).
+    """
+    cfg = resolve_config(preset, img_size=img_size, drop_path_rate=drop_path_rate)
+    with torch.device(device) if device is not None else _nullcontext():
+        bank = None
+        if class_rows is not None or centres is not None:
+            if class_rows is None or centres is None:
+                raise ProlabError("the property head needs both class_rows and centres")
+            rows, cents = as_float_tensor(class_rows, "class_rows"), as_float_tensor(centres, "centres")
+            if num_classes is not None and num_classes != rows.shape[0]:
+                raise ProlabError(f"num_classes={num_classes} but class_rows has {rows.shape[0]} rows")
+            bank = PropertyBank(rows, cents, temperature, normalize_embedding)
+            out_channels = bank.dim
+        elif num_classes is None or num_classes < 1:
+            raise ProlabError("give num_classes (one-hot head) or class_rows and centres (property head)")
+        else:
+            out_channels = num_classes
+        backbone = build_backbone(cfg, with_cp, sync_bn)
+        width = cfg.embed_dim
+        decode = UPerHead([width] * 4, cfg.decode_channels, out_channels, cfg.pool_scales,
+                          cfg.dropout_ratio, sync_bn)
+        aux = FCNHead(width, cfg.aux_channels, out_channels, cfg.aux_in_index,
+                      dropout_ratio=cfg.dropout_ratio, sync_bn=sync_bn)
+        model = Segmentor(backbone, decode, aux, bank, aux_weight, loss, cfg)
+    if pretrained is not None:
+        from .pretrained import load_pretrained
+
+        load_pretrained(model.backbone, pretrained)
+    return model
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

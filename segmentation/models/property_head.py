@@ -1,0 +1,121 @@
+"""The ProLab property classifier: pixel embeddings scored against property centres, class
+scores as the cosine between property scores and each class's multi-hot row, and the losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prolab_cli.errors import ProlabError
+
+from .layers import resize
+
+IGNORE_INDEX = 255
+
+
+def as_float_tensor(x: Any, name: str) -> torch.Tensor:
+    """A 2-D float32 tensor from a tensor / numpy array / nested list, or a ProlabError."""
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.ndim != 2:
+        raise ProlabError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
+    return t.to(torch.float32)
+
+
+class PropertyBank(nn.Module):
+    """Holds the L2-normalised centres [K,D] and the class rows [C,K] as non-persistent buffers
+    (they are not in released checkpoints; our checkpoints store them beside the state dict).
+
+    z = e . c_k (e optionally L2-normalised), p = sigmoid(z / T), class score s_c = cos(p, y_c).
+    """
+
+    def __init__(self, class_rows: Any, centres: Any, temperature: float = 0.04,
+                 normalize_embedding: bool = False):
+        super().__init__()
+        if temperature <= 0:
+            raise ProlabError(f"temperature must be > 0, got {temperature}")
+        centres = as_float_tensor(centres, "centres")
+        if centres.device.type != "meta" and bool((centres.norm(dim=1) == 0).any()):
+            raise ProlabError("centres: a property centre has zero norm")
+        self.register_buffer("centres", F.normalize(centres, dim=1), persistent=False)
+        self.register_buffer("class_rows", torch.empty(0, centres.shape[0]), persistent=False)
+        self.temperature = float(temperature)
+        self.normalize_embedding = bool(normalize_embedding)
+        self.set_class_rows(class_rows)
+
+    @property
+    def num_properties(self) -> int:
+        return self.centres.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.centres.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_rows.shape[0]
+
+    def set_class_rows(self, rows: Any) -> None:
+        """Replace the class rows [C', K] (same properties, any number of classes)."""
+        rows = as_float_tensor(rows, "class_rows")
+        if rows.shape[1] != self.num_properties:
+            raise ProlabError(f"class_rows has {rows.shape[1]} properties, the centres have "
+                              f"{self.num_properties}")
+        if rows.device.type != "meta":
+            empty = (rows.abs().sum(1) == 0).nonzero().flatten().tolist()
+            if empty:
+                raise ProlabError(f"class_rows: classes {empty} own no property (all-zero rows)")
+        self.class_rows = rows.to(device=self.centres.device, dtype=self.centres.dtype)
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Pixel embedding [B,D,h,w] -> property logits z [B,K,h,w]."""
+        if self.normalize_embedding:
+            embedding = F.normalize(embedding, dim=1)
+        return torch.einsum("bdhw,kd->bkhw", embedding, self.centres.to(embedding.dtype))
+
+    def scores(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Property scores p = sigmoid(z / T): [B,K,h,w]."""
+        return torch.sigmoid(self.logits(embedding) / self.temperature)
+
+    def class_scores(self, props: torch.Tensor) -> torch.Tensor:
+        """Cosine between property scores [B,K,h,w] and each class row: [B,C,h,w]."""
+        rows = F.normalize(self.class_rows.to(props.dtype), dim=1)
+        return torch.einsum("bkhw,ck->bchw", F.normalize(props, dim=1), rows)
+
+    def loss(self, embedding: torch.Tensor, label: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+        """Mean over valid pixels (label != 255) of 1 - cos(p, y_label) (or BCE(p, y_label)),
+        with the embedding brought to the label's resolution (bilinear) before the sigmoid."""
+        if self.normalize_embedding:
+            z = self.logits(resize(embedding, label.shape[-2:]))
+        else:  # the dot product is linear per pixel, so resizing z equals resizing e (K <= D channels)
+            z = resize(self.logits(embedding), label.shape[-2:])
+        valid = label != IGNORE_INDEX
+        if not bool(valid.any()):
+            return z.sum() * 0.0
+        target_ids = label[valid]
+        if int(target_ids.max()) >= self.num_classes or int(target_ids.min()) < 0:
+            raise ProlabError(f"label ids must be in [0, {self.num_classes}) or 255, "
+                              f"got {int(target_ids.min())}..{int(target_ids.max())}")
+        z = z.permute(0, 2, 3, 1)[valid] / self.temperature
+        target = self.class_rows.to(z.dtype)[target_ids]
+        if kind == "cosine":
+            return (1.0 - F.cosine_similarity(torch.sigmoid(z), target, dim=1)).mean()
+        if kind == "bce":
+            return F.binary_cross_entropy_with_logits(z, target)
+        raise ProlabError(f"unknown property loss {kind!r} (use 'cosine' or 'bce')")
+
+
+def cross_entropy_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Pixel cross-entropy at the label's resolution, mean over valid pixels (255 ignored)."""
+    logits = resize(logits, label.shape[-2:])
+    valid = label != IGNORE_INDEX
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    ids = label[valid]
+    if int(ids.max()) >= logits.shape[1] or int(ids.min()) < 0:
+        raise ProlabError(f"label ids must be in [0, {logits.shape[1]}) or 255, "
+                          f"got {int(ids.min())}..{int(ids.max())}")
+    return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
