@@ -78,6 +78,26 @@ def build_label_space(
     return space
 
 
+def describe_provenance(descriptions_path: Path) -> dict:
+    """The describe stage's sidecar for a descriptions file, or where the file came from."""
+    import hashlib
+    import json
+
+    from .describe import provenance_path
+
+    digest = hashlib.sha256(descriptions_path.read_bytes()).hexdigest()
+    sidecar = provenance_path(descriptions_path)
+    if sidecar.is_file():
+        try:
+            recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise ProlabError(f"{sidecar}: malformed JSON") from None
+        if isinstance(recorded, dict) and recorded.get("descriptions_sha256") == digest:
+            return recorded
+    # no sidecar, or the file was edited after describe wrote it
+    return {"descriptions_file": descriptions_path.name, "descriptions_sha256": digest}
+
+
 def run_build(
     embeddings_path: str | os.PathLike,
     clusters_path: str | os.PathLike,
@@ -94,5 +114,8 @@ def run_build(
     clusters = Clustering.load(clusters_path)
     descriptions = read_descriptions(descriptions_path)[0] if descriptions_path else None
     check_inputs(emb, clusters, descriptions, f"build {name}")
+    provenance = dict(provenance or {})
+    if descriptions_path and "describe" not in provenance:
+        provenance["describe"] = describe_provenance(Path(descriptions_path))
     space = build_label_space(emb, clusters, name, allow_collisions, provenance)
     return space, space.save(out_dir)

@@ -1,0 +1,259 @@
+"""``prolab pipeline CONFIG.yaml``: describe -> embed -> cluster -> build, skipping unchanged stages.
+
+A config (paths relative to the config file)::
+
+    name: cityscapes-minilm-k32
+    out_dir: label_spaces          # where the artifact directory goes
+    work_dir: work/cityscapes      # intermediate files and stage stamps
+    describe:                      # or `descriptions: FILE.json` to start from a file
+      classes: cityscapes
+      llm: local
+      template: prolab
+      min: 3
+      attempts: 3
+      seed: 0
+      threads: 1
+      sampling: {temperature: 0.0}
+    embed: {model: minilm, backend: sentence-transformers, batch_size: 64}
+    cluster: {k: 32, seed: 0, n_init: auto}
+    build: {allow_collisions: false}
+
+Every stage writes a stamp (``<stage>.stamp.json``) with the hash of its inputs and options and
+the hash of what it wrote; a stage whose stamp matches and whose output is intact is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifact import LabelSpace
+from .atomic import write_json
+from .cache import content_key
+from .errors import ProlabError
+
+STAGES = ("describe", "embed", "cluster", "build")
+_KNOWN = {
+    "top": {"name", "out_dir", "work_dir", "describe", "descriptions", "embed", "cluster", "build"},
+    "describe": {"classes", "llm", "template", "base_url", "min", "attempts", "seed", "jobs", "threads",
+                 "n_ctx", "timeout", "mode", "sampling"},
+    "embed": {"model", "backend", "pooling", "lowercase", "batch_size", "threads", "download", "drop_empty"},
+    "cluster": {"k", "seed", "n_init"},
+    "build": {"allow_collisions"},
+}
+
+
+@dataclass
+class PipelineConfig:
+    """A parsed, checked pipeline config with paths made absolute."""
+
+    name: str
+    out_dir: Path
+    work_dir: Path
+    describe: dict[str, Any] | None
+    descriptions: Path | None
+    embed: dict[str, Any]
+    cluster: dict[str, Any]
+    build: dict[str, Any]
+    source: str
+
+
+@dataclass
+class PipelineResult:
+    """The built label space, where it is, and which stages ran (False = skipped)."""
+
+    space: LabelSpace
+    path: Path
+    ran: dict[str, bool] = field(default_factory=dict)
+
+
+def _section(data: dict, key: str, source: str) -> dict:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise ProlabError(f"{source}: '{key}' must be a mapping")
+    unknown = sorted(set(value) - _KNOWN[key])
+    if unknown:
+        raise ProlabError(f"{source}: unknown field(s) {', '.join(f'{key}.{u}' for u in unknown)}")
+    return dict(value)
+
+
+def load_config(path: str | os.PathLike) -> PipelineConfig:
+    """Read and check a pipeline YAML file."""
+    import yaml
+
+    path = Path(path)
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProlabError(f"{source}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ProlabError(f"{source}: malformed YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ProlabError(f"{source}: a pipeline config must be a YAML mapping")
+    unknown = sorted(set(data) - _KNOWN["top"])
+    if unknown:
+        raise ProlabError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or "/" in name:
+        raise ProlabError(f"{source}: 'name' must be a non-empty artifact name without '/'")
+    base = path.resolve().parent
+    describe = _section(data, "describe", source) if data.get("describe") is not None else None
+    descriptions = base / data["descriptions"] if data.get("descriptions") else None
+    if (describe is None) == (descriptions is None):
+        raise ProlabError(f"{source}: give exactly one of 'describe' (run the LLM) or 'descriptions' (a file)")
+    if describe is not None and not describe.get("classes"):
+        raise ProlabError(f"{source}: 'describe.classes' is required (a built-in list or a file)")
+    cluster = _section(data, "cluster", source)
+    if not isinstance(cluster.get("k"), int):
+        raise ProlabError(f"{source}: 'cluster.k' (an integer) is required")
+    return PipelineConfig(
+        name=name,
+        out_dir=base / data.get("out_dir", "label_spaces"),
+        work_dir=base / data.get("work_dir", f"{name}.work"),
+        describe=describe,
+        descriptions=descriptions,
+        embed=_section(data, "embed", source),
+        cluster=cluster,
+        build=_section(data, "build", source),
+        source=source,
+    )
+
+
+def _file_sha(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Stamps:
+    """Per-stage stamps: the key of inputs+options and the hash of the output they produced."""
+
+    def __init__(self, work_dir: Path, force: bool):
+        self.dir = work_dir
+        self.force = force
+
+    def fresh(self, stage: str, key: str, output: Path) -> bool:
+        stamp = self.dir / f"{stage}.stamp.json"
+        if self.force or not stamp.is_file():
+            return False
+        try:
+            data = json.loads(stamp.read_text())
+        except json.JSONDecodeError:
+            return False
+        return data.get("key") == key and data.get("output") == _output_hash(output)
+
+    def write(self, stage: str, key: str, output: Path) -> None:
+        write_json(self.dir / f"{stage}.stamp.json", {"key": key, "output": _output_hash(output)})
+
+
+def _output_hash(path: Path) -> str | None:
+    if path.is_dir():
+        try:
+            return LabelSpace.load(path).version
+        except ProlabError:
+            return None
+    return _file_sha(path)
+
+
+def _describe(cfg: PipelineConfig, out: Path, backend) -> None:
+    from .classes import load_classes
+    from .describe import describe_classes, write_descriptions
+    from .llm import resolve_backend
+
+    d = cfg.describe
+    classes = load_classes(d["classes"])
+    own = backend is None
+    if own:
+        backend = resolve_backend(d.get("llm", "local"), base_url=d.get("base_url"), threads=d.get("threads", 1),
+                                  n_ctx=d.get("n_ctx", 2048), timeout=d.get("timeout", 60.0),
+                                  mode=d.get("mode", "auto"))
+    try:
+        result = describe_classes(
+            classes, backend, d.get("template", "prolab"), min_descriptions=d.get("min", 3),
+            attempts=d.get("attempts", 3), seed=d.get("seed", 0), jobs=d.get("jobs", 1),
+            sampling=d.get("sampling"),
+        )
+    finally:
+        if own:
+            backend.close()
+    write_descriptions(result, out)
+    if result.failed:
+        raise ProlabError(
+            f"{cfg.source}: describe left out {len(result.failed)} class(es) with too few descriptions:"
+            f" {', '.join(result.failed)} (raise describe.attempts or lower describe.min)"
+        )
+
+
+def _describe_key(cfg: PipelineConfig, backend) -> str:
+    from .classes import load_classes
+    from .templates import load_template
+
+    d = cfg.describe
+    llm = backend.identity() if backend is not None else {"llm": d.get("llm", "local"), "base_url": d.get("base_url")}
+    template = load_template(d.get("template", "prolab")).sha256
+    return content_key("describe", load_classes(d["classes"]), llm, template, d)
+
+
+def run_pipeline(
+    config: str | os.PathLike | PipelineConfig,
+    force: bool = False,
+    echo: Callable[[str], Any] = print,
+    backend=None,
+    progress: bool = True,
+) -> PipelineResult:
+    """Run the four stages of ``config``; ``backend`` replaces the configured LLM (tests, servers)."""
+    from .build import run_build
+    from .cluster import run_cluster
+    from .embed import EmbedOptions, run_embed
+
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    stamps = _Stamps(cfg.work_dir, force)
+    ran: dict[str, bool] = {}
+
+    def stage(name: str, key: str, output: Path, run: Callable[[], Any]) -> None:
+        if stamps.fresh(name, key, output):
+            echo(f"{name}: unchanged, skipped")
+            ran[name] = False
+            return
+        echo(f"{name}: running")
+        run()
+        stamps.write(name, key, output)
+        ran[name] = True
+
+    if cfg.describe is not None:
+        descriptions = cfg.work_dir / "descriptions.json"
+        stage("describe", _describe_key(cfg, backend), descriptions, lambda: _describe(cfg, descriptions, backend))
+    else:
+        descriptions = cfg.descriptions
+        if not descriptions.is_file():
+            raise ProlabError(f"{cfg.source}: descriptions file {descriptions} does not exist")
+
+    e = cfg.embed
+    options = EmbedOptions(
+        model=e.get("model", "minilm"), backend=e.get("backend", "sentence-transformers"), pooling=e.get("pooling"),
+        lowercase=e.get("lowercase"), batch_size=e.get("batch_size", 64), threads=e.get("threads"),
+        download=e.get("download", False),
+    )
+    embeddings = cfg.work_dir / "embeddings.safetensors"
+    embed_key = content_key("embed", _file_sha(descriptions), e)
+    stage("embed", embed_key, embeddings,
+          lambda: run_embed(descriptions, embeddings, options, e.get("drop_empty", False), progress))
+
+    c = cfg.cluster
+    clusters = cfg.work_dir / "clusters.safetensors"
+    cluster_key = content_key("cluster", _file_sha(embeddings), c)
+    stage("cluster", cluster_key, clusters,
+          lambda: echo(run_cluster(embeddings, clusters, c["k"], c.get("seed", 0), c.get("n_init", "auto"))))
+
+    b = cfg.build
+    artifact = cfg.out_dir / cfg.name
+    build_key = content_key("build", _file_sha(descriptions), _file_sha(embeddings), _file_sha(clusters), cfg.name, b)
+    stage("build", build_key, artifact,
+          lambda: run_build(embeddings, clusters, cfg.name, cfg.out_dir, descriptions, b.get("allow_collisions", False)))
+    return PipelineResult(LabelSpace.load(artifact), artifact, ran)

@@ -1,0 +1,115 @@
+"""The cluster stage on small synthetic embeddings (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from prolab_cli.cli import main
+from prolab_cli.cluster import Clustering, cluster_embeddings, format_sweep, parse_n_init, sweep
+from prolab_cli.embed import EmbeddingSet
+from prolab_cli.errors import ProlabError
+
+
+def blobs(n_classes=4, per_class=5, dim=16, seed=0) -> EmbeddingSet:
+    """Descriptions of each class scattered around that class's own direction."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes, dim))
+    descriptions, rows = {}, []
+    for c in range(n_classes):
+        descriptions[f"class{c}"] = [f"description {i} of class {c}" for i in range(per_class)]
+        rows.append(centres[c] + 0.05 * rng.standard_normal((per_class, dim)))
+    x = np.concatenate(rows).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    names = np.stack([centres[c] / np.linalg.norm(centres[c]) for c in range(n_classes)]).astype(np.float32)
+    return EmbeddingSet(descriptions, x, names, {"model": "synthetic"})
+
+
+def test_kmeans_recovers_blobs_and_is_seeded():
+    emb = blobs()
+    a = cluster_embeddings(emb, 4, seed=0)
+    b = cluster_embeddings(emb, 4, seed=0)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centres, b.centres)
+    assert a.centres.shape == (4, 16) and a.centres.dtype == np.float32
+    # each class's five descriptions share one cluster, and the four clusters differ
+    per_class = a.labels.reshape(4, 5)
+    assert (per_class == per_class[:, :1]).all()
+    assert len(set(per_class[:, 0])) == 4
+    assert sorted(a.sizes.tolist()) == [5, 5, 5, 5]
+    assert a.empty == []
+    assert a.info["seed"] == 0 and a.info["n_init"] == "auto" and a.info["inertia"] > 0
+    mh = a.multi_hot(emb.desc_class, 4)
+    assert mh.sum(1).tolist() == [1, 1, 1, 1]
+    assert "K=4" in a.summary() and "empty clusters=none" in a.summary()
+
+
+def test_matches_sklearn_call():
+    from sklearn.cluster import KMeans
+
+    emb = blobs(seed=3)
+    ours = cluster_embeddings(emb, 6, seed=7, n_init=3)
+    ref = KMeans(n_clusters=6, random_state=7, n_init=3).fit(emb.embeddings)
+    np.testing.assert_array_equal(ours.labels, ref.labels_)
+    np.testing.assert_allclose(ours.centres, ref.cluster_centers_, rtol=0, atol=0)
+    assert ours.info["inertia"] == pytest.approx(ref.inertia_)
+
+
+def test_k_too_large_and_bad_n_init():
+    emb = blobs(n_classes=2, per_class=3)
+    with pytest.raises(ProlabError, match=r"K=7 is larger than the number of descriptions \(6\)"):
+        cluster_embeddings(emb, 7)
+    with pytest.raises(ProlabError, match="at least 1"):
+        cluster_embeddings(emb, 0)
+    assert parse_n_init("auto") == "auto" and parse_n_init("4") == 4
+    for bad in ("0", "many", -1):
+        with pytest.raises(ProlabError, match="--n-init"):
+            parse_n_init(bad)
+
+
+def test_empty_clusters_are_reported():
+    # four descriptions but only two distinct points: K=3 leaves one cluster without members
+    x = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
+    emb = EmbeddingSet({"a": ["x", "y"], "b": ["z", "w"]}, x, np.eye(2, dtype=np.float32), {})
+    result = cluster_embeddings(emb, 3)
+    assert len(result.empty) == 1
+    assert f"empty clusters={result.empty}" in result.summary()
+
+
+def test_sweep_table_counts_collisions():
+    emb = blobs(n_classes=4, per_class=5)
+    rows = sweep(emb, [2, 4])
+    assert [r["k"] for r in rows] == [2, 4]
+    assert rows[0]["collisions"] >= 2 and rows[1]["collisions"] == 0
+    assert rows[1]["inertia"] < rows[0]["inertia"]
+    assert rows[1]["silhouette"] > 0.5
+    table = format_sweep(rows)
+    assert table.splitlines()[0].split() == ["K", "inertia", "silhouette", "empty", "collisions"]
+    assert len(table.splitlines()) == 3
+
+
+def test_file_round_trip_and_cli(tmp_path):
+    emb = blobs()
+    emb_path = emb.save(tmp_path / "e.safetensors")
+    out = tmp_path / "c.safetensors"
+    result = CliRunner().invoke(main, ["cluster", str(emb_path), "-k", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "K=4" in result.output
+    loaded = Clustering.load(out)
+    np.testing.assert_array_equal(loaded.labels, cluster_embeddings(emb, 4).labels)
+
+    result = CliRunner().invoke(main, ["cluster", str(emb_path), "--sweep", "2,3"])
+    assert result.exit_code == 0 and "silhouette" in result.output
+
+    result = CliRunner().invoke(main, ["cluster", str(emb_path), "-k", "99", "-o", str(out)])
+    assert result.exit_code == 1 and "K=99 is larger" in result.output
+
+    result = CliRunner().invoke(main, ["cluster", str(emb_path), "--sweep", "2,x"])
+    assert result.exit_code == 1 and "comma-separated" in result.output
+
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    result = CliRunner().invoke(main, ["cluster", str(tmp_path / "junk.safetensors"), "-k", "2", "-o", str(out)])
+    assert result.exit_code == 1 and "junk.safetensors" in result.output
+    with pytest.raises(ProlabError, match="not a prolab clusters file"):
+        Clustering.load(emb_path)
