@@ -80,15 +80,15 @@ def load_classes(name_or_path: str | Path) -> list[str]:
         raise ProlabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ProlabError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_class_list(text, str(path))
+    return parse_class_list(text, str(path), as_json=path.suffix.lower() == ".json")
 
 
-def parse_class_list(text: str, source: str = "<classes>") -> list[str]:
-    """Parse a class list from ``text``: a JSON list of strings when it starts with ``[``,
-    otherwise one name per line. ``source`` names the file in errors."""
+def parse_class_list(text: str, source: str = "<classes>", as_json: bool = False) -> list[str]:
+    """Parse a class list from ``text``: JSON (a list of strings) when ``as_json`` or when it
+    starts with ``[`` or ``{``, otherwise one name per line. ``source`` names the file in errors."""
     if not text.strip():
         raise ProlabError(f"{source}: the class list is empty")
-    if text.lstrip().startswith("["):
+    if as_json or text.lstrip()[:1] in ("[", "{"):
         entries = _json_entries(text, source)
     else:
         lines = text.splitlines()
@@ -107,7 +107,7 @@ def _json_entries(text: str, source: str) -> list[tuple[int, str]]:
     if not isinstance(items, list):
         raise ProlabError(f"{source}: expected a JSON list of class names")
     decoder = json.JSONDecoder()
-    pos = text.index("[") + 1
+    pos = text.index("[") + 1  # json.loads gave a list, so the first "[" opens it
     entries: list[tuple[int, str]] = []
     for index, item in enumerate(items):
         while text[pos] in " \t\r\n,":
