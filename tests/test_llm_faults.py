@@ -1,0 +1,154 @@
+"""The OpenAI-compatible backend against a local HTTP server that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email.utils import formatdate
+
+import openai  # noqa: F401  (imported up front so timings measure waiting, not importing)
+import pytest
+from click.testing import CliRunner
+
+from prolab_cli.cli import main
+from prolab_cli.describe import describe_classes
+from prolab_cli.errors import ProlabError
+from prolab_cli.llm import RetryPolicy, resolve_backend
+from prolab_cli.llm.openai_backend import is_loopback, parse_retry_after
+from prolab_cli.llm.testing import FakeOpenAIServer, Fault
+
+TINY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005)
+
+
+@pytest.fixture(autouse=True)
+def _no_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+def run(server, classes=("car",), timeout=5.0, **kwargs):
+    backend = resolve_backend("openai:fake-model", base_url=server.base_url, timeout=timeout)
+    try:
+        return describe_classes(list(classes), backend, "prolab", retry=kwargs.pop("retry", TINY),
+                                progress=False, **kwargs)
+    finally:
+        backend.close()
+
+
+def test_429_waits_for_retry_after(server):
+    server.add_faults(Fault("status", 429, {"Retry-After": "1"}, '{"error": {"message": "rate limited"}}'))
+    start = time.perf_counter()
+    result = run(server)
+    elapsed = time.perf_counter() - start
+    assert 1.0 <= elapsed < 2.0  # backoff alone would be milliseconds
+    assert result.provenance["per_class"]["car"]["retries"] == 1
+    assert server.requests == 2 and len(result.descriptions["car"]) == 5
+
+
+def test_500_and_malformed_json_are_retried(server):
+    server.add_faults(Fault("status", 500, body="upstream exploded"), Fault("malformed"),
+                      Fault("status", 502, body="<html>bad gateway</html>"))
+    result = run(server)
+    assert result.provenance["per_class"]["car"]["retries"] == 3
+    assert server.requests == 4 and result.failed == []
+
+
+def test_slow_reply_times_out_and_is_retried(server):
+    server.add_faults(Fault("slow", delay=1.5))
+    start = time.perf_counter()
+    result = run(server, timeout=0.3)
+    assert time.perf_counter() - start < 1.4
+    assert result.provenance["per_class"]["car"]["retries"] == 1 and result.failed == []
+
+
+def test_400_fails_fast_with_the_server_message(server):
+    server.add_faults(Fault("status", 400, body='{"error": {"message": "model fake-model does not exist"}}'))
+    with pytest.raises(ProlabError) as info:
+        run(server, retry=RetryPolicy(max_attempts=5, base_delay=5.0))
+    assert "HTTP 400: model fake-model does not exist" in info.value.message
+    assert server.requests == 1
+
+
+def test_persistent_503_gives_up_after_max_attempts(server):
+    server.add_faults(*[Fault("status", 503, body="overloaded")] * 4)
+    with pytest.raises(ProlabError, match=r"class 'car': gave up after 4 attempts: .*HTTP 503: overloaded"):
+        run(server)
+    assert server.requests == 4
+
+
+def test_completion_mode_uses_the_completions_endpoint(server):
+    backend = resolve_backend("openai:base", base_url=server.base_url, mode="completion")
+    result = describe_classes(["car"], backend, "prolab", progress=False)
+    assert backend.identity()["mode"] == "completion"
+    (prompt,) = server.counts
+    assert prompt.endswith("\n\ncar:\n- ")
+    assert len(result.descriptions["car"]) == 5
+
+
+def test_jobs_overlap_calls():
+    with FakeOpenAIServer(latency=0.2) as slow:
+        start = time.perf_counter()
+        run(slow, classes=[f"class {i}" for i in range(8)], jobs=8)
+        assert time.perf_counter() - start < 0.2 * 8 / 2
+        assert slow.requests == 8
+
+
+def test_retry_after_forms():
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "0.25"}) == 0.25
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert 9 <= parse_retry_after({"retry-after": formatdate(time.time() + 10, usegmt=True)}) <= 10
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_key_rules(monkeypatch):
+    assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost/v1")
+    assert not is_loopback("https://api.example.com/v1")
+    with pytest.raises(ProlabError, match="OPENAI_API_KEY is not set"):
+        resolve_backend("gpt-3.5", base_url="https://api.example.com/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    backend = resolve_backend("gpt-3.5", base_url="https://api.example.com/v1")
+    assert backend.identity() == {"backend": "openai", "model": "gpt-3.5-turbo", "mode": "chat",
+                                  "base_url": "https://api.example.com/v1"}
+
+
+def test_killed_run_resumes_without_repeating_finished_calls(tmp_path):
+    classes = [f"class {i}" for i in range(6)]
+    (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
+    out = tmp_path / "descriptions.json"
+    args = ["describe", "--classes", str(tmp_path / "classes.txt"), "--llm", "openai:fake-model",
+            "--jobs", "1", "-q", "-o", str(out)]
+    with FakeOpenAIServer(latency=0.3) as server:
+        args += ["--base-url", server.base_url]
+        proc = subprocess.Popen([sys.executable, "-m", "prolab_cli.cli", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+        deadline = time.time() + 30
+        while server.requests < 3 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert server.requests == 3, proc.stderr.read().decode()
+        assert not out.exists()
+        first_run = dict(server.counts)
+
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert list(json.loads(out.read_text())) == classes
+        counts = list(server.counts.values())
+        # the two replies received before the kill are not asked again; the one in flight may be
+        assert len(counts) == 6 and sum(counts) in (6, 7)
+        assert sorted(counts)[-2] == 1
+        assert sum(1 for n in counts if n == 2) <= 1
+        assert "2 cache hits" in result.output and "0 retries" in result.output
+        assert len(first_run) == 3
