@@ -1,13 +1,115 @@
 """Chooses the implementation of multi-scale deformable attention that runs.
 
-For now only the reference exists; the compiled CPU/CUDA kernels from ``csrc/`` plug in here.
+``PROLAB_MSDA`` selects: ``auto`` (default: the compiled kernels where they exist for the
+tensor's device, else the reference), ``reference`` (always the PyTorch reference) or
+``compiled`` (the kernels or a clear error). The kernels are compiled on first use only; a
+failed compile falls back to the reference with one loud warning per process.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from dataclasses import dataclass, field
+
 import torch
 
+from prolab_cli.errors import ProlabError
+
+from . import build
 from .reference import ms_deform_attn_reference
+
+MODES = ("auto", "reference", "compiled")
+
+
+class KernelFallbackWarning(RuntimeWarning):
+    """The compiled kernels are unavailable and the (slower, hungrier) reference runs instead."""
+
+
+@dataclass
+class _State:
+    attempted: bool = False
+    devices: frozenset[str] = frozenset()
+    reasons: dict[str, str] = field(default_factory=dict)
+    warned: bool = False
+
+
+_state = _State()
+
+
+def mode() -> str:
+    """The validated value of ``PROLAB_MSDA`` (``auto`` when unset)."""
+    value = os.environ.get("PROLAB_MSDA", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ProlabError(f"PROLAB_MSDA={value!r} is not one of {', '.join(MODES)}")
+    return value
+
+
+def _load() -> None:
+    """Build and load the kernels once per process; record per-device availability and reasons."""
+    if _state.attempted:
+        return
+    _state.attempted = True
+    variant, why = build.auto_variant()
+    failures = []
+    if variant == "cuda":
+        try:
+            build.build_and_load("cuda")
+            _state.devices = frozenset({"cpu", "cuda"})
+            from . import custom_op
+
+            custom_op.register()
+            return
+        except build.BuildError as exc:
+            failures.append(exc.message)
+            _state.reasons["cuda"] = exc.message
+            variant = "cpu"
+    else:
+        _state.reasons["cuda"] = why
+    try:
+        build.build_and_load(variant)
+        _state.devices = frozenset({"cpu"})
+    except build.BuildError as exc:
+        failures.append(exc.message)
+        _state.reasons["cpu"] = exc.message
+        _state.reasons.setdefault("cuda", exc.message)
+    if failures:
+        _warn_once("; ".join(failures))
+    if _state.devices:
+        from . import custom_op
+
+        custom_op.register()
+
+
+def _warn_once(reason: str) -> None:
+    if _state.warned:
+        return
+    _state.warned = True
+    warnings.warn(
+        f"prolab: {reason}. Multi-scale deformable attention falls back to the PyTorch reference, "
+        "which is several times slower and needs several times the memory. "
+        "Run `prolab ops build --verbose` for the compiler output; set PROLAB_MSDA=reference to "
+        "choose the reference knowingly.",
+        KernelFallbackWarning,
+        stacklevel=4,
+    )
+
+
+def compiled_available(device: torch.device | str) -> tuple[bool, str]:
+    """Whether the compiled kernels serve tensors on ``device`` (builds them on first call)."""
+    device_type = torch.device(device).type
+    if device_type not in ("cpu", "cuda"):
+        return False, f"no kernels for {device_type} tensors"
+    _load()
+    if device_type in _state.devices:
+        return True, f"compiled kernels ({build.loaded().name})"
+    return False, _state.reasons.get(device_type, "not built")
+
+
+def reset() -> None:
+    """Forget the outcome of the last load attempt (tests; a loaded library stays loaded)."""
+    global _state
+    _state = _State()
 
 
 def ms_deform_attn(
@@ -17,7 +119,41 @@ def ms_deform_attn(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Multi-scale deformable attention with the fastest available implementation."""
-    return ms_deform_attn_reference(
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights
-    )
+    """Multi-scale deformable attention with the fastest available implementation.
+
+    Shapes as in ``ms_deform_attn_reference``; returns [N,Q,M*D] in value's dtype.
+    """
+    _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    choice = mode()
+    if choice != "reference":
+        ok, reason = compiled_available(value.device)
+        if ok:
+            from .custom_op import ms_deform_attn_compiled
+
+            return ms_deform_attn_compiled(
+                value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        if choice == "compiled":
+            raise ProlabError(f"PROLAB_MSDA=compiled but the compiled deformable-attention kernels are "
+                              f"unavailable for {value.device.type} tensors: {reason}")
+    dtype = torch.promote_types(value.dtype, sampling_locations.dtype)
+    return ms_deform_attn_reference(value.to(dtype), spatial_shapes, level_start_index,
+                                    sampling_locations.to(dtype), attention_weights.to(dtype))
+
+
+def _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights) -> None:
+    if value.dim() != 4:
+        raise ProlabError(f"ms_deform_attn: value must be [N,S,M,D], got {tuple(value.shape)}")
+    n, _, m, _ = value.shape
+    if sampling_locations.dim() != 6 or sampling_locations.shape[-1] != 2:
+        raise ProlabError("ms_deform_attn: sampling_locations must be [N,Q,M,L,P,2], got "
+                          f"{tuple(sampling_locations.shape)}")
+    _, q, m2, levels, points, _ = sampling_locations.shape
+    if sampling_locations.shape[0] != n or m2 != m:
+        raise ProlabError(f"ms_deform_attn: sampling_locations {tuple(sampling_locations.shape)} does not "
+                          f"match value {tuple(value.shape)} in N or M")
+    if tuple(attention_weights.shape) != (n, q, m, levels, points):
+        raise ProlabError(f"ms_deform_attn: attention_weights must be {(n, q, m, levels, points)}, got "
+                          f"{tuple(attention_weights.shape)}")
+    if tuple(spatial_shapes.shape) != (levels, 2) or tuple(level_start_index.shape) != (levels,):
+        raise ProlabError(f"ms_deform_attn: spatial_shapes must be [{levels},2] and level_start_index "
+                          f"[{levels}], got {tuple(spatial_shapes.shape)} and {tuple(level_start_index.shape)}")

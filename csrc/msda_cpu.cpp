@@ -1,0 +1,181 @@
+// CPU kernels of prolab::ms_deform_attn. Forward is parallel over batch x queries; backward is
+// parallel over batch x heads, because the value-gradient rows of different (n, m) pairs are
+// disjoint: no atomics, and the result does not depend on the thread count.
+#include "msda.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace prolab::msda {
+namespace {
+
+// Reads the level table once and checks it against S (cheap on the CPU).
+void read_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_start_index, int64_t S,
+                 std::vector<int64_t>& hw, std::vector<int64_t>& starts) {
+  const auto shapes = spatial_shapes.contiguous();
+  const auto start = level_start_index.contiguous();
+  const int64_t L = shapes.size(0);
+  hw.assign(shapes.data_ptr<int64_t>(), shapes.data_ptr<int64_t>() + 2 * L);
+  starts.assign(start.data_ptr<int64_t>(), start.data_ptr<int64_t>() + L);
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = hw[2 * l], W = hw[2 * l + 1];
+    TORCH_CHECK(H >= 0 && W >= 0, "ms_deform_attn: level ", l, " has a negative size (", H, ",", W, ")");
+    TORCH_CHECK(starts[l] >= 0 && starts[l] + H * W <= S, "ms_deform_attn: level ", l, " (", H, "x", W,
+                " starting at ", starts[l], ") does not fit in value with S=", S);
+  }
+}
+
+template <typename scalar_t>
+void forward_kernel(const scalar_t* value, const int64_t* hw, const int64_t* starts, const scalar_t* loc,
+                    const scalar_t* attn, scalar_t* out, int64_t N, int64_t S, int64_t M, int64_t D,
+                    int64_t Q, int64_t L, int64_t P) {
+  const int64_t pixel_stride = M * D;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, M * L * P * D));
+  at::parallel_for(0, N * Q, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t nq = begin; nq < end; ++nq) {
+      const int64_t n = nq / Q;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t row = nq * M + m;
+        scalar_t* __restrict__ o = out + row * D;
+        const scalar_t* lrow = loc + row * L * P * 2;
+        const scalar_t* arow = attn + row * L * P;
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t H = hw[2 * l], W = hw[2 * l + 1];
+          const scalar_t* base = value + ((n * S + starts[l]) * M + m) * D;
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t lp = l * P + p;
+            Corners<scalar_t> c;
+            if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) continue;
+            const scalar_t a = arow[lp];
+            for (int i = 0; i < 4; ++i) {
+              if (!c.valid[i]) continue;
+              const scalar_t* __restrict__ v = base + c.index[i] * pixel_stride;
+              const scalar_t cw = a * c.weight[i];
+#pragma omp simd
+              for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_kernel(const scalar_t* grad_out, const scalar_t* value, const int64_t* hw, const int64_t* starts,
+                     const scalar_t* loc, const scalar_t* attn, scalar_t* grad_value, scalar_t* grad_loc,
+                     scalar_t* grad_attn, int64_t N, int64_t S, int64_t M, int64_t D, int64_t Q, int64_t L,
+                     int64_t P) {
+  const int64_t pixel_stride = M * D;
+  at::parallel_for(0, N * M, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nm = begin; nm < end; ++nm) {
+      const int64_t n = nm / M, m = nm % M;
+      for (int64_t q = 0; q < Q; ++q) {
+        const int64_t row = (n * Q + q) * M + m;
+        const scalar_t* __restrict__ g = grad_out + row * D;
+        const scalar_t* lrow = loc + row * L * P * 2;
+        const scalar_t* arow = attn + row * L * P;
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t H = hw[2 * l], W = hw[2 * l + 1];
+          const int64_t offset = ((n * S + starts[l]) * M + m) * D;
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t lp = l * P + p;
+            Corners<scalar_t> c;
+            if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) {
+              grad_attn[row * L * P + lp] = 0;
+              grad_loc[(row * L * P + lp) * 2] = 0;
+              grad_loc[(row * L * P + lp) * 2 + 1] = 0;
+              continue;
+            }
+            const scalar_t a = arow[lp];
+            scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
+            for (int i = 0; i < 4; ++i) {
+              if (!c.valid[i]) continue;
+              const scalar_t* __restrict__ v = value + offset + c.index[i] * pixel_stride;
+              scalar_t* __restrict__ gv = grad_value + offset + c.index[i] * pixel_stride;
+              const scalar_t cw = a * c.weight[i];
+              scalar_t s = 0;
+#pragma omp simd reduction(+ : s)
+              for (int64_t d = 0; d < D; ++d) {
+                s += g[d] * v[d];
+                gv[d] += cw * g[d];
+              }
+              dot[i] = s;
+            }
+            grad_attn[row * L * P + lp] =
+                c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
+            const scalar_t gh = a * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
+            const scalar_t gw = a * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
+            grad_loc[(row * L * P + lp) * 2] = gw * static_cast<scalar_t>(W);
+            grad_loc[(row * L * P + lp) * 2 + 1] = gh * static_cast<scalar_t>(H);
+          }
+        }
+      }
+    }
+  });
+}
+
+bool reduced_precision(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+}  // namespace
+
+at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_shapes,
+                       const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+                       const at::Tensor& attention_weights) {
+  const auto [N, S, M, D, Q, L, P] =
+      check_inputs(value_in, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+  std::vector<int64_t> hw, starts;
+  read_levels(spatial_shapes, level_start_index, S, hw, starts);
+  // float16/bfloat16 are computed in float32
+  const auto value = (reduced_precision(value_in) ? value_in.to(at::kFloat) : value_in).contiguous();
+  const auto loc = sampling_locations.contiguous();
+  const auto attn = attention_weights.contiguous();
+  auto out = at::zeros({N, Q, M * D}, value.options());
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
+    forward_kernel<scalar_t>(value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
+                             attn.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), N, S, M, D, Q, L, P);
+  });
+  return out.to(value_in.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& grad_output_in, const at::Tensor& value_in, const at::Tensor& spatial_shapes,
+    const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+    const at::Tensor& attention_weights) {
+  const auto [N, S, M, D, Q, L, P] =
+      check_inputs(value_in, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+  TORCH_CHECK(grad_output_in.sizes() == at::IntArrayRef({N, Q, M * D}),
+              "ms_deform_attn_backward: grad_output must be [N,Q,M*D], got ", grad_output_in.sizes());
+  std::vector<int64_t> hw, starts;
+  read_levels(spatial_shapes, level_start_index, S, hw, starts);
+  const auto compute = value_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto value = value_in.to(compute).contiguous();
+  const auto grad_output = grad_output_in.to(compute).contiguous();
+  const auto loc = sampling_locations.contiguous();
+  const auto attn = attention_weights.contiguous();
+  auto grad_value = at::zeros(value.sizes(), value.options());
+  auto grad_loc = at::empty(loc.sizes(), loc.options());
+  auto grad_attn = at::empty(attn.sizes(), attn.options());
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
+    backward_kernel<scalar_t>(grad_output.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(), hw.data(),
+                              starts.data(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(),
+                              grad_value.data_ptr<scalar_t>(), grad_loc.data_ptr<scalar_t>(),
+                              grad_attn.data_ptr<scalar_t>(), N, S, M, D, Q, L, P);
+  });
+  return {grad_value.to(value_in.scalar_type()), grad_loc, grad_attn};
+}
+
+}  // namespace prolab::msda
+
+TORCH_LIBRARY_IMPL(prolab, CPU, m) {
+  m.impl("ms_deform_attn", &prolab::msda::forward_cpu);
+  m.impl("ms_deform_attn_backward", &prolab::msda::backward_cpu);
+}

@@ -1,0 +1,84 @@
+"""The stages behind ``prolab ops build`` and ``prolab ops status``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import torch
+
+from prolab_cli import paths
+from prolab_cli.errors import ProlabError
+
+from . import build, dispatch
+
+
+def build_kernels(variant: str = "auto", verbose: bool = False) -> tuple[build.BuildResult, str]:
+    """Compile (or find up to date) and load the kernels; returns the result and a one-line summary."""
+    if variant == "auto":
+        variant, _ = build.auto_variant()
+    result = build.build_and_load(variant, verbose=verbose)
+    what = "compiled" if result.compiled else "up to date, loaded"
+    return result, f"{result.variant} kernels {what} in {result.seconds:.1f} s: {result.library}"
+
+
+def _planned(device: str) -> str:
+    """What will run for ``device`` tensors and why, without compiling anything."""
+    choice = dispatch.mode()
+    if choice == "reference":
+        return "reference (PROLAB_MSDA=reference)"
+    if device == "cuda":
+        if torch.version.cuda is None:
+            return f"none: torch {torch.__version__} is a CPU-only build"
+        if not torch.cuda.is_available():
+            return "none: no CUDA device visible"
+        home, reason = build.cuda_toolkit()
+        if home is None:
+            return f"reference: {reason}" + (" (PROLAB_MSDA=compiled will fail)" if choice == "compiled" else "")
+        variant = "cuda"
+    else:
+        variant = build.auto_variant()[0]
+    if build.is_built(variant):
+        return f"compiled ({variant} kernels, built: {build.library_path(variant)})"
+    if variant == "cpu" and shutil.which(os.environ.get("CXX", "c++")) is None:
+        return "reference: no C++ compiler found (set CXX)"
+    return (f"compiled ({variant} kernels, not built yet: compiled on first use, "
+            "or now with `prolab ops build`)")
+
+
+def _check(device: str) -> str:
+    """Build if needed, run a small case through the kernels and compare with the reference."""
+    ok, reason = dispatch.compiled_available(device)
+    if not ok:
+        return f"check failed: {reason}"
+    gen = torch.Generator().manual_seed(0)
+    shapes = torch.tensor([[5, 7], [3, 2], [1, 1]], device=device)
+    starts = torch.tensor([0, 35, 41], device=device)
+    value = torch.randn(2, 42, 3, 8, generator=gen).to(device)
+    loc = (torch.rand(2, 9, 3, 3, 2, 2, generator=gen) * 1.2 - 0.1).to(device)
+    weights = torch.rand(2, 9, 3, 3, 2, generator=gen).to(device)
+    from .custom_op import ms_deform_attn_compiled
+
+    start = time.perf_counter()
+    out = ms_deform_attn_compiled(value, shapes, starts, loc, weights)
+    ref = dispatch.ms_deform_attn_reference(value, shapes, starts, loc, weights)
+    err = (out - ref).abs().max().item()
+    if not err < 1e-4:
+        raise ProlabError(f"ms_deform_attn on {device}: compiled kernels differ from the reference by {err:.3g}")
+    return f"check passed: max |compiled - reference| = {err:.2e} ({time.perf_counter() - start:.3f} s)"
+
+
+def status_lines(check: bool = False) -> list[str]:
+    """Lines describing which implementation runs on CPU and on CUDA, and why."""
+    cuda = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only build"
+    lines = [
+        f"torch {torch.__version__} ({cuda}); PROLAB_MSDA={dispatch.mode()}",
+        f"sources: {build.sources_dir()}",
+        f"build dir: {paths.build_dir()}",
+    ]
+    for device in ("cpu", "cuda"):
+        lines.append(f"{device}: {_planned(device)}")
+        if check and dispatch.mode() != "reference" and not _planned(device).startswith("none"):
+            lines.append(f"{device}: {_check(device)}")
+    return lines

@@ -1,0 +1,226 @@
+"""Random inputs for the deformable-attention tests (shared by the CPU and CUDA test files)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def level_table(shapes: list[tuple[int, int]], device="cpu") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """spatial_shapes [L,2], level_start_index [L] and S for a list of (H, W)."""
+    spatial = torch.tensor(shapes, dtype=torch.long, device=device)
+    sizes = spatial[:, 0] * spatial[:, 1]
+    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    return spatial, starts, int(sizes.sum())
+
+
+def special_locations(shape, spatial: torch.Tensor, gen: torch.Generator, dtype) -> torch.Tensor:
+    """Locations [N,Q,M,L,P,2] drawn per coordinate from exact borders (0, 1), the h = -1 and h = H
+    edges of the zero padding, pixel centres, a random point and points outside [0, 1].
+
+    With power-of-two level sizes all of these are exact in binary, so the kernel and
+    ``grid_sample`` see the same pixel coordinates even at the kinks of bilinear interpolation.
+    """
+    n, q, m, levels, p = shape
+    sizes = spatial.flip(-1).to(dtype)  # (W, H) per level, matching (x, y)
+    size = sizes.view(1, 1, 1, levels, 1, 2).expand(n, q, m, levels, p, 2)
+    pixel = torch.floor(torch.rand(size.shape, generator=gen, dtype=dtype) * size)
+    options = torch.stack([
+        torch.zeros_like(size),                                   # left/top border
+        torch.ones_like(size),                                    # right/bottom border
+        -0.5 / size,                                              # h = -1: only row 0 contributes
+        1 + 0.5 / size,                                           # h = H: nothing contributes
+        (pixel + 0.5) / size,                                     # pixel centre
+        pixel / size,                                             # pixel edge
+        torch.rand(size.shape, generator=gen, dtype=dtype),       # anywhere inside
+        torch.rand(size.shape, generator=gen, dtype=dtype) * 3 - 1,  # mostly outside
+    ], -1)
+    pick = torch.randint(0, options.shape[-1], size.shape, generator=gen)
+    return options.gather(-1, pick[..., None])[..., 0]
+
+
+def make_case(shapes, n=2, m=3, d=4, q=5, p=2, dtype=torch.float64, seed=0, special=False, device="cpu"):
+    """(value, spatial_shapes, level_start_index, sampling_locations, attention_weights), leaves with grad."""
+    gen = torch.Generator().manual_seed(seed)
+    spatial, starts, s = level_table(shapes)
+    levels = len(shapes)
+    value = torch.randn(n, s, m, d, generator=gen, dtype=dtype)
+    if special:
+        loc = special_locations((n, q, m, levels, p), spatial, gen, dtype)
+    else:
+        loc = torch.rand(n, q, m, levels, p, 2, generator=gen, dtype=dtype) * 1.4 - 0.2
+    weights = torch.rand(n, q, m, levels, p, generator=gen, dtype=dtype)
+    tensors = [t.to(device).requires_grad_() for t in (value, loc, weights)]
+    return tensors[0], spatial.to(device), starts.to(device), tensors[1], tensors[2]
+
+
+def grads(fn, case, seed=1):
+    """Output and gradients of (value, locations, weights) for a random upstream gradient."""
+    value, spatial, starts, loc, weights = case
+    out = fn(value, spatial, starts, loc, weights)
+    gen = torch.Generator().manual_seed(seed)
+    upstream = torch.randn(out.shape, generator=gen).to(device=out.device, dtype=out.dtype)
+    return (out, *torch.autograd.grad(out, (value, loc, weights), upstream))
+
+
+# --------------------------------------------------------------------------------------------
+# CPU kernels vs the reference
+
+import pytest  # noqa: E402
+
+from segmentation.ops import build, custom_op, dispatch, ms_deform_attn_reference  # noqa: E402
+from segmentation.ops.custom_op import ms_deform_attn_compiled  # noqa: E402
+
+ODD_CASES = {
+    "non-square levels": dict(shapes=[(6, 4), (3, 7), (2, 5)], n=2, m=3, d=5, q=7, p=3),
+    "1x1 levels": dict(shapes=[(1, 1), (4, 3), (1, 1)], n=1, m=2, d=3, q=6, p=2),
+    "single level": dict(shapes=[(5, 9)], n=2, m=2, d=4, q=8, p=4),
+    "one point": dict(shapes=[(4, 4), (2, 3)], n=3, m=2, d=6, q=5, p=1),
+    "many heads": dict(shapes=[(3, 5), (2, 2)], n=1, m=16, d=2, q=4, p=2),
+    "one row, one column": dict(shapes=[(1, 9), (7, 1)], n=2, m=1, d=3, q=9, p=3),
+    "long channels": dict(shapes=[(3, 3)], n=1, m=1, d=67, q=3, p=2),
+}
+SPECIAL_CASES = {
+    "dyadic levels": dict(shapes=[(8, 4), (2, 16), (1, 1)], n=2, m=3, d=4, q=16, p=3),
+    "dyadic single level": dict(shapes=[(4, 4)], n=1, m=2, d=3, q=32, p=2),
+}
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """The CPU kernels, built on first use into PROLAB_BUILD_DIR (a compile failure fails the tests)."""
+    build.build_and_load("cpu")
+    custom_op.register()
+    return ms_deform_attn_compiled
+
+
+def _assert_match(fn, case, rtol=1e-10, atol=1e-10):
+    got = grads(fn, case)
+    want = grads(ms_deform_attn_reference, case)
+    for name, a, b in zip(("output", "grad value", "grad locations", "grad weights"), got, want):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("name", sorted(ODD_CASES))
+def test_cpu_matches_reference_on_odd_shapes(compiled, name):
+    for seed in range(3):
+        _assert_match(compiled, make_case(**ODD_CASES[name], seed=seed))
+
+
+@pytest.mark.parametrize("name", sorted(SPECIAL_CASES))
+def test_cpu_matches_reference_on_borders_and_pixel_centres(compiled, name):
+    for seed in range(3):
+        _assert_match(compiled, make_case(**SPECIAL_CASES[name], seed=seed, special=True))
+
+
+def test_special_locations_hit_every_kind_of_point():
+    spatial, _, _ = level_table([(8, 4)])
+    loc = special_locations((1, 64, 1, 1, 4), spatial, torch.Generator().manual_seed(0), torch.float64)
+    x = loc[..., 0] * 4 - 0.5  # pixel coordinate along W
+    assert (loc == 0).any() and (loc == 1).any() and (x == -1).any() and (x == 4).any()
+    assert ((x == x.round()) & (x >= 0) & (x <= 3)).any()  # exactly on pixel centres
+    assert ((loc < 0) | (loc > 1)).any()
+
+
+def test_cpu_gradcheck_float64(compiled):
+    value, spatial, starts, loc, weights = make_case([(3, 4), (2, 2), (1, 1)], n=1, m=2, d=3, q=3, p=2)
+    # keep locations away from the kinks of bilinear interpolation (finite differences)
+    loc = (torch.rand(loc.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 0.9
+           + 0.05).requires_grad_()
+    assert torch.autograd.gradcheck(lambda v, l, w: compiled(v, spatial, starts, l, w),
+                                    (value, loc, weights), eps=1e-6, atol=1e-5)
+
+
+def test_cpu_float32_vit_adapter_b_injector(compiled):
+    """ViT-Adapter-B at 512: 32x32 ViT tokens query levels 64², 32², 16² (M=12, D=32, P=4)."""
+    value, spatial, starts, loc, weights = make_case([(64, 64), (32, 32), (16, 16)], n=1, m=12, d=32,
+                                                     q=1024, p=4, dtype=torch.float32, special=False)
+    weights = weights.detach().softmax(-1).requires_grad_()
+    case = (value, spatial, starts, loc, weights)
+    got = grads(compiled, case)
+    exact = [t.double() for t in grads(ms_deform_attn_reference,
+                                       tuple(t.detach().double().requires_grad_() if t.is_floating_point()
+                                             else t for t in case))]
+    ref32 = grads(ms_deform_attn_reference, case)
+    for name, a, r, e in zip(("output", "grad value", "grad locations", "grad weights"), got, ref32, exact):
+        err = (a.double() - e).abs().max().item()
+        ref_err = (r.double() - e).abs().max().item()
+        scale = e.abs().max().item()
+        # the kernels must be about as accurate as float32 grid_sample, and close to float64
+        assert err <= 4 * ref_err + 1e-6 * scale, f"{name}: kernel error {err:.3g} vs reference {ref_err:.3g}"
+        assert err <= 1e-4 * scale, f"{name}: error {err:.3g} at scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cpu_half_precision_computes_in_float32(compiled, dtype):
+    value, spatial, starts, loc, weights = make_case([(5, 6), (2, 3)], dtype=torch.float32, seed=4)
+    low = value.detach().to(dtype).requires_grad_()
+    out = compiled(low, spatial, starts, loc, weights)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    g_value, g_loc, g_w = torch.autograd.grad(out, (low, loc, weights), upstream)
+    assert out.dtype == dtype and g_value.dtype == dtype and g_loc.dtype == torch.float32
+    # the same rounded inputs through the float32 reference
+    high = low.detach().float().requires_grad_()
+    ref = ms_deform_attn_reference(high, spatial, starts, loc, weights)
+    want = torch.autograd.grad(ref, (high, loc, weights), upstream.float())
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=eps, atol=eps)
+    torch.testing.assert_close(g_value.float(), want[0].to(dtype).float(), rtol=eps, atol=eps)
+    torch.testing.assert_close(g_loc, want[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_w, want[2], rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_rejects_bad_inputs(compiled):
+    value, spatial, starts, loc, weights = make_case([(3, 4)])
+    with pytest.raises(RuntimeError, match="does not fit in value"):
+        compiled(value, torch.tensor([[4, 4]]), starts, loc, weights)
+    with pytest.raises(RuntimeError, match="attention_weights must be"):
+        torch.ops.prolab.ms_deform_attn(value, spatial, starts, loc, weights[..., :1])
+    with pytest.raises(RuntimeError, match="must be Double for a Double value"):
+        torch.ops.prolab.ms_deform_attn(value, spatial, starts, loc.float(), weights)
+
+
+def test_dispatch_rejects_bad_shapes_with_one_line_error():
+    from prolab_cli.errors import ProlabError
+
+    value, spatial, starts, loc, weights = make_case([(3, 4)])
+    with pytest.raises(ProlabError, match="attention_weights must be"):
+        dispatch.ms_deform_attn(value, spatial, starts, loc, weights[:, :2])
+    with pytest.raises(ProlabError, match="value must be"):
+        dispatch.ms_deform_attn(value[0], spatial, starts, loc, weights)
+
+
+# --------------------------------------------------------------------------------------------
+# the custom op: fake kernels, torch.compile, opcheck
+
+def test_opcheck(compiled):
+    case = make_case([(3, 4), (1, 2)], n=1, m=2, d=3, q=4, p=2, dtype=torch.float32)
+    torch.library.opcheck(torch.ops.prolab.ms_deform_attn.default, case,
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+def test_fake_and_meta_shapes(compiled):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        value = torch.empty(2, 20, 3, 8)
+        out = torch.ops.prolab.ms_deform_attn(value, torch.tensor([[4, 5]]), torch.tensor([0]),
+                                              torch.empty(2, 7, 3, 1, 4, 2), torch.empty(2, 7, 3, 1, 4))
+    assert out.shape == (2, 7, 24) and mode is not None
+    meta = torch.ops.prolab.ms_deform_attn(torch.empty(2, 20, 3, 8, device="meta"),
+                                           torch.empty(1, 2, dtype=torch.long, device="meta"),
+                                           torch.empty(1, dtype=torch.long, device="meta"),
+                                           torch.empty(2, 7, 3, 1, 4, 2, device="meta"),
+                                           torch.empty(2, 7, 3, 1, 4, device="meta"))
+    assert meta.shape == (2, 7, 24) and meta.device.type == "meta"
+
+
+def test_torch_compile_fullgraph_forward_and_backward(compiled, monkeypatch):
+    monkeypatch.setenv("PROLAB_MSDA", "compiled")
+    case = make_case([(4, 6), (2, 3)], n=2, m=2, d=4, q=5, p=2, dtype=torch.float32)
+    torch._dynamo.reset()
+    fn = torch.compile(dispatch.ms_deform_attn, backend="aot_eager", fullgraph=True)
+    got = grads(fn, case)
+    want = grads(ms_deform_attn_reference, case)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()

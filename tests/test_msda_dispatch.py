@@ -1,0 +1,155 @@
+"""Choosing the deformable-attention implementation: first-use build, fallback, PROLAB_MSDA, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from prolab_cli.cli import main
+from prolab_cli.errors import ProlabError
+from segmentation.ops import MSDeformAttn, build, dispatch, ms_deform_attn, ms_deform_attn_reference
+from test_msda import make_case
+
+
+@pytest.fixture
+def fresh_dispatch(monkeypatch):
+    """A dispatcher that has not tried to load the kernels yet (the library itself may be loaded)."""
+    monkeypatch.setattr(dispatch, "_state", dispatch._State())
+    return dispatch
+
+
+@pytest.fixture
+def broken_compiler(monkeypatch, tmp_path, fresh_dispatch):
+    """A process in which the kernels were never loaded and the C++ compiler does not exist."""
+    monkeypatch.setattr(build, "_loaded", None)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    monkeypatch.setenv("PROLAB_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.delenv("PROLAB_MSDA", raising=False)
+
+
+def test_compile_failure_falls_back_to_reference_with_one_warning(broken_compiler):
+    case = make_case([(4, 5), (2, 2)], dtype=torch.float32)
+    with pytest.warns(dispatch.KernelFallbackWarning, match="falls back to the PyTorch reference") as record:
+        first = ms_deform_attn(*case)
+        second = ms_deform_attn(*case)
+    assert len([w for w in record if issubclass(w.category, dispatch.KernelFallbackWarning)]) == 1
+    assert "building the cpu deformable-attention kernels failed" in str(record[0].message)
+    want = ms_deform_attn_reference(*case)
+    torch.testing.assert_close(first, want, rtol=0, atol=0)
+    torch.testing.assert_close(second, want, rtol=0, atol=0)
+    assert dispatch.compiled_available("cpu")[0] is False
+
+
+def test_forced_compiled_raises_when_unavailable(broken_compiler, monkeypatch):
+    monkeypatch.setenv("PROLAB_MSDA", "compiled")
+    case = make_case([(3, 3)], dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dispatch.KernelFallbackWarning)
+        with pytest.raises(ProlabError, match="PROLAB_MSDA=compiled but .* unavailable for cpu tensors"):
+            ms_deform_attn(*case)
+
+
+def test_forced_reference_never_builds(broken_compiler, monkeypatch):
+    monkeypatch.setenv("PROLAB_MSDA", "reference")
+    case = make_case([(3, 3)], dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning: nothing was attempted
+        out = ms_deform_attn(*case)
+    torch.testing.assert_close(out, ms_deform_attn_reference(*case), rtol=0, atol=0)
+    assert dispatch._state.attempted is False and build.loaded() is None
+
+
+def test_bad_mode_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PROLAB_MSDA", "fast")
+    with pytest.raises(ProlabError, match="PROLAB_MSDA='fast' is not one of auto, reference, compiled"):
+        ms_deform_attn(*make_case([(2, 2)]))
+
+
+def test_auto_uses_compiled_kernels_and_module_agrees(fresh_dispatch, monkeypatch):
+    """ViT-Adapter-B extractor-shaped module (names/shapes of the released checkpoints)."""
+    monkeypatch.delenv("PROLAB_MSDA", raising=False)
+    torch.manual_seed(0)
+    attn = MSDeformAttn(d_model=768, n_levels=1, n_heads=12, n_points=4, ratio=0.5)
+    shapes = {k: list(v.shape) for k, v in attn.state_dict().items()}
+    assert shapes == {
+        "sampling_offsets.weight": [96, 768], "sampling_offsets.bias": [96],
+        "attention_weights.weight": [48, 768], "attention_weights.bias": [48],
+        "value_proj.weight": [384, 768], "value_proj.bias": [384],
+        "output_proj.weight": [768, 384], "output_proj.bias": [768],
+    }
+    with torch.no_grad():
+        attn.sampling_offsets.weight.normal_(0, 0.02)
+        attn.attention_weights.weight.normal_(0, 0.02)
+    query = torch.randn(1, 40, 768)
+    feat = torch.randn(1, 36, 768)
+    ref_points = torch.rand(1, 40, 1, 2)
+    spatial = torch.tensor([[4, 9]])
+    start = torch.tensor([0])
+    out = attn(query, ref_points, feat, spatial, start)
+    assert dispatch.compiled_available("cpu")[0], dispatch.compiled_available("cpu")[1]
+    monkeypatch.setenv("PROLAB_MSDA", "reference")
+    want = attn(query, ref_points, feat, spatial, start)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_importing_and_building_modules_compiles_nothing(tmp_path):
+    code = (
+        "import sys, segmentation.ops as ops\n"
+        "from segmentation.ops import MSDeformAttn, build\n"
+        "MSDeformAttn(64, 3, 4, 4, 0.5)\n"
+        "assert build.loaded() is None\n"
+        "assert 'torch.utils.cpp_extension' not in sys.modules\n"
+    )
+    env = dict(os.environ, PROLAB_BUILD_DIR=str(tmp_path / "build"), PROLAB_CACHE=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    assert not (tmp_path / "build").exists() or not any((tmp_path / "build").iterdir())
+
+
+def test_cli_status_and_build():
+    runner = CliRunner()
+    built = runner.invoke(main, ["ops", "build", "--variant", "cpu"])
+    assert built.exit_code == 0, built.output
+    assert "cpu kernels" in built.output and ".so" in built.output
+    status = runner.invoke(main, ["ops", "status", "--check"])
+    assert status.exit_code == 0, status.output
+    lines = status.output.splitlines()
+    cpu = [line for line in lines if line.startswith("cpu: ")]
+    assert cpu[0].startswith("cpu: compiled (cpu kernels, built: ") and "check passed" in cpu[1]
+    cuda = [line for line in lines if line.startswith("cuda: ")]
+    if torch.version.cuda is None:
+        assert cuda == [f"cuda: none: torch {torch.__version__} is a CPU-only build"]
+
+
+def test_cli_status_reports_forced_reference(monkeypatch):
+    monkeypatch.setenv("PROLAB_MSDA", "reference")
+    result = CliRunner().invoke(main, ["ops", "status"])
+    assert result.exit_code == 0, result.output
+    assert "cpu: reference (PROLAB_MSDA=reference)" in result.output.splitlines()
+
+
+def test_cli_build_unknown_variant_is_a_usage_error():
+    result = CliRunner().invoke(main, ["ops", "build", "--variant", "tpu"])
+    assert result.exit_code == 2 and "tpu" in result.output
+
+
+def test_cuda_variant_on_cpu_torch_is_a_clear_error():
+    if torch.version.cuda is not None:
+        pytest.skip("torch has CUDA")
+    result = CliRunner().invoke(main, ["ops", "build", "--variant", "cuda"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: cannot build the CUDA kernels: torch {torch.__version__} "
+                                     "is a CPU-only build")
+
+
+def test_sources_are_found_and_hashed():
+    assert (build.sources_dir() / "msda_cuda.cu").is_file()
+    name = build.extension_name("cpu")
+    assert name.startswith("prolab_msda_cpu_") and name == build.extension_name("cpu")
+    assert json.dumps(build.source_files("cuda"), default=str).count(".cu") == 1
