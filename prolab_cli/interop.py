@@ -52,6 +52,10 @@ class CleanReport:
         return out
 
 
+class _Pairs(list):
+    """A JSON object read as its (key, value) pairs, so repeated keys are all kept."""
+
+
 def _norm_space(text: str) -> str:
     return " ".join(text.split())
 
@@ -74,10 +78,9 @@ def clean_descriptions(
             report.renamed_keys.append((raw_key, key))
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list):
-            raise ProlabError(
-                f"{source}: class {key!r} must map to a list of descriptions, got {type(value).__name__}"
-            )
+        if not isinstance(value, list) or isinstance(value, _Pairs):
+            kind = "object" if isinstance(value, (_Pairs, dict)) else type(value).__name__
+            raise ProlabError(f"{source}: class {key!r} must map to a list of descriptions, got {kind}")
         if key in out:
             report.merged_keys.append(key)
         lines = out.setdefault(key, [])
@@ -109,10 +112,10 @@ def read_descriptions(path: str | os.PathLike) -> tuple[dict[str, list[str]], Cl
     if not text.strip():
         raise ProlabError(f"{path}: empty file (expected a JSON object {{class: [descriptions]}})")
     try:
-        pairs = json.loads(text, object_pairs_hook=lambda kv: kv)
+        pairs = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError as e:
         raise ProlabError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(pairs, list) or (text.lstrip()[:1] != "{"):
+    if not isinstance(pairs, _Pairs):
         raise ProlabError(f"{path}: expected a JSON object {{class: [descriptions]}}")
     if not pairs:
         raise ProlabError(f"{path}: no classes in the file")
@@ -142,16 +145,19 @@ def _torch():
     return torch
 
 
-def load_bank(path: str | os.PathLike) -> dict:
-    """Load a bank ``.pth`` without unpickling code (``weights_only=True``)."""
+def load_bank(path: str | os.PathLike, trust_pickle: bool = False) -> dict:
+    """Load a bank ``.pth``; without ``trust_pickle`` no code is unpickled (``weights_only=True``)."""
     torch = _torch()
     path = Path(path)
     if not path.is_file():
         raise ProlabError(f"{path}: no such file")
     try:
-        bank = torch.load(path, map_location="cpu", weights_only=True)
+        bank = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ProlabError(f"{path}: not a loadable bank ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        first = (str(e).splitlines() or [""])[0][:200]
+        hint = "" if trust_pickle or "Weights only load failed" not in str(e) else (
+            "; it holds more than tensors: pass --trust-pickle only if you trust its source")
+        raise ProlabError(f"{path}: not a loadable bank ({type(e).__name__}: {first}){hint}") from None
     if not isinstance(bank, dict):
         raise ProlabError(f"{path}: expected a dict, got {type(bank).__name__}")
     return bank
@@ -236,6 +242,7 @@ def run_import_bank(
     out_dir: str | os.PathLike,
     key: str | None = None,
     classes_spec: str | None = None,
+    trust_pickle: bool = False,
 ) -> tuple[LabelSpace, Path]:
     """The ``prolab import-bank`` stage: bank ``.pth`` -> artifact directory under ``out_dir``."""
     classes = None
@@ -243,7 +250,7 @@ def run_import_bank(
         from .classes import load_classes
 
         classes = load_classes(classes_spec)
-    space = bank_to_label_space(load_bank(bank_path), name, key=key, classes=classes, source=str(bank_path))
+    space = bank_to_label_space(load_bank(bank_path, trust_pickle), name, key=key, classes=classes, source=str(bank_path))
     return space, space.save(out_dir)
 
 

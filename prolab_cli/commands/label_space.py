@@ -100,11 +100,12 @@ def inspect(artifact, cls, prop, similar, top, plot):
 @click.option("--classes", "classes_spec", default=None,
               help="class list (built-in name or file) when the bank's descriptions do not name the classes")
 @click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
-def import_bank(bank, name, key, classes_spec, out_dir):
+@click.option("--trust-pickle", is_flag=True, help="allow a bank that holds more than tensors (runs pickle code)")
+def import_bank(bank, name, key, classes_spec, out_dir, trust_pickle):
     """Import ProLab's embedding-bank .pth as a verified artifact."""
     from ..interop import run_import_bank
 
-    space, path = run_import_bank(bank, name, out_dir, key, classes_spec)
+    space, path = run_import_bank(bank, name, out_dir, key, classes_spec, trust_pickle)
     click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")
 
 
