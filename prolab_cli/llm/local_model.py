@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..atomic import write_text
 from ..errors import ProlabError
 from ..paths import cache_dir
 
@@ -32,10 +33,11 @@ def local_model_sha256() -> str:
     return _package().EXPECTED_SHA256
 
 
-def local_model_path() -> Path:
-    """Path of the assembled local GGUF, joining the chunks on first use."""
+def local_model_path(directory: Path | None = None) -> Path:
+    """Path of the assembled local GGUF in ``directory`` (default ``<cache_dir>/models``),
+    joining the chunks on first use."""
     package = _package()
-    target = cache_dir() / "models" / package.MODEL_NAME
+    target = Path(directory or cache_dir() / "models") / package.MODEL_NAME
     stamp = target.with_suffix(target.suffix + ".sha256")
     if target.is_file() and stamp.is_file() and stamp.read_text().strip() == package.EXPECTED_SHA256:
         return target
@@ -62,5 +64,5 @@ def local_model_path() -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    stamp.write_text(package.EXPECTED_SHA256 + "\n")
+    write_text(stamp, package.EXPECTED_SHA256 + "\n")
     return target
