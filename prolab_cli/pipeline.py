@@ -106,8 +106,16 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     descriptions = base / data["descriptions"] if data.get("descriptions") else None
     if (describe is None) == (descriptions is None):
         raise ProlabError(f"{source}: give exactly one of 'describe' (run the LLM) or 'descriptions' (a file)")
-    if describe is not None and not describe.get("classes"):
-        raise ProlabError(f"{source}: 'describe.classes' is required (a built-in list or a file)")
+    if describe is not None:
+        from .classes import builtin_name
+
+        if not describe.get("classes"):
+            raise ProlabError(f"{source}: 'describe.classes' is required (a built-in list or a file)")
+        if builtin_name(str(describe["classes"])) is None:
+            describe["classes"] = str(base / describe["classes"])
+        template = str(describe.get("template", ""))
+        if template.endswith((".yaml", ".yml")):
+            describe["template"] = str(base / template)
     cluster = _section(data, "cluster", source)
     if not isinstance(cluster.get("k"), int):
         raise ProlabError(f"{source}: 'cluster.k' (an integer) is required")
