@@ -7,10 +7,11 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -154,7 +155,7 @@ at::Tensor forward_cuda(const at::Tensor& value_in, const at::Tensor& spatial_sh
   auto out = at::empty({N, Q, M * D}, value.options());
   const int64_t rows = N * Q * M;
   if (rows == 0 || D == 0) return out.zero_();
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     forward_kernel<scalar_t, acc_t><<<blocks_for(rows), kThreads, 0, stream>>>(
@@ -186,7 +187,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
   auto grad_attn = at::zeros(attn.sizes(), attn.options());
   const int64_t rows = N * Q * M;
   if (rows > 0 && D > 0) {
-    const auto stream = at::cuda::getCurrentCUDAStream();
+    const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       backward_kernel<scalar_t, acc_t><<<blocks_for(rows), kThreads, 0, stream>>>(
