@@ -152,3 +152,14 @@ def test_killed_run_resumes_without_repeating_finished_calls(tmp_path):
         assert sum(1 for n in counts if n == 2) <= 1
         assert "2 cache hits" in result.output and "0 retries" in result.output
         assert len(first_run) == 3
+
+
+def test_connection_refused_is_retried_then_reported():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = resolve_backend("openai:fake-model", base_url=f"http://127.0.0.1:{port}/v1", timeout=2)
+    with pytest.raises(ProlabError, match=r"gave up after 4 attempts: .*connection failed"):
+        describe_classes(["car"], backend, "prolab", retry=TINY, progress=False)
