@@ -103,6 +103,7 @@ def test_golden_bank_imports_as_the_segmentor_uses_it(tmp_path, shared_reference
     assert space.properties[0]["classes"] == []  # cluster 0 of the golden bank belongs to no class
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bank_errors(tmp_path):
     good = {"descriptions": {"a": ["x"], "b": ["y"]},
             "m_gpt3.5_cluster_2_embeddings_and_labels": [torch.randn(4, 2), torch.eye(2, dtype=torch.float64)]}
