@@ -36,12 +36,12 @@ TEXTURES = ("plain", "striped", "dotted", "checkered")
 SHAPES = ("disc", "square", "triangle", "cross")
 
 PHRASES: dict[str, list[str]] = {
-    "red": ["its colour is a bright red", "painted red all over"],
-    "green": ["its colour is a vivid green", "painted green all over"],
-    "blue": ["its colour is a deep blue", "painted blue all over"],
-    "yellow": ["its colour is a sunny yellow", "painted yellow all over"],
-    "purple": ["its colour is a rich purple", "painted purple all over"],
-    "cyan": ["its colour is a light cyan", "painted cyan all over"],
+    "red": ["bright red", "red like a ripe tomato"],
+    "green": ["vivid green", "green like fresh grass"],
+    "blue": ["deep blue", "blue like the ocean"],
+    "yellow": ["sunny yellow", "yellow like a lemon"],
+    "purple": ["rich purple", "purple like a plum"],
+    "cyan": ["light cyan", "cyan like tropical water"],
     "plain": ["a smooth uniform surface without any pattern", "flat plain texture"],
     "striped": ["covered in parallel diagonal stripes", "a striped pattern of lines"],
     "dotted": ["covered in small round dots", "a polka-dot pattern of spots"],
@@ -207,3 +207,54 @@ def _save_pair(root: Path, lay, split: str, stem: str, img: np.ndarray, label: n
     else:
         image.save(img_path)
     Image.fromarray(raw.astype(np.uint8), "L").save(mask_path)
+
+
+def subset_label_space(artifact: str | Path, classes_file: str | Path, name: str, out_dir: str | Path) -> Path:
+    """Save the label space ``artifact`` restricted to the classes of ``classes_file`` (a class
+    list, or a descriptions JSON whose keys are the classes), same centres and property names."""
+    import json
+
+    from prolab_cli.artifact import LabelSpace
+    from prolab_cli.classes import load_classes
+
+    space = LabelSpace.load(artifact)
+    path = Path(classes_file)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if text.lstrip().startswith("{"):
+        try:
+            wanted = list(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ProlabError(f"{path}: invalid JSON ({exc.msg})") from None
+    else:
+        wanted = load_classes(path)
+    rows = [space.class_index(c) for c in wanted]
+    subset = LabelSpace.from_arrays(
+        name, [space.classes[i] for i in rows], space.multi_hot[rows], space.centres,
+        property_names=space.property_names,
+        descriptions={space.classes[i]: space.descriptions.get(space.classes[i], []) for i in rows},
+        provenance={"subset_of": {"name": space.name, "version": space.version}, **space.manifest.get("provenance", {})},
+    )
+    return subset.save(out_dir)
+
+
+def attribute_label_space(root: str | Path, name: str, classes: list[str] | None = None, dim: int = 32, seed: int = 0):
+    """An oracle label space for a synthetic dataset: one property per colour, texture and shape
+    (plus one for the ground), random orthogonal centres of width ``dim``. It bypasses the LLM and
+    embedder, so tests and controls can run without them; ``classes`` (default: all) picks rows."""
+    import json
+
+    from prolab_cli.artifact import LabelSpace
+
+    root = Path(root)
+    info = json.loads((root / "synth.json").read_text(encoding="utf-8"))
+    values = [GROUND, *COLOURS, *TEXTURES, *SHAPES]
+    props = {GROUND: [GROUND]} | info["properties"]
+    names = classes if classes is not None else info["seen"] + info["heldout"]
+    rows = np.zeros((len(names), len(values)), np.float32)
+    for i, cls in enumerate(names):
+        for value in props[cls]:
+            rows[i, values.index(value)] = 1.0
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, len(values))))
+    descriptions = json.loads((root / "descriptions.json").read_text(encoding="utf-8"))
+    return LabelSpace.from_arrays(name, names, rows, q.T.astype(np.float32), property_names=values,
+                                  descriptions={c: descriptions[c] for c in names})

@@ -1,0 +1,172 @@
+"""`prolab data`, `prolab train`, `prolab eval`, `prolab predict`: option parsing only."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from prolab_cli.errors import ProlabError
+
+_DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k or generic"
+
+
+def _pair(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().replace("x", ",").split(",")
+    try:
+        a, b = (int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected N or H,W") from None
+    return a, b
+
+
+def _threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(threads, 1))
+
+
+@click.group()
+def data() -> None:
+    """Datasets: write a synthetic one, check a real one."""
+
+
+@data.command("synth")
+@click.option("--layout", default="ade20k", show_default=True, help=f"folder layout: {_DATASETS}")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="dataset root to write")
+@click.option("--train", "num_train", type=int, default=64, show_default=True, help="training images")
+@click.option("--val", "num_val", type=int, default=16, show_default=True, help="validation images")
+@click.option("--size", type=int, default=64, show_default=True, help="image side in pixels")
+@click.option("--classes", "num_seen", type=int, default=12, show_default=True, help="object classes seen in training")
+@click.option("--heldout", "num_heldout", type=int, default=4, show_default=True,
+              help="object classes only in validation (described, never trained)")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, seed):
+    """Write a synthetic dataset of textured shapes in a real dataset's layout, with classes.txt
+    and descriptions.json (all classes) / descriptions_seen.json (seen classes only)."""
+    from segmentation.data.synth import write_synth
+
+    root = write_synth(out, layout, num_train, num_val, size, num_seen, num_heldout, seed)
+    click.echo(f"wrote {num_train} + {num_val} images ({num_seen} seen + {num_heldout} held-out classes + ground) to {root}")
+
+
+@data.command("check")
+@click.option("--dataset", required=True, help=_DATASETS)
+@click.option("--data-root", required=True, type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--classes", default=None, help="class list file (default: <data-root>/classes.txt or built-in)")
+def check(dataset, data_root, split, classes):
+    """Read every image and mask of a split and report the bad ones (exit 1 if any)."""
+    from segmentation.data.datasets import SegDataset
+
+    ds = SegDataset(dataset, data_root, split, classes=classes, skip_bad=True)
+    for path, reason in ds.skipped:
+        click.echo(f"{path}: {reason}")
+    click.echo(f"{len(ds)} good samples, {len(ds.skipped)} bad in {data_root} ({split})")
+    if ds.skipped:
+        raise ProlabError(f"{len(ds.skipped)} bad samples in {data_root} ({split})")
+
+
+@data.command("subset-space")
+@click.argument("artifact")
+@click.option("--classes", "classes_file", required=True, type=click.Path(dir_okay=False),
+              help="the classes to keep (a class list or descriptions JSON), in their order")
+@click.option("--name", required=True, help="name of the new artifact")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False))
+def subset_space(artifact, classes_file, name, out_dir):
+    """Keep some classes of a label space over the same centres (e.g. the seen classes, to train a
+    model whose full label space labels the held-out ones)."""
+    from segmentation.data.synth import subset_label_space
+
+    path = subset_label_space(artifact, classes_file, name, out_dir)
+    click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.option("--dataset", default=None, help=f"{_DATASETS} (default: the config's)")
+@click.option("--data-root", required=True, type=click.Path(file_okay=False))
+@click.option("--label-space", default=None, help="label-space artifact (directory or shipped name)")
+@click.option("--model", "preset", default=None, help="model preset, e.g. vit-adapter-b, vit-adapter-nano")
+@click.option("--config", "config_name", default="ade20k-vit-adapter-b-prolab", show_default=True,
+              help="a preset of segmentation/configs or a YAML file")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-4")
+@click.option("--head", type=click.Choice(["property", "onehot"]), default=None, help="property (ProLab) or onehot baseline")
+@click.option("--work-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="continue from the work dir's newest checkpoint")
+@click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
+@click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--threads", type=int, default=None, help="torch CPU threads per process")
+@click.option("--no-progress", is_flag=True)
+def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, classes,
+          skip_bad, device, threads, no_progress):
+    """Train a segmentation model (run under `torchrun` for several GPUs or nodes)."""
+    _threads(threads)
+    from segmentation.engine.config import apply_overrides, load_config
+    from segmentation.engine.train import train as run_train
+
+    config = apply_overrides(load_config(config_name), overrides)
+    if dataset:
+        config["dataset"] = dataset
+    if preset:
+        config["model"]["preset"] = preset
+    if head:
+        config["model"]["head"] = head
+    result = run_train(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, not no_progress)
+    click.echo(json.dumps(result))
+
+
+@click.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
+@click.option("--dataset", default=None, help=f"{_DATASETS} (default: the one trained on)")
+@click.option("--data-root", required=True, type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--label-space", default=None, help="another artifact over the same centres (classes never trained on)")
+@click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
+@click.option("--mode", type=click.Choice(["slide", "whole"]), default=None, help="default: the config's test.mode")
+@click.option("--flip/--no-flip", default=None, help="average with the flipped image")
+@click.option("--scale", default=None, help="test resize scale LONG,SHORT")
+@click.option("--crop", default=None, help="sliding-window size H,W")
+@click.option("--stride", default=None, help="sliding-window stride H,W")
+@click.option("--skip-bad", is_flag=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="write the result as JSON")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
+@click.option("--no-progress", is_flag=True)
+def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, scale, crop, stride,
+             skip_bad, device, threads, output, as_json, no_progress):
+    """mIoU, mAcc, aAcc and the per-class table (as MMSegmentation computes them)."""
+    _threads(threads)
+    from segmentation.engine.evaluate import evaluate as run_eval
+    from segmentation.engine.metrics import format_table
+
+    result = run_eval(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, _pair(scale),
+                      _pair(crop), _pair(stride), device, skip_bad, output, not no_progress)
+    click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@click.command()
+@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
+@click.option("--label-space", default=None, help="another artifact over the same centres")
+@click.option("--classes", default=None, type=click.Path(dir_okay=False), help="only choose among these classes")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--mode", type=click.Choice(["slide", "whole"]), default=None)
+@click.option("--flip/--no-flip", default=None)
+@click.option("--regions", type=int, default=3, show_default=True, help="largest predicted regions to explain")
+@click.option("--top-properties", type=int, default=3, show_default=True, help="property maps per region")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads):
+    """Colour mask, overlay and per-property activation maps for each image."""
+    _threads(threads)
+    from segmentation.engine.predict import predict as run_predict
+
+    for summary in run_predict(list(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
+                               top_properties, device=device):
+        parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
+        click.echo(f"{summary['image']}: {', '.join(parts)}")

@@ -1,0 +1,89 @@
+"""Building a segmentor from a training config or from a checkpoint, and swapping label spaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from prolab_cli.errors import ProlabError
+
+
+def model_kwargs_from_config(model_cfg: dict) -> dict:
+    """``build_segmentor`` keyword arguments (besides classes/rows/centres) of a config's ``model``."""
+    kwargs = {
+        "temperature": float(model_cfg.get("temperature", 0.04)),
+        "normalize_embedding": bool(model_cfg.get("normalize_embedding", False)),
+        "loss": model_cfg.get("loss", "cosine"),
+        "aux_weight": float(model_cfg.get("aux_weight", 0.4)),
+        "img_size": model_cfg.get("img_size"),
+    }
+    kwargs.update(model_cfg.get("kwargs") or {})
+    return kwargs
+
+
+def build_model(preset: Any, head: str, classes: list[str], label_space: Any | None, kwargs: dict,
+                bank: dict | None = None) -> torch.nn.Module:
+    """A segmentor with a one-hot head over ``classes`` or a property head from ``label_space``
+    (or from a checkpoint's stored ``bank`` = {class_rows, centres})."""
+    from segmentation.models import build_segmentor
+
+    if head == "onehot":
+        return build_segmentor(preset, num_classes=len(classes), **kwargs)
+    if head != "property":
+        raise ProlabError(f"model.head {head!r}: expected 'property' or 'onehot'")
+    if bank is not None:
+        rows, centres = bank["class_rows"], bank["centres"]
+    elif label_space is not None:
+        rows, centres = label_space.multi_hot, label_space.centres
+    else:
+        raise ProlabError("the property head needs a label space (--label-space ARTIFACT); use --head onehot for the baseline")
+    return build_segmentor(preset, class_rows=rows, centres=centres, **kwargs)
+
+
+def preset_of(meta: dict) -> Any:
+    """The architecture a checkpoint was made with: its stored ModelConfig when present, else the preset name."""
+    from segmentation.models import ModelConfig
+
+    if meta.get("model_config"):
+        return ModelConfig.from_dict(meta["model_config"])
+    return meta["preset"]
+
+
+def model_from_checkpoint(ckpt: dict, label_space: Any | None = None) -> tuple[torch.nn.Module, list[str], dict]:
+    """(model with the checkpoint's weights, class names, info) for inference.
+
+    ``label_space`` (a LabelSpace) replaces the class rows when its version differs from the one
+    the model was trained with; that is allowed only over identical centres, and is how a model
+    labels classes it never trained on.
+    """
+    meta = ckpt["meta"]
+    kwargs = dict(meta["model_kwargs"], sync_bn=False)  # inference: BN running statistics, any device
+    model = build_model(preset_of(meta), meta["head"], meta["classes"], None, kwargs, ckpt.get("bank"))
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise ProlabError(
+            f"{ckpt.get('path', 'checkpoint')}: weights do not fit the {meta['preset']} model "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]})"
+        )
+    classes = list(meta["classes"])
+    info = {"label_space": meta.get("label_space"), "swapped": False}
+    if label_space is not None:
+        trained = meta.get("label_space")
+        if meta["head"] != "property":
+            raise ProlabError(f"{ckpt.get('path')}: a one-hot model cannot take another label space")
+        if trained is None or label_space.version != trained.get("version"):
+            from prolab_cli.artifact import array_hash
+
+            own_hash = trained.get("centres_hash") if trained else array_hash(ckpt["bank"]["centres"].numpy())
+            if label_space.centres_hash != own_hash:
+                raise ProlabError(
+                    f"label space {label_space.name!r} has different centres than the one "
+                    f"{ckpt.get('path')} was trained with ({(trained or {}).get('name')!r}); class rows can only "
+                    "be swapped over the same centres"
+                )
+            model.set_class_rows(label_space.multi_hot)
+            classes = list(label_space.classes)
+            info = {"label_space": {"name": label_space.name, "version": label_space.version}, "swapped": True}
+    model.eval()
+    return model, classes, info

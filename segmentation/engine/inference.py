@@ -1,0 +1,78 @@
+"""Whole-image and sliding-window inference (MMSegmentation's), with optional horizontal flip."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+#: ViT-Adapter needs input sides divisible by 32: inputs are zero-padded and outputs cropped back
+SIZE_DIVISOR = 32
+
+
+def padded(score_fn: Scorer, x: torch.Tensor, divisor: int = SIZE_DIVISOR) -> torch.Tensor:
+    """``score_fn`` on ``x`` zero-padded (bottom/right) to multiples of ``divisor``, cropped back."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % divisor, -w % divisor
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    return score_fn(x)[..., :h, :w]
+
+
+def slide_scores(
+    score_fn: Scorer, img: torch.Tensor, num_out: int, crop: tuple[int, int], stride: tuple[int, int]
+) -> torch.Tensor:
+    """Scores [B,num_out,H,W] averaged over overlapping ``crop`` windows moved by ``stride``
+    (the last window of a row/column is shifted back to fit; windows are padded when the image
+    is smaller than ``crop``)."""
+    b, _, h, w = img.shape
+    ch, cw = crop
+    sh, sw = stride
+    rows = max(math.ceil((h - ch) / sh), 0) + 1
+    cols = max(math.ceil((w - cw) / sw), 0) + 1
+    total = img.new_zeros((b, num_out, h, w))
+    count = img.new_zeros((b, 1, h, w))
+    for r in range(rows):
+        for c in range(cols):
+            y1, x1 = min(r * sh + ch, h), min(c * sw + cw, w)
+            y0, x0 = max(y1 - ch, 0), max(x1 - cw, 0)
+            window = img[:, :, y0:y1, x0:x1]
+            ph, pw = ch - window.shape[2], cw - window.shape[3]
+            if ph > 0 or pw > 0:
+                window = F.pad(window, (0, max(pw, 0), 0, max(ph, 0)))
+            out = padded(score_fn, window)[:, :, : y1 - y0, : x1 - x0]
+            total[:, :, y0:y1, x0:x1] += out
+            count[:, :, y0:y1, x0:x1] += 1
+    return total / count
+
+
+def infer_scores(
+    score_fn: Scorer,
+    img: torch.Tensor,
+    num_out: int,
+    out_size: tuple[int, int],
+    mode: str = "whole",
+    crop: tuple[int, int] = (512, 512),
+    stride: tuple[int, int] = (341, 341),
+    flip: bool = False,
+) -> torch.Tensor:
+    """Scores [B,num_out,*out_size]: slide or whole on ``img``, optionally averaged with the
+    horizontally flipped pass, then resized (bilinear) to the label's ``out_size``."""
+
+    def once(x: torch.Tensor) -> torch.Tensor:
+        if mode == "slide":
+            return slide_scores(score_fn, x, num_out, crop, stride)
+        if mode == "whole":
+            return padded(score_fn, x)
+        raise ValueError(f"inference mode {mode!r}: expected slide or whole")
+
+    scores = once(img)
+    if flip:
+        scores = (scores + once(img.flip(-1)).flip(-1)) / 2
+    if tuple(scores.shape[-2:]) != tuple(out_size):
+        scores = F.interpolate(scores, size=out_size, mode="bilinear", align_corners=False)
+    return scores

@@ -1,0 +1,138 @@
+"""`prolab predict`: colour masks, overlays and per-property activation maps for images.
+
+For each image ``<stem>``: ``<stem>_labels.png`` (class ids), ``<stem>_mask.png`` (colours),
+``<stem>_overlay.png`` (mask blended over the image) and, for a property model, for each of the
+largest predicted regions the maps of its top properties ``<stem>_<class>_p<k>.png`` (the
+paper's "banana chair" figure); ``<stem>.json`` lists the regions and their top properties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from prolab_cli.atomic import write_bytes, write_json
+from prolab_cli.classes import load_classes, normalise
+from prolab_cli.errors import ProlabError
+
+from ..data.datasets import read_image
+from ..data.transforms import TestPipeline
+from .builder import model_from_checkpoint
+from .checkpoint import load_checkpoint
+from .evaluate import inference_settings
+from .inference import infer_scores
+from .train import load_label_space, pick_device
+
+_HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
+
+
+def palette(classes: list[str]) -> np.ndarray:
+    """A fixed colour per class name (uint8 [C,3]), independent of class order."""
+    out = np.zeros((len(classes), 3), np.uint8)
+    for i, name in enumerate(classes):
+        digest = hashlib.sha256(normalise(name).encode()).digest()
+        out[i] = np.frombuffer(digest[:3], np.uint8) // 2 + 64
+    return out
+
+
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """Values in [0,1] [H,W] -> an inferno-like RGB image uint8 [H,W,3]."""
+    x = np.clip(values, 0, 1) * (len(_HEAT) - 1)
+    lo = np.floor(x).astype(int).clip(0, len(_HEAT) - 2)
+    frac = (x - lo)[..., None]
+    return (_HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac).astype(np.uint8)
+
+
+def _png(path: Path, array: np.ndarray, mode: str | None = None) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", normalise(name)).strip("-") or "class"
+
+
+@torch.no_grad()
+def predict(
+    images: list[str | Path],
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    label_space: str | Path | None = None,
+    classes: str | Path | None = None,
+    mode: str | None = None,
+    flip: bool | None = None,
+    regions: int = 3,
+    top_properties: int = 3,
+    min_area: float = 0.02,
+    alpha: float = 0.5,
+    device: str = "auto",
+) -> list[dict]:
+    """Predict every image; returns one summary dict per image (also written as ``<stem>.json``)."""
+    if not images:
+        raise ProlabError("give at least one image")
+    device = pick_device(device)
+    ckpt = load_checkpoint(checkpoint)
+    space = load_label_space(label_space)
+    model, model_classes, info = model_from_checkpoint(ckpt, space)
+    model.to(device)
+    keep = list(range(len(model_classes)))
+    if classes is not None:
+        wanted = load_classes(Path(classes))
+        index = {normalise(c): i for i, c in enumerate(model_classes)}
+        missing = [c for c in wanted if normalise(c) not in index]
+        if missing:
+            raise ProlabError(f"{classes}: classes {missing[:5]} are not classes of the model")
+        keep = [index[normalise(c)] for c in wanted]
+    names = [model_classes[i] for i in keep]
+    colours = palette(names)
+    property_names = (space.property_names if space is not None else ckpt["meta"].get("property_names")) or []
+    settings = inference_settings(ckpt.get("config"), {"mode": mode, "flip": flip})
+    pipeline = TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None)
+    out_dir = Path(out_dir)
+    summaries = []
+    for image_path in images:
+        image_path = Path(image_path)
+        if not image_path.is_file():
+            raise ProlabError(f"{image_path}: image not found")
+        rgb = read_image(image_path)
+        x = pipeline(rgb, np.zeros(rgb.shape[:2], np.uint8))["img"].unsqueeze(0).to(device)
+        size = rgb.shape[:2]
+        run = lambda fn, n: infer_scores(fn, x, n, size, settings["mode"], tuple(settings["crop_size"]),  # noqa: E731
+                                         tuple(settings["stride"]), bool(settings["flip"]))
+        scores = run(model.encode_decode, len(model_classes))[0, keep]
+        pred = scores.argmax(0).cpu().numpy().astype(np.uint8)
+        stem = image_path.stem
+        colour = colours[pred]
+        _png(out_dir / f"{stem}_labels.png", pred, "L")
+        _png(out_dir / f"{stem}_mask.png", colour)
+        _png(out_dir / f"{stem}_overlay.png", (rgb * (1 - alpha) + colour * alpha).astype(np.uint8))
+        areas = np.bincount(pred.ravel(), minlength=len(names)) / pred.size
+        order = [int(c) for c in np.argsort(-areas) if areas[c] >= min_area][:regions]
+        summary = {"image": str(image_path), "classes": names, "regions": []}
+        props = None
+        if getattr(model, "is_property_head", False):
+            props = run(model.property_scores, model.bank.num_properties)[0].cpu().numpy()
+        for c in order:
+            region = {"class": names[c], "area": float(areas[c])}
+            if props is not None:
+                mask = pred == c
+                mean = props[:, mask].mean(1)
+                top = np.argsort(-mean)[:top_properties]
+                region["top_properties"] = []
+                for k in top:
+                    name = property_names[k] if k < len(property_names) else f"property {k}"
+                    file = out_dir / f"{stem}_{_slug(names[c])}_p{int(k)}.png"
+                    blend = (rgb * 0.35 + heatmap(props[k]) * 0.65).astype(np.uint8)
+                    _png(file, blend)
+                    region["top_properties"].append({"id": int(k), "name": name, "score": float(mean[k]), "map": file.name})
+            summary["regions"].append(region)
+        write_json(out_dir / f"{stem}.json", summary)
+        summaries.append(summary)
+    return summaries

@@ -1,0 +1,147 @@
+"""Training, kill-and-resume, NaN stop, DDP, eval and predict on a tiny synthetic dataset (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from prolab_cli.errors import ProlabError
+from segmentation.data.synth import attribute_label_space, write_synth
+from segmentation.engine.checkpoint import load_checkpoint
+from segmentation.engine.config import apply_overrides, load_config
+from segmentation.engine.evaluate import evaluate
+from segmentation.engine.predict import predict
+from segmentation.engine.train import train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("synth")
+    data = write_synth(root / "data", "ade20k", num_train=16, num_val=4, size=64, num_seen=6, num_heldout=2, seed=1)
+    info = json.loads((data / "synth.json").read_text())
+    seen = attribute_label_space(data, "toy-seen", info["seen"]).save(root / "spaces")
+    full = attribute_label_space(data, "toy-all").save(root / "spaces")
+    other = attribute_label_space(data, "toy-other", seed=5).save(root / "spaces")
+    return {"data": data, "seen": seen, "all": full, "other": other, "info": info, "root": root}
+
+
+def _config(**sets):
+    base = {
+        "schedule.max_iters": 30, "schedule.warmup_iters": 3, "data.batch_size": 2, "data.crop_size": "[64, 64]",
+        "data.scale": "[128, 64]", "model.img_size": 64, "test.scale": "[128, 64]", "train.log_interval": 1,
+        "train.ckpt_interval": 1000, "optim.lr": 2e-3,
+    }
+    base.update(sets)
+    return apply_overrides(load_config("synth-vit-adapter-nano"), [f"{k}={v}" for k, v in base.items()])
+
+
+@pytest.fixture(scope="module")
+def trained(synth):
+    losses = []
+    work = synth["root"] / "run"
+    result = train(_config(), synth["data"], work, synth["seen"], progress=False,
+                   on_iteration=lambda it, rec: losses.append(rec["loss"]))
+    return {"work": work, "losses": losses, "result": result}
+
+
+def test_loss_falls_and_checkpoint_is_complete(trained, synth):
+    losses = trained["losses"]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+    ckpt = load_checkpoint(trained["work"])
+    assert ckpt["iteration"] == 30 and ckpt["meta"]["preset"] == "vit-adapter-nano"
+    assert ckpt["meta"]["label_space"]["name"] == "toy-seen"
+    assert ckpt["meta"]["classes"] == synth["info"]["seen"]
+    assert {"optimizer", "scheduler", "rng", "config", "bank"} <= set(ckpt)
+    log = [json.loads(line) for line in (trained["work"] / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log] == list(range(1, 31)) and {"lr", "loss", "decode.loss", "aux.loss"} <= set(log[0])
+
+
+def test_kill_and_resume_gives_the_same_weights(synth, tmp_path):
+    cfg = _config(**{"schedule.max_iters": 6, "train.ckpt_interval": 3})
+    straight = train(cfg, synth["data"], tmp_path / "a", synth["seen"], progress=False)
+
+    def kill(it, rec):
+        if it == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, synth["data"], tmp_path / "b", synth["seen"], progress=False, on_iteration=kill)
+    assert (tmp_path / "b" / "last_checkpoint").read_text().strip() == "iter_3.pth"
+    resumed = train(cfg, synth["data"], tmp_path / "b", synth["seen"], resume=True, progress=False)
+    a = load_checkpoint(straight["checkpoint"])["state_dict"]
+    b = load_checkpoint(resumed["checkpoint"])["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["loss"] == resumed["loss"]
+
+
+def test_resume_refuses_another_label_space(synth, trained):
+    with pytest.raises(ProlabError, match="trained with label space 'toy-seen'"):
+        train(_config(), synth["data"], trained["work"], synth["all"], resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path):
+    cfg = _config(**{"optim.lr": 1e36, "schedule.warmup_iters": 0, "train.ckpt_interval": 1, "model.head": "onehot"})
+    with pytest.raises(ProlabError, match=r"loss is (nan|inf) at iteration \d+: training stopped; the last good checkpoint is .*iter_\d+\.pth"):
+        train(cfg, synth["data"], tmp_path / "nan", synth["seen"], progress=False)
+    assert list((tmp_path / "nan").glob("iter_*.pth"))
+
+
+def test_eval_on_synthetic_data_and_held_out_classes(synth, trained, tmp_path):
+    seen = evaluate(trained["work"], None, synth["data"], output=tmp_path / "seen.json", progress=False)
+    assert json.loads((tmp_path / "seen.json").read_text())["mIoU"] == seen["mIoU"]
+    assert [r["class"] for r in seen["per_class"]] == synth["info"]["seen"]
+    assert 0 <= seen["mIoU"] <= 100 and seen["aAcc"] > 50 and not seen["swapped_class_rows"]
+    full = evaluate(trained["work"], None, synth["data"], label_space=synth["all"], mode="slide",
+                    crop=(32, 32), stride=(16, 16), flip=True, progress=False)
+    assert full["swapped_class_rows"] and len(full["per_class"]) == len(synth["info"]["seen"]) + 2
+    held = [r for r in full["per_class"] if r["class"] in synth["info"]["heldout"]]
+    assert any(r["IoU"] is not None for r in held)
+    with pytest.raises(ProlabError, match="different centres"):
+        evaluate(trained["work"], None, synth["data"], label_space=synth["other"], progress=False)
+
+
+def test_onehot_head_trains_without_a_label_space(synth, tmp_path):
+    cfg = _config(**{"schedule.max_iters": 2, "model.head": "onehot"})
+    result = train(cfg, synth["data"], tmp_path / "oh", None, progress=False)
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert ckpt["meta"]["head"] == "onehot" and len(ckpt["meta"]["classes"]) == 9
+
+
+def test_predict_writes_masks_overlays_and_property_maps(synth, trained, tmp_path):
+    image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[0]
+    summaries = predict([image], trained["work"], tmp_path / "pred", top_properties=2)
+    stem = image.stem
+    for suffix in ("_labels.png", "_mask.png", "_overlay.png", ".json"):
+        assert (tmp_path / "pred" / f"{stem}{suffix}").is_file()
+    region = summaries[0]["regions"][0]
+    assert len(region["top_properties"]) == 2
+    assert (tmp_path / "pred" / region["top_properties"][0]["map"]).is_file()
+    assert region["top_properties"][0]["name"] in ["ground", "red", "green", "blue", "yellow", "purple", "cyan",
+                                                   "plain", "striped", "dotted", "checkered", "disc", "square",
+                                                   "triangle", "cross"]
+
+
+def test_two_process_ddp_on_cpu(synth, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "prolab_cli.cli", "train", "--config", "synth-vit-adapter-nano", "--data-root", str(synth["data"]),
+           "--label-space", str(synth["seen"]), "--work-dir", str(tmp_path / "ddp"), "--device", "cpu",
+           "--threads", "1", "--no-progress", "--set", "schedule.max_iters=3", "--set", "data.batch_size=2",
+           "--set", "data.crop_size=[64,64]", "--set", "model.img_size=64", "--set", "train.log_interval=1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log] == [1, 2, 3], "only rank 0 logs"
+    ckpt = load_checkpoint(tmp_path / "ddp")
+    assert ckpt["iteration"] == 3 and not any(k.startswith("module.") for k in ckpt["state_dict"])
