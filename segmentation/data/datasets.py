@@ -167,7 +167,7 @@ class SegDataset:
         self.skipped: list[tuple[Path, str]] = []
         if orphans and not skip_bad:
             raise ProlabError(f"{orphans[0]}: image without a mask ({len(orphans)} such images; --skip-bad leaves them out)")
-        self.skipped.extend((p, "no mask") for p in orphans)
+        self.skipped.extend((p, "image without a mask") for p in orphans)
         if skip_bad:
             good = []
             for sample in samples:
