@@ -226,3 +226,37 @@ def test_preset_overrides_and_bad_arguments(onehot):
         onehot.encode_decode(torch.zeros(1, 3, 48, 64))
     with pytest.raises(ProlabError, match="num_classes=4"):
         build_segmentor("vit-adapter-nano", num_classes=4, class_rows=torch.ones(3, 2), centres=torch.ones(2, 8))
+
+
+def test_beit_adapter_forward_backward_and_relative_position_bias():
+    from segmentation.models import ModelConfig
+    from segmentation.models.beit import relative_position_index
+
+    index = relative_position_index((3, 4))
+    n = 5 * 7 + 3
+    assert index.shape == (13, 13) and index[0, 0] == n - 1 and index[0, 5] == n - 3 and index[5, 0] == n - 2
+    assert bool((index[1:, 1:].diagonal() == 2 * 7 + 3).all())  # zero offset = centre of the 5x7 grid
+    assert index[1, 2] == 2 * 7 + 3 - 1 and index[2, 1] == 2 * 7 + 3 + 1  # one column apart
+
+    cfg = ModelConfig(backbone="beit", embed_dim=32, depth=4, num_heads=2, img_size=64, drop_path_rate=0.1,
+                      conv_inplane=8, deform_num_heads=2, init_values=0.1,
+                      interaction_indexes=((0, 0), (1, 1), (2, 2), (3, 3)), decode_channels=16, aux_channels=8)
+    torch.manual_seed(0)
+    model = build_segmentor(cfg, num_classes=C, with_cp=True)
+    attn = model.backbone.blocks[0].attn
+    x = torch.randn(1, 17, 32)
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_()
+        qkv = F.linear(x, attn.qkv.weight, torch.cat([attn.q_bias, torch.zeros(32), attn.v_bias]))
+        q, k, v = qkv.reshape(1, 17, 3, 2, 16).permute(2, 0, 3, 1, 4)
+        bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)].view(17, 17, 2)
+        weights = ((q * 16 ** -0.5) @ k.transpose(-2, -1) + bias.permute(2, 0, 1)).softmax(-1)
+        want = attn.proj((weights @ v).transpose(1, 2).reshape(1, 17, 32))
+        torch.testing.assert_close(attn(x), want, rtol=1e-5, atol=1e-6)
+    model.train()
+    losses = model.forward_train(_img(2), _label(2))
+    sum(losses.values()).backward()
+    assert model.backbone.cls_token.grad.abs().sum() > 0
+    assert model.backbone.blocks[3].attn.relative_position_bias_table.grad.abs().sum() > 0
+    with pytest.raises(ProlabError, match="img_size"):
+        model.eval().encode_decode(torch.zeros(1, 3, 96, 64))

@@ -8,6 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from prolab_cli.errors import ProlabError
+
 from .layers import DropPath, Mlp, drop_path_rates, init_transformer_weights
 from .vit import PatchEmbed
 
@@ -56,7 +58,7 @@ class RelPosAttention(nn.Module):
         B, N, C = x.shape
         n_pos = self.window[0] * self.window[1] + 1
         if N != n_pos:
-            raise ValueError(f"BEiT attention built for {n_pos} tokens (window {self.window} + cls), "
+            raise ProlabError(f"BEiT attention built for {n_pos} tokens (window {self.window} + cls), "
                              f"got {N}: the input size must equal the model's img_size")
         bias = None
         if self.q_bias is not None:

@@ -99,8 +99,8 @@ class PropertyBank(nn.Module):
         if int(target_ids.max()) >= self.num_classes or int(target_ids.min()) < 0:
             raise ProlabError(f"label ids must be in [0, {self.num_classes}) or 255, "
                               f"got {int(target_ids.min())}..{int(target_ids.max())}")
-        z = z.permute(0, 2, 3, 1)[valid] / self.temperature
-        target = self.class_rows.to(z.dtype)[target_ids]
+        z = z.permute(0, 2, 3, 1)[valid].float() / self.temperature  # loss in fp32 under AMP
+        target = self.class_rows.float()[target_ids]
         if kind == "cosine":
             return (1.0 - F.cosine_similarity(torch.sigmoid(z), target, dim=1)).mean()
         if kind == "bce":
@@ -118,4 +118,4 @@ def cross_entropy_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tenso
     if int(ids.max()) >= logits.shape[1] or int(ids.min()) < 0:
         raise ProlabError(f"label ids must be in [0, {logits.shape[1]}) or 255, "
                           f"got {int(ids.min())}..{int(ids.max())}")
-    return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.float(), label, ignore_index=IGNORE_INDEX)
