@@ -31,94 +31,182 @@ void read_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_start
   }
 }
 
+// Pointers and sizes of one call.
 template <typename scalar_t>
-void forward_kernel(const scalar_t* value, const int64_t* hw, const int64_t* starts, const scalar_t* loc,
-                    const scalar_t* attn, scalar_t* out, int64_t N, int64_t S, int64_t M, int64_t D,
-                    int64_t Q, int64_t L, int64_t P) {
+struct Args {
+  const scalar_t* value;
+  const int64_t* hw;
+  const int64_t* starts;
+  const scalar_t* loc;
+  const scalar_t* attn;
+  const scalar_t* grad_out;
+  scalar_t* out;
+  scalar_t* grad_value;
+  scalar_t* grad_loc;
+  scalar_t* grad_attn;
+  int64_t N, S, M, D, Q, L, P;
+};
+
+#if defined(__GNUC__)
+#define PROLAB_INLINE __attribute__((always_inline)) inline
+#else
+#define PROLAB_INLINE inline
+#endif
+
+// Rows [begin, end) of (batch, query); kD > 0 is the channel count known at compile time
+// (accumulators stay in registers), kD == 0 handles any D.
+template <typename scalar_t, int kD>
+PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  const int64_t D = kD > 0 ? kD : a.D;
+  const int64_t M = a.M, L = a.L, P = a.P;
   const int64_t pixel_stride = M * D;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, M * L * P * D));
-  at::parallel_for(0, N * Q, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t nq = begin; nq < end; ++nq) {
-      const int64_t n = nq / Q;
-      for (int64_t m = 0; m < M; ++m) {
-        const int64_t row = nq * M + m;
-        scalar_t* __restrict__ o = out + row * D;
-        const scalar_t* lrow = loc + row * L * P * 2;
-        const scalar_t* arow = attn + row * L * P;
-        for (int64_t l = 0; l < L; ++l) {
-          const int64_t H = hw[2 * l], W = hw[2 * l + 1];
-          const scalar_t* base = value + ((n * S + starts[l]) * M + m) * D;
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t lp = l * P + p;
-            Corners<scalar_t> c;
-            if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) continue;
-            const scalar_t a = arow[lp];
-            for (int i = 0; i < 4; ++i) {
-              if (!c.valid[i]) continue;
-              const scalar_t* __restrict__ v = base + c.index[i] * pixel_stride;
-              const scalar_t cw = a * c.weight[i];
+  for (int64_t nq = begin; nq < end; ++nq) {
+    const int64_t n = nq / a.Q;
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t row = nq * M + m;
+      scalar_t acc[kD > 0 ? kD : 1] = {};
+      scalar_t* __restrict__ o = kD > 0 ? acc : a.out + row * D;
+      const scalar_t* lrow = a.loc + row * L * P * 2;
+      const scalar_t* arow = a.attn + row * L * P;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
+        const scalar_t* base = a.value + ((n * a.S + a.starts[l]) * M + m) * D;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t lp = l * P + p;
+          Corners<scalar_t> c;
+          if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) continue;
+          const scalar_t w = arow[lp];
+          for (int i = 0; i < 4; ++i) {
+            if (!c.valid[i]) continue;
+            const scalar_t* __restrict__ v = base + c.index[i] * pixel_stride;
+            const scalar_t cw = w * c.weight[i];
 #pragma omp simd
-              for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
-            }
+            for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
           }
         }
       }
+      if constexpr (kD > 0) {
+        scalar_t* __restrict__ dst = a.out + row * D;
+        for (int64_t d = 0; d < D; ++d) dst[d] = acc[d];
+      }
     }
-  });
+  }
+}
+
+// Pairs [begin, end) of (batch, head): each owns its slice of grad_value.
+template <typename scalar_t, int kD>
+PROLAB_INLINE void backward_pairs(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  const int64_t D = kD > 0 ? kD : a.D;
+  const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
+  const int64_t pixel_stride = M * D;
+  for (int64_t nm = begin; nm < end; ++nm) {
+    const int64_t n = nm / M, m = nm % M;
+    for (int64_t q = 0; q < Q; ++q) {
+      const int64_t row = (n * Q + q) * M + m;
+      const scalar_t* __restrict__ g = a.grad_out + row * D;
+      const scalar_t* lrow = a.loc + row * L * P * 2;
+      const scalar_t* arow = a.attn + row * L * P;
+      scalar_t* ga = a.grad_attn + row * L * P;
+      scalar_t* gl = a.grad_loc + row * L * P * 2;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
+        const int64_t offset = ((n * a.S + a.starts[l]) * M + m) * D;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t lp = l * P + p;
+          Corners<scalar_t> c;
+          if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) {
+            ga[lp] = 0;
+            gl[2 * lp] = 0;
+            gl[2 * lp + 1] = 0;
+            continue;
+          }
+          const scalar_t w = arow[lp];
+          scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
+          for (int i = 0; i < 4; ++i) {
+            if (!c.valid[i]) continue;
+            const scalar_t* __restrict__ v = a.value + offset + c.index[i] * pixel_stride;
+            scalar_t* __restrict__ gv = a.grad_value + offset + c.index[i] * pixel_stride;
+            const scalar_t cw = w * c.weight[i];
+            scalar_t s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int64_t d = 0; d < D; ++d) {
+              s += g[d] * v[d];
+              gv[d] += cw * g[d];
+            }
+            dot[i] = s;
+          }
+          ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
+          const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
+          const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
+          gl[2 * lp] = gw * static_cast<scalar_t>(W);
+          gl[2 * lp + 1] = gh * static_cast<scalar_t>(H);
+        }
+      }
+    }
+  }
+}
+
+// Each worker is compiled twice: for the baseline ISA and, on x86-64, for AVX2+FMA, chosen at
+// run time (the extension is built without -march so that a build works on any x86-64 CPU).
+#if defined(__GNUC__) && defined(__x86_64__)
+#define PROLAB_HAVE_AVX2 1
+template <typename scalar_t, int kD>
+__attribute__((target("avx2,fma"))) void forward_rows_avx2(const Args<scalar_t>& a, int64_t b, int64_t e) {
+  forward_rows<scalar_t, kD>(a, b, e);
+}
+template <typename scalar_t, int kD>
+__attribute__((target("avx2,fma"))) void backward_pairs_avx2(const Args<scalar_t>& a, int64_t b, int64_t e) {
+  backward_pairs<scalar_t, kD>(a, b, e);
+}
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+#else
+#define PROLAB_HAVE_AVX2 0
+#endif
+template <typename scalar_t, int kD>
+void forward_rows_base(const Args<scalar_t>& a, int64_t b, int64_t e) {
+  forward_rows<scalar_t, kD>(a, b, e);
+}
+template <typename scalar_t, int kD>
+void backward_pairs_base(const Args<scalar_t>& a, int64_t b, int64_t e) {
+  backward_pairs<scalar_t, kD>(a, b, e);
 }
 
 template <typename scalar_t>
-void backward_kernel(const scalar_t* grad_out, const scalar_t* value, const int64_t* hw, const int64_t* starts,
-                     const scalar_t* loc, const scalar_t* attn, scalar_t* grad_value, scalar_t* grad_loc,
-                     scalar_t* grad_attn, int64_t N, int64_t S, int64_t M, int64_t D, int64_t Q, int64_t L,
-                     int64_t P) {
-  const int64_t pixel_stride = M * D;
-  at::parallel_for(0, N * M, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t nm = begin; nm < end; ++nm) {
-      const int64_t n = nm / M, m = nm % M;
-      for (int64_t q = 0; q < Q; ++q) {
-        const int64_t row = (n * Q + q) * M + m;
-        const scalar_t* __restrict__ g = grad_out + row * D;
-        const scalar_t* lrow = loc + row * L * P * 2;
-        const scalar_t* arow = attn + row * L * P;
-        for (int64_t l = 0; l < L; ++l) {
-          const int64_t H = hw[2 * l], W = hw[2 * l + 1];
-          const int64_t offset = ((n * S + starts[l]) * M + m) * D;
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t lp = l * P + p;
-            Corners<scalar_t> c;
-            if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) {
-              grad_attn[row * L * P + lp] = 0;
-              grad_loc[(row * L * P + lp) * 2] = 0;
-              grad_loc[(row * L * P + lp) * 2 + 1] = 0;
-              continue;
-            }
-            const scalar_t a = arow[lp];
-            scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
-            for (int i = 0; i < 4; ++i) {
-              if (!c.valid[i]) continue;
-              const scalar_t* __restrict__ v = value + offset + c.index[i] * pixel_stride;
-              scalar_t* __restrict__ gv = grad_value + offset + c.index[i] * pixel_stride;
-              const scalar_t cw = a * c.weight[i];
-              scalar_t s = 0;
-#pragma omp simd reduction(+ : s)
-              for (int64_t d = 0; d < D; ++d) {
-                s += g[d] * v[d];
-                gv[d] += cw * g[d];
-              }
-              dot[i] = s;
-            }
-            grad_attn[row * L * P + lp] =
-                c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
-            const scalar_t gh = a * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
-            const scalar_t gw = a * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
-            grad_loc[(row * L * P + lp) * 2] = gw * static_cast<scalar_t>(W);
-            grad_loc[(row * L * P + lp) * 2 + 1] = gh * static_cast<scalar_t>(H);
-          }
-        }
-      }
-    }
-  });
+using Worker = void (*)(const Args<scalar_t>&, int64_t, int64_t);
+
+template <typename scalar_t, int kD>
+Worker<scalar_t> pick(bool backward) {
+#if PROLAB_HAVE_AVX2
+  if (cpu_has_avx2()) return backward ? backward_pairs_avx2<scalar_t, kD> : forward_rows_avx2<scalar_t, kD>;
+#endif
+  return backward ? backward_pairs_base<scalar_t, kD> : forward_rows_base<scalar_t, kD>;
+}
+
+// ViT-Adapter's heads have D = 32 (B and L) or 16/64 (other widths); others take the generic path.
+template <typename scalar_t>
+Worker<scalar_t> worker(int64_t D, bool backward) {
+  switch (D) {
+    case 16: return pick<scalar_t, 16>(backward);
+    case 32: return pick<scalar_t, 32>(backward);
+    case 64: return pick<scalar_t, 64>(backward);
+    default: return pick<scalar_t, 0>(backward);
+  }
+}
+
+template <typename scalar_t>
+void forward_kernel(const Args<scalar_t>& a) {
+  const auto fn = worker<scalar_t>(a.D, false);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.M * a.L * a.P * a.D));
+  at::parallel_for(0, a.N * a.Q, grain, [&](int64_t begin, int64_t end) { fn(a, begin, end); });
+}
+
+template <typename scalar_t>
+void backward_kernel(const Args<scalar_t>& a) {
+  const auto fn = worker<scalar_t>(a.D, true);
+  at::parallel_for(0, a.N * a.M, 1, [&](int64_t begin, int64_t end) { fn(a, begin, end); });
 }
 
 bool reduced_precision(const at::Tensor& t) {
@@ -138,10 +226,12 @@ at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_sha
   const auto value = (reduced_precision(value_in) ? value_in.to(at::kFloat) : value_in).contiguous();
   const auto loc = sampling_locations.contiguous();
   const auto attn = attention_weights.contiguous();
-  auto out = at::zeros({N, Q, M * D}, value.options());
+  auto out = at::zeros({N, Q, M * D}, value.options());  // rows with no sample stay zero
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
-    forward_kernel<scalar_t>(value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
-                             attn.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), N, S, M, D, Q, L, P);
+    Args<scalar_t> a{value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
+                     attn.data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>(), nullptr, nullptr, nullptr,
+                     N, S, M, D, Q, L, P};
+    forward_kernel<scalar_t>(a);
   });
   return out.to(value_in.scalar_type());
 }
@@ -165,10 +255,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   auto grad_loc = at::empty(loc.sizes(), loc.options());
   auto grad_attn = at::empty(attn.sizes(), attn.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
-    backward_kernel<scalar_t>(grad_output.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(), hw.data(),
-                              starts.data(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(),
-                              grad_value.data_ptr<scalar_t>(), grad_loc.data_ptr<scalar_t>(),
-                              grad_attn.data_ptr<scalar_t>(), N, S, M, D, Q, L, P);
+    Args<scalar_t> a{value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
+                     attn.data_ptr<scalar_t>(), grad_output.data_ptr<scalar_t>(), nullptr,
+                     grad_value.data_ptr<scalar_t>(), grad_loc.data_ptr<scalar_t>(), grad_attn.data_ptr<scalar_t>(),
+                     N, S, M, D, Q, L, P};
+    backward_kernel<scalar_t>(a);
   });
   return {grad_value.to(value_in.scalar_type()), grad_loc, grad_attn};
 }
