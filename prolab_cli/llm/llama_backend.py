@@ -4,6 +4,7 @@ few-shot completion otherwise (base models such as the offline default Gemma-3-2
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,34 @@ def gguf_fingerprint(path: Path) -> str:
         f.seek(max(size - (1 << 20), 0))
         digest.update(f.read(1 << 20))
     return digest.hexdigest()
+
+
+_ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)?")
+
+
+class RepeatGuard:
+    """A llama.cpp stopping criterion for base models, which loop at temperature 0: stop once a
+    finished line repeats an earlier one (numbers ignored, so "3rd floor" repeats "2nd floor")
+    or a line grows past ``max_chars`` (validation would drop it anyway)."""
+
+    def __init__(self, llm: Any, max_chars: int = 300):
+        self.llm = llm
+        self.max_chars = max_chars
+        self.prompt_tokens: int | None = None
+        self.fired = False
+
+    def __call__(self, input_ids: Any, logits: Any) -> bool:
+        if self.prompt_tokens is None:
+            self.prompt_tokens = len(input_ids)
+            return False
+        text = self.llm.detokenize(list(input_ids[self.prompt_tokens:])).decode("utf-8", "ignore")
+        *done, current = text.split("\n")
+        if len(current) > self.max_chars:
+            self.fired = True
+        elif len(done) >= 2:
+            keys = [_ORDINAL.sub("#", line.lstrip("-*• ").casefold()).strip() for line in done]
+            self.fired = bool(keys[-1]) and keys[-1] in keys[:-1]
+        return self.fired
 
 
 class LlamaCppBackend(Backend):
@@ -88,7 +117,13 @@ class LlamaCppBackend(Backend):
                     choice = reply["choices"][0]
                     text = choice["message"].get("content") or ""
                 else:
-                    reply = self.llm.create_completion(prompt.text, stop=list(prompt.stop) or None, **options)
+                    from llama_cpp import StoppingCriteriaList
+
+                    guard = RepeatGuard(self.llm)
+                    reply = self.llm.create_completion(
+                        prompt.text, stop=list(prompt.stop) or None,
+                        stopping_criteria=StoppingCriteriaList([guard]), **options,
+                    )
                     choice = reply["choices"][0]
                     text = choice.get("text") or ""
             except ValueError as exc:  # e.g. prompt longer than the context
