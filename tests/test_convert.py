@@ -23,7 +23,8 @@ TINY_BEIT = ModelConfig(backbone="beit", embed_dim=32, depth=4, num_heads=2, img
 def _mmseg_file(path, model, classes=None, drop=()):
     """Write ``model`` the way mmseg 0.x saves it (DDP prefixes, meta with CLASSES, optimizer)."""
     sd = {f"module.{k}": v for k, v in model.state_dict().items() if not any(d in k for d in drop)}
-    meta = {"mmcv_version": "1.4.2", "config": "model = dict(...)", "iter": 160000}
+    meta = {"mmcv_version": "1.4.2", "config": "model = dict(...)", "iter": np.int64(160000),
+            "hook_msgs": {"best_score": np.float64(0.48)}, "time": "Mon Jan  2 10:00:00 2023"}
     if classes:
         meta["CLASSES"] = tuple(classes)
         meta["PALETTE"] = [[i, i, i] for i in range(len(classes))]
@@ -50,6 +51,7 @@ def test_convert_round_trip_through_the_cli(tmp_path):
     assert "vit-adapter-nano" in result.output and "missing keys: none" in result.output
     ckpt = load_checkpoint(dst)
     assert ckpt["meta"]["classes"] == NAMES and ckpt["meta"]["head"] == "onehot"
+    assert ckpt["meta"]["source"]["iter"] == 160000 and type(ckpt["meta"]["source"]["iter"]) is int
     loaded, classes, _ = model_from_checkpoint(ckpt)
     assert classes == NAMES
     _same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
@@ -159,3 +161,17 @@ def test_pretrained_beit_shared_relative_position_table_is_resized(tmp_path):
     assert table.shape == (7 * 7 + 3, 2)
     assert torch.equal(table[-3:], sd["rel_pos_bias.relative_position_bias_table"][-3:])
     assert torch.equal(bb.cls_token, sd["cls_token"])
+
+
+class _Opaque:
+    """Stands for an arbitrary pickled object in a checkpoint's meta."""
+
+
+def test_convert_refuses_arbitrary_pickles_unless_trusted(tmp_path):
+    model = build_segmentor("vit-adapter-nano", num_classes=3)
+    src = tmp_path / "pickled.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"obj": _Opaque()}}, src)
+    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "o.pth")])
+    assert result.exit_code == 1 and "--trust-pickle" in result.output and "_Opaque" in result.output
+    report = convert_checkpoint(src, tmp_path / "o.pth", preset="vit-adapter-nano", trust_pickle=True)
+    assert report.missing == [] and report.unexpected == []

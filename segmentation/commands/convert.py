@@ -16,8 +16,10 @@ import click
 @click.option("--temperature", default=0.04, show_default=True, type=float, help="Property-head sigmoid temperature.")
 @click.option("--normalize-embedding", is_flag=True, help="L2-normalise the pixel embedding (BEiT-L / COCO-Stuff ProLab).")
 @click.option("--allow-missing", is_flag=True, help="Write the model even when checkpoint keys are missing.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Unpickle arbitrary objects in SRC (runs code from the file: trusted sources only).")
 def convert(src: str, dst: str, preset: str | None, label_space: str | None, classes: str | None,
-            temperature: float, normalize_embedding: bool, allow_missing: bool) -> None:
+            temperature: float, normalize_embedding: bool, allow_missing: bool, trust_pickle: bool) -> None:
     """Convert an mmseg 0.x checkpoint SRC (.pth) into a prolab checkpoint DST."""
     from segmentation.models.convert import convert_checkpoint
 
@@ -27,6 +29,6 @@ def convert(src: str, dst: str, preset: str | None, label_space: str | None, cla
 
         names = load_classes(classes)
     report = convert_checkpoint(src, dst, preset, label_space, names, temperature,
-                                normalize_embedding, allow_missing)
+                                normalize_embedding, allow_missing, trust_pickle)
     for line in report.lines():
         click.echo(line)

@@ -14,9 +14,21 @@ from prolab_cli.errors import ProlabError
 _CONTAINER_KEYS = ("state_dict", "model", "module", "model_state")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``) or ``.safetensors`` file
-    as a dict; ProlabError when missing or unreadable."""
+def _numpy_safe_globals() -> list:
+    """numpy scalars and dtypes, which mmcv checkpoints carry in ``meta`` (e.g. best scores);
+    listed under both their numpy 2 and numpy 1 pickle names."""
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    out: list = [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype]
+    out += [type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1")]
+    return out
+
+
+def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, Any]:
+    """Load a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file as a dict. Torch files are read
+    with ``weights_only=True`` (tensors, containers, numpy scalars) unless ``trust_pickle`` (runs
+    arbitrary pickled code: only for files from a trusted source); ProlabError when unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ProlabError(f"{path}: checkpoint file not found")
@@ -28,10 +40,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         except Exception as exc:  # safetensors raises several types
             raise ProlabError(f"{path}: not a readable safetensors file ({exc})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ProlabError(f"{path}: cannot be read as a weights-only torch checkpoint ({first})") from None
+        text = str(exc)
+        detail = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln),
+                      text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
+        hint = "" if trust_pickle else "; if you trust its source, retry with --trust-pickle"
+        raise ProlabError(f"{path}: cannot be read as a weights-only torch checkpoint ({detail[:300]}){hint}") from None
     if not isinstance(obj, dict):
         raise ProlabError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj

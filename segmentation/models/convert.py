@@ -41,6 +41,23 @@ class ConvertReport:
         return [line for line in out if line]
 
 
+def _plain_meta(meta: dict) -> dict:
+    """The informative mmseg meta fields as plain Python values (numpy scalars would make our
+    checkpoint unreadable with ``weights_only=True``)."""
+    out: dict[str, Any] = {}
+    for key in _MMSEG_META_KEYS:
+        value = meta.get(key)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (str, int, float)):
+            out[key] = value if isinstance(value, str) else (int(value) if isinstance(value, int) else float(value))
+        elif hasattr(value, "item") and getattr(value, "shape", None) == ():
+            out[key] = value.item()
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out[key] = [str(v) for v in value]
+    return out
+
+
 def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("relative_position_index")}
 
@@ -73,16 +90,17 @@ def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tupl
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: str | ModelConfig | None = None,
                        label_space: str | os.PathLike | None = None, classes: list[str] | None = None,
                        temperature: float = 0.04, normalize_embedding: bool = False,
-                       allow_missing: bool = False) -> ConvertReport:
+                       allow_missing: bool = False, trust_pickle: bool = False) -> ConvertReport:
     """Load an mmseg 0.x ``.pth`` (``state_dict``/``meta``, optional ``module.`` prefixes, BEiT
     ``relative_position_index`` buffers possibly absent) into our model and write a prolab
     checkpoint (``segmentation.engine.checkpoint`` format). A label space makes it a property-head
     model (its D must equal the head's output channels). Missing keys are an error unless
-    ``allow_missing``; unexpected keys are reported and dropped."""
+    ``allow_missing``; unexpected keys are reported and dropped. ``trust_pickle`` allows
+    unpickling arbitrary objects (trusted files only)."""
     from segmentation.engine.checkpoint import make_meta, save_checkpoint
 
     where = str(src)
-    ckpt = read_checkpoint(src)
+    ckpt = read_checkpoint(src, trust_pickle)
     sd = extract_state_dict(ckpt, where)
     mmseg_meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     out_channels = _head_channels(sd, where)
@@ -139,8 +157,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     meta = make_meta(preset_name or "custom", kwargs, head, names, space)
     meta["model_config"] = cfg.to_dict()
     meta["source"] = {"path": str(Path(src).resolve()), "missing": missing, "unexpected": unexpected,
-                      **{k: mmseg_meta[k] for k in _MMSEG_META_KEYS if k in mmseg_meta
-                         and isinstance(mmseg_meta[k], (str, int, float, list, tuple))}}
+                      **_plain_meta(mmseg_meta)}
     payload: dict[str, Any] = {"state_dict": model.state_dict(), "meta": meta}
     if space is not None:
         payload["bank"] = {"class_rows": torch.as_tensor(space.multi_hot, dtype=torch.float32),
