@@ -145,3 +145,38 @@ def test_two_process_ddp_on_cpu(synth, tmp_path):
     assert [r["iter"] for r in log] == [1, 2, 3], "only rank 0 logs"
     ckpt = load_checkpoint(tmp_path / "ddp")
     assert ckpt["iteration"] == 3 and not any(k.startswith("module.") for k in ckpt["state_dict"])
+
+
+def test_accumulation_clipping_and_bf16_autocast(synth, tmp_path):
+    records = []
+    cfg = _config(**{"schedule.max_iters": 2, "train.accum_steps": 2, "optim.grad_clip": 1.0, "train.amp": "bf16"})
+    train(cfg, synth["data"], tmp_path / "acc", synth["seen"], progress=False,
+          on_iteration=lambda it, rec: records.append(rec))
+    assert len(records) == 2 and all(r["grad_norm"] > 0 for r in records)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+
+
+def test_label_space_with_foreign_classes_is_refused(synth, tmp_path):
+    import numpy as np
+
+    from prolab_cli.artifact import LabelSpace
+
+    space = LabelSpace.from_arrays("zoo", ["ground", "zebra"], np.eye(2, dtype=np.float32), np.eye(2, 4, dtype=np.float32))
+    path = space.save(tmp_path)
+    cfg = _config(**{"schedule.max_iters": 1})
+    with pytest.raises(ProlabError, match=r"label space 'zoo': classes \['zebra'\] are not classes of the ade20k dataset"):
+        train(cfg, synth["data"], tmp_path / "zoo-run", path, progress=False)
+
+
+def test_predict_restricted_to_a_class_list(synth, trained, tmp_path):
+    (tmp_path / "two.txt").write_text("ground\n" + synth["info"]["seen"][1] + "\n")
+    image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[1]
+    summary = predict([image], trained["work"], tmp_path / "p2", classes=tmp_path / "two.txt")[0]
+    assert summary["classes"] == ["ground", synth["info"]["seen"][1]]
+    from PIL import Image
+    import numpy as np
+
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "p2" / f"{image.stem}_labels.png"))).tolist()) <= {0, 1}
+    (tmp_path / "bad.txt").write_text("unicorn\n")
+    with pytest.raises(ProlabError, match=r"bad.txt: classes \['unicorn'\] are not classes of the model"):
+        predict([image], trained["work"], tmp_path / "p3", classes=tmp_path / "bad.txt")

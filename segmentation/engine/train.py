@@ -117,12 +117,11 @@ def train(
         scale=tuple(dcfg["scale"]), ratio_range=tuple(dcfg["ratio_range"]), crop_size=tuple(dcfg["crop_size"]),
         cat_max_ratio=float(dcfg["cat_max_ratio"]), photometric=bool(dcfg.get("photometric", True)),
     )
-    probe = SegDataset(config["dataset"], data_root, "train", classes=classes, skip_bad=skip_bad) if space is not None else None
     target = list(space.classes) if space is not None else None
     dataset = SegDataset(config["dataset"], data_root, "train", pipeline=pipeline, classes=classes,
                          target_classes=target, skip_bad=skip_bad)
-    if probe is not None:
-        _check_classes(space.classes, probe, f"label space {space.name!r}")
+    if space is not None:
+        _check_classes(space.classes, dataset, f"label space {space.name!r}")
     if dataset.skipped:
         log.message(f"skipped {len(dataset.skipped)} bad training samples (first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
     class_names = dataset.target_classes
