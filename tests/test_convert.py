@@ -143,6 +143,7 @@ def test_pretrained_deit_pth_and_timm_safetensors(tmp_path):
     model2 = build_segmentor("vit-adapter-nano", num_classes=3, pretrained=str(tmp_path / "vit.safetensors"))
     assert torch.equal(model2.backbone.blocks[1].gamma2, timm_sd["blocks.1.ls2.gamma"])
     assert torch.equal(model2.backbone.pos_embed, timm_sd["pos_embed"])
+    assert model2.pretrained_report["unexpected"] == [] and "up.weight" in model2.pretrained_report["missing"]
     torch.save({"model": {"foo.weight": torch.zeros(2)}}, tmp_path / "other.pth")
     with pytest.raises(ProlabError, match="no transformer block weights"):
         load_pretrained(model.backbone, tmp_path / "other.pth")

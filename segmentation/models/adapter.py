@@ -174,8 +174,11 @@ class InteractionBlock(nn.Module):
                  with_cp: bool = False):
         super().__init__()
         self.injector = Injector(dim, num_heads, n_points, 3, deform_ratio, init_values, with_cp)
-        extractor = lambda: Extractor(dim, num_heads, n_points, 1, deform_ratio, with_cffn,  # noqa: E731
-                                      cffn_ratio, drop, drop_path, with_cp)
+
+        def extractor() -> Extractor:
+            return Extractor(dim, num_heads, n_points, 1, deform_ratio, with_cffn, cffn_ratio, drop,
+                             drop_path, with_cp)
+
         self.extractor = extractor()
         self.extra_extractors = nn.Sequential(extractor(), extractor()) if extra_extractor else None
 

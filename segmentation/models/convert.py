@@ -62,6 +62,11 @@ def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("relative_position_index")}
 
 
+def _beit_img_size(table: torch.Tensor, patch_size: int = 16) -> int:
+    """Input size whose window gives a relative-position table of this many rows, (2w-1)^2 + 3."""
+    return (int(round((table.shape[0] - 3) ** 0.5)) + 1) // 2 * patch_size
+
+
 def _head_channels(sd: dict[str, torch.Tensor], where: str) -> int:
     w = sd.get("decode_head.conv_seg.weight")
     if w is None:
@@ -79,8 +84,7 @@ def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tupl
         if table is not None:
             if cfg.backbone != "beit":
                 continue
-            side = (int(round((table.shape[0] - 3) ** 0.5)) + 1) // 2
-            cfg = replace(cfg, img_size=side * 16)
+            cfg = replace(cfg, img_size=_beit_img_size(table))
         model = build_segmentor(cfg, num_classes=out, device="meta")
         if _shapes(model.state_dict()) == want:
             return name, cfg
@@ -114,7 +118,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
         table = sd.get("backbone.blocks.0.attn.relative_position_bias_table")
         if cfg.backbone == "beit" and table is not None:
-            cfg = replace(cfg, img_size=((int(round((table.shape[0] - 3) ** 0.5)) + 1) // 2) * 16)
+            cfg = replace(cfg, img_size=_beit_img_size(table))
 
     space = None
     kwargs: dict[str, Any] = {}

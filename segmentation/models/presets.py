@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import logging
 
 import torch
 
@@ -15,6 +18,8 @@ from .fcn import FCNHead
 from .property_head import PropertyBank, as_float_tensor
 from .segmentor import Segmentor
 from .uper import UPerHead
+
+log = logging.getLogger("prolab.models")
 
 _STAGES_12 = ((0, 2), (3, 5), (6, 8), (9, 11))
 _STAGES_24 = ((0, 5), (6, 11), (12, 17), (18, 23))
@@ -129,7 +134,7 @@ def build_segmentor(preset: str | ModelConfig = "vit-adapter-b", num_classes: in
     backbone. ``device="meta"`` builds without allocating memory (for key/shape checks).
     """
     cfg = resolve_config(preset, img_size=img_size, drop_path_rate=drop_path_rate)
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else nullcontext():
         bank = None
         if class_rows is not None or centres is not None:
             if class_rows is None or centres is None:
@@ -153,13 +158,8 @@ def build_segmentor(preset: str | ModelConfig = "vit-adapter-b", num_classes: in
     if pretrained is not None:
         from .pretrained import load_pretrained
 
-        load_pretrained(model.backbone, pretrained)
+        missing, unexpected = load_pretrained(model.backbone, pretrained)
+        model.pretrained_report = {"path": str(pretrained), "missing": missing, "unexpected": unexpected}
+        log.info("loaded %s: %d backbone keys left at init (adapter), %d unexpected %s", pretrained,
+                 len(missing), len(unexpected), unexpected[:5])
     return model
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
