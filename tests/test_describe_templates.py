@@ -136,6 +136,14 @@ def test_validation_rules():
     assert result.dropped["empty"] == [""]
 
 
+def test_numbers_only_variants_are_duplicates_and_tags_are_stripped():
+    lines = ["1 person, typically male", "2 person, typically female", "3 person, typically male",
+             "<em>Walks on two legs</em>", "Has 2 arms"]
+    result = validate(lines, class_name="person")
+    assert result.kept == ["1 person, typically male", "2 person, typically female", "Walks on two legs", "Has 2 arms"]
+    assert result.dropped["duplicate"] == ["3 person, typically male"]
+
+
 def test_example_class_may_repeat_its_own_examples():
     template = load_template("prolab")
     prompt = template.render("wall", "chat")

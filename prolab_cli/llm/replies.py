@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u2013\u2014+])\s+(.*\S)\s*$")
 _NUMBERED = re.compile(r"^\s*\(?\d{1,3}[.)]\s+(.*\S)\s*$")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\s*/?>")
+_NUMBER = re.compile(r"\d+(?:st|nd|rd|th)?")
 
 
 def parse_reply(text: str, parser: str = "auto") -> list[str]:
@@ -90,8 +92,9 @@ def validate(
     max_chars: int = 300,
     max_descriptions: int | None = None,
 ) -> Validated:
-    """Clean candidate lines: strip quotes and markup, drop empty lines, duplicates
-    (case-insensitive), the class name alone, headings ending in ``:``, lines copied from the
+    """Clean candidate lines: strip quotes and markup (``**``, HTML tags), drop empty lines,
+    duplicates (case-insensitive; lines differing only in numbers count as duplicates, which
+    catches a small model counting "1st floor", "2nd floor", ...), the class name alone, headings ending in ``:``, lines copied from the
     prompt (except ``allowed_echo``, the example lines of the class itself), lines without a
     letter, over-long lines, and the last line of a reply cut off by the token limit."""
     result = Validated()
@@ -103,8 +106,9 @@ def validate(
     names = {norm(class_name), norm(class_name.replace("_", " "))}
     seen: set[str] = set()
     for raw in lines:
-        line = raw.strip().strip("`\"'").replace("**", "").strip()
+        line = _TAG.sub("", raw).strip().strip("`\"'").replace("**", "").strip()
         key = norm(line)
+        dup_key = _NUMBER.sub("#", key)
         if not key:
             result.drop("empty", raw)
         elif not any(ch.isalpha() for ch in key):
@@ -117,11 +121,11 @@ def validate(
             result.drop("too long", raw)
         elif key in prompt_lines and key not in allowed:
             result.drop("echoed prompt", raw)
-        elif key in seen:
+        elif dup_key in seen:
             result.drop("duplicate", raw)
         elif max_descriptions is not None and len(result.kept) >= max_descriptions:
             result.drop("over max_descriptions", raw)
         else:
-            seen.add(key)
+            seen.add(dup_key)
             result.kept.append(line)
     return result

@@ -38,10 +38,13 @@ def prompt_of(body: dict[str, Any]) -> str:
     return str(body.get("prompt", ""))
 
 
+_ASPECTS = ("general look", "shape", "material", "colour", "typical context", "texture", "size", "parts")
+
+
 def canned_reply(body: dict[str, Any], n: int = 5) -> str:
-    """A bullet list unique to the request's prompt (and seed)."""
+    """A bullet list of ``n`` (at most 8) lines unique to the request's prompt (and seed)."""
     digest = hashlib.sha256((prompt_of(body) + str(body.get("seed"))).encode()).hexdigest()[:10]
-    return "\n".join(f"- trait {i} of subject {digest}" for i in range(1, n + 1))
+    return "\n".join(f"- {aspect} of subject {digest}" for aspect in _ASPECTS[:n])
 
 
 class FakeOpenAIServer:
