@@ -52,8 +52,8 @@ class ClassRecord:
     best: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "best"}
-        return data
+        """The provenance entry (the best partial list goes under ``failed`` instead)."""
+        return {k: v for k, v in self.__dict__.items() if k != "best"}
 
 
 @dataclass
@@ -141,8 +141,7 @@ def describe_classes(
                 record.cache_hits += 1
             else:
                 def on_retry(exc: TransientError, wait_s: float) -> None:
-                    with lock:
-                        record.retries += 1
+                    record.retries += 1  # only this class's worker touches its record
 
                 completion = call_with_retry(
                     lambda: backend.complete(prompt, call_sampling, call_seed),

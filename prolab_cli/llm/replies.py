@@ -74,6 +74,7 @@ class Validated:
     dropped: dict[str, list[str]] = field(default_factory=dict)
 
     def drop(self, reason: str, line: str) -> None:
+        """Record ``line`` as dropped for ``reason``."""
         self.dropped.setdefault(reason, []).append(line)
 
 
