@@ -1,6 +1,6 @@
-// CPU kernels of prolab::ms_deform_attn. Forward is parallel over batch x queries; backward is
-// parallel over batch x heads, because the value-gradient rows of different (n, m) pairs are
-// disjoint: no atomics, and the result does not depend on the thread count.
+// CPU kernels of prolab::ms_deform_attn. The forward and the gradients of locations and weights
+// are parallel over batch x queries; the value gradient is parallel over batch x heads, whose
+// slices of grad_value are disjoint: no atomics, and results do not depend on the thread count.
 #include "msda.h"
 
 #include <ATen/Dispatch.h>
@@ -93,16 +93,17 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
   }
 }
 
-// Pairs [begin, end) of (batch, head): each owns its slice of grad_value.
+// Rows [begin, end) of (batch, query): gradients of the sampling locations and attention
+// weights. The value is only read, so rows are independent.
 template <typename scalar_t, int kD>
-PROLAB_INLINE void backward_pairs(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+PROLAB_INLINE void backward_rows(const Args<scalar_t>& a, int64_t begin, int64_t end) {
   const int64_t D = kD > 0 ? kD : a.D;
-  const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
+  const int64_t M = a.M, L = a.L, P = a.P;
   const int64_t pixel_stride = M * D;
-  for (int64_t nm = begin; nm < end; ++nm) {
-    const int64_t n = nm / M, m = nm % M;
-    for (int64_t q = 0; q < Q; ++q) {
-      const int64_t row = (n * Q + q) * M + m;
+  for (int64_t nq = begin; nq < end; ++nq) {
+    const int64_t n = nq / a.Q;
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t row = nq * M + m;
       const scalar_t* __restrict__ g = a.grad_out + row * D;
       const scalar_t* lrow = a.loc + row * L * P * 2;
       const scalar_t* arow = a.attn + row * L * P;
@@ -110,7 +111,7 @@ PROLAB_INLINE void backward_pairs(const Args<scalar_t>& a, int64_t begin, int64_
       scalar_t* gl = a.grad_loc + row * L * P * 2;
       for (int64_t l = 0; l < L; ++l) {
         const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
-        const int64_t offset = ((n * a.S + a.starts[l]) * M + m) * D;
+        const scalar_t* base = a.value + ((n * a.S + a.starts[l]) * M + m) * D;
         for (int64_t p = 0; p < P; ++p) {
           const int64_t lp = l * P + p;
           Corners<scalar_t> c;
@@ -120,21 +121,16 @@ PROLAB_INLINE void backward_pairs(const Args<scalar_t>& a, int64_t begin, int64_
             gl[2 * lp + 1] = 0;
             continue;
           }
-          const scalar_t w = arow[lp];
           scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
           for (int i = 0; i < 4; ++i) {
             if (!c.valid[i]) continue;
-            const scalar_t* __restrict__ v = a.value + offset + c.index[i] * pixel_stride;
-            scalar_t* __restrict__ gv = a.grad_value + offset + c.index[i] * pixel_stride;
-            const scalar_t cw = w * c.weight[i];
+            const scalar_t* __restrict__ v = base + c.index[i] * pixel_stride;
             scalar_t s = 0;
 #pragma omp simd reduction(+ : s)
-            for (int64_t d = 0; d < D; ++d) {
-              s += g[d] * v[d];
-              gv[d] += cw * g[d];
-            }
+            for (int64_t d = 0; d < D; ++d) s += g[d] * v[d];
             dot[i] = s;
           }
+          const scalar_t w = arow[lp];
           ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
           const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
           const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
@@ -146,17 +142,65 @@ PROLAB_INLINE void backward_pairs(const Args<scalar_t>& a, int64_t begin, int64_
   }
 }
 
-// Each worker is compiled twice: for the baseline ISA and, on x86-64, for AVX2+FMA, chosen at
-// run time (the extension is built without -march so that a build works on any x86-64 CPU).
+// Pairs [begin, end) of (batch, head): the value gradient. Each pair owns its slice of
+// grad_value, so the scatter needs no atomics and does not depend on the thread count.
+template <typename scalar_t, int kD>
+PROLAB_INLINE void backward_value(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  const int64_t D = kD > 0 ? kD : a.D;
+  const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
+  const int64_t pixel_stride = M * D;
+  for (int64_t nm = begin; nm < end; ++nm) {
+    const int64_t n = nm / M, m = nm % M;
+    for (int64_t q = 0; q < Q; ++q) {
+      const int64_t row = (n * Q + q) * M + m;
+      const scalar_t* __restrict__ g = a.grad_out + row * D;
+      const scalar_t* lrow = a.loc + row * L * P * 2;
+      const scalar_t* arow = a.attn + row * L * P;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
+        scalar_t* base = a.grad_value + ((n * a.S + a.starts[l]) * M + m) * D;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t lp = l * P + p;
+          Corners<scalar_t> c;
+          if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) continue;
+          const scalar_t w = arow[lp];
+          for (int i = 0; i < 4; ++i) {
+            if (!c.valid[i]) continue;
+            scalar_t* __restrict__ gv = base + c.index[i] * pixel_stride;
+            const scalar_t cw = w * c.weight[i];
+#pragma omp simd
+            for (int64_t d = 0; d < D; ++d) gv[d] += cw * g[d];
+          }
+        }
+      }
+    }
+  }
+}
+
+enum class Pass { kForward, kGradSamples, kGradValue };
+
+template <typename scalar_t, int kD, Pass kPass>
+PROLAB_INLINE void run_pass(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  if constexpr (kPass == Pass::kForward) {
+    forward_rows<scalar_t, kD>(a, begin, end);
+  } else if constexpr (kPass == Pass::kGradSamples) {
+    backward_rows<scalar_t, kD>(a, begin, end);
+  } else {
+    backward_value<scalar_t, kD>(a, begin, end);
+  }
+}
+
+// Each pass is compiled twice: for the baseline ISA and, on x86-64, for AVX2+FMA, chosen at run
+// time (the extension is built without -march so that one build works on any x86-64 CPU).
+template <typename scalar_t, int kD, Pass kPass>
+void run_base(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  run_pass<scalar_t, kD, kPass>(a, begin, end);
+}
 #if defined(__GNUC__) && defined(__x86_64__)
 #define PROLAB_HAVE_AVX2 1
-template <typename scalar_t, int kD>
-__attribute__((target("avx2,fma"))) void forward_rows_avx2(const Args<scalar_t>& a, int64_t b, int64_t e) {
-  forward_rows<scalar_t, kD>(a, b, e);
-}
-template <typename scalar_t, int kD>
-__attribute__((target("avx2,fma"))) void backward_pairs_avx2(const Args<scalar_t>& a, int64_t b, int64_t e) {
-  backward_pairs<scalar_t, kD>(a, b, e);
+template <typename scalar_t, int kD, Pass kPass>
+__attribute__((target("avx2,fma"))) void run_avx2(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  run_pass<scalar_t, kD, kPass>(a, begin, end);
 }
 bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -165,48 +209,47 @@ bool cpu_has_avx2() {
 #else
 #define PROLAB_HAVE_AVX2 0
 #endif
-template <typename scalar_t, int kD>
-void forward_rows_base(const Args<scalar_t>& a, int64_t b, int64_t e) {
-  forward_rows<scalar_t, kD>(a, b, e);
-}
-template <typename scalar_t, int kD>
-void backward_pairs_base(const Args<scalar_t>& a, int64_t b, int64_t e) {
-  backward_pairs<scalar_t, kD>(a, b, e);
-}
 
 template <typename scalar_t>
 using Worker = void (*)(const Args<scalar_t>&, int64_t, int64_t);
 
-template <typename scalar_t, int kD>
-Worker<scalar_t> pick(bool backward) {
+template <typename scalar_t, int kD, Pass kPass>
+Worker<scalar_t> pick() {
 #if PROLAB_HAVE_AVX2
-  if (cpu_has_avx2()) return backward ? backward_pairs_avx2<scalar_t, kD> : forward_rows_avx2<scalar_t, kD>;
+  if (cpu_has_avx2()) return run_avx2<scalar_t, kD, kPass>;
 #endif
-  return backward ? backward_pairs_base<scalar_t, kD> : forward_rows_base<scalar_t, kD>;
+  return run_base<scalar_t, kD, kPass>;
 }
 
 // ViT-Adapter's heads have D = 32 (B and L) or 16/64 (other widths); others take the generic path.
-template <typename scalar_t>
-Worker<scalar_t> worker(int64_t D, bool backward) {
+template <typename scalar_t, Pass kPass>
+Worker<scalar_t> worker(int64_t D) {
   switch (D) {
-    case 16: return pick<scalar_t, 16>(backward);
-    case 32: return pick<scalar_t, 32>(backward);
-    case 64: return pick<scalar_t, 64>(backward);
-    default: return pick<scalar_t, 0>(backward);
+    case 16: return pick<scalar_t, 16, kPass>();
+    case 32: return pick<scalar_t, 32, kPass>();
+    case 64: return pick<scalar_t, 64, kPass>();
+    default: return pick<scalar_t, 0, kPass>();
   }
+}
+
+int64_t row_grain(int64_t work_per_row) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, work_per_row));
 }
 
 template <typename scalar_t>
 void forward_kernel(const Args<scalar_t>& a) {
-  const auto fn = worker<scalar_t>(a.D, false);
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.M * a.L * a.P * a.D));
-  at::parallel_for(0, a.N * a.Q, grain, [&](int64_t begin, int64_t end) { fn(a, begin, end); });
+  const auto fn = worker<scalar_t, Pass::kForward>(a.D);
+  at::parallel_for(0, a.N * a.Q, row_grain(a.M * a.L * a.P * a.D),
+                   [&](int64_t begin, int64_t end) { fn(a, begin, end); });
 }
 
 template <typename scalar_t>
 void backward_kernel(const Args<scalar_t>& a) {
-  const auto fn = worker<scalar_t>(a.D, true);
-  at::parallel_for(0, a.N * a.M, 1, [&](int64_t begin, int64_t end) { fn(a, begin, end); });
+  const auto samples = worker<scalar_t, Pass::kGradSamples>(a.D);
+  at::parallel_for(0, a.N * a.Q, row_grain(a.M * a.L * a.P * a.D),
+                   [&](int64_t begin, int64_t end) { samples(a, begin, end); });
+  const auto value = worker<scalar_t, Pass::kGradValue>(a.D);
+  at::parallel_for(0, a.N * a.M, 1, [&](int64_t begin, int64_t end) { value(a, begin, end); });
 }
 
 bool reduced_precision(const at::Tensor& t) {

@@ -78,6 +78,10 @@ ODD_CASES = {
     "many heads": dict(shapes=[(3, 5), (2, 2)], n=1, m=16, d=2, q=4, p=2),
     "one row, one column": dict(shapes=[(1, 9), (7, 1)], n=2, m=1, d=3, q=9, p=3),
     "long channels": dict(shapes=[(3, 3)], n=1, m=1, d=67, q=3, p=2),
+    # the channel counts with compile-time specialisations
+    "16 channels": dict(shapes=[(5, 3), (2, 2)], n=2, m=2, d=16, q=6, p=2),
+    "32 channels": dict(shapes=[(4, 7), (1, 1)], n=1, m=3, d=32, q=5, p=3),
+    "64 channels": dict(shapes=[(3, 6)], n=2, m=1, d=64, q=4, p=2),
 }
 SPECIAL_CASES = {
     "dyadic levels": dict(shapes=[(8, 4), (2, 16), (1, 1)], n=2, m=3, d=4, q=16, p=3),
@@ -215,12 +219,28 @@ def test_fake_and_meta_shapes(compiled):
 
 
 def test_torch_compile_fullgraph_forward_and_backward(compiled, monkeypatch):
+    """The op stays one opaque node in the traced forward and backward graphs (fake kernels)."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
     monkeypatch.setenv("PROLAB_MSDA", "compiled")
+    graphs = []
+
+    def keep(gm, example_inputs):
+        graphs.append(gm.code)
+        return make_boxed_func(gm.forward)
+
     case = make_case([(4, 6), (2, 3)], n=2, m=2, d=4, q=5, p=2, dtype=torch.float32)
     torch._dynamo.reset()
-    fn = torch.compile(dispatch.ms_deform_attn, backend="aot_eager", fullgraph=True)
-    got = grads(fn, case)
+    try:
+        fn = torch.compile(dispatch.ms_deform_attn, backend=aot_autograd(fw_compiler=keep, bw_compiler=keep),
+                           fullgraph=True)
+        got = grads(fn, case)
+    finally:
+        torch._dynamo.reset()
     want = grads(ms_deform_attn_reference, case)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    torch._dynamo.reset()
+    assert len(graphs) == 2
+    assert "torch.ops.prolab.ms_deform_attn.default" in graphs[0]
+    assert "torch.ops.prolab.ms_deform_attn_backward.default" in graphs[1]
