@@ -92,6 +92,8 @@ def test_shapes_at_every_stage(onehot, prop):
         assert onehot.decode_head(feats).shape == (2, C, 16, 24)
         assert onehot.auxiliary_head(feats).shape == (2, C, 4, 6)
         assert onehot.encode_decode(x).shape == (2, C, 64, 96)
+        torch.testing.assert_close(onehot(x), onehot.encode_decode(x))
+        assert set(onehot(x, torch.zeros(2, 64, 96, dtype=torch.long))) == {"decode.loss", "aux.loss"}
         prop.eval()
         assert prop.head_output(x).shape == (2, D, 16, 24)
         assert prop.encode_decode(x).shape == (2, C, 64, 96)

@@ -59,9 +59,10 @@ class Segmentor(nn.Module):
             out = self.bank.class_scores(self.bank.scores(out))
         return resize(out, img.shape[-2:])
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`encode_decode`."""
-        return self.encode_decode(img)
+    def forward(self, img: torch.Tensor, label: torch.Tensor | None = None):
+        """:meth:`encode_decode` without a label, :meth:`forward_train` with one (so a DDP wrapper's
+        ``__call__`` can run the training step and synchronise gradients)."""
+        return self.encode_decode(img) if label is None else self.forward_train(img, label)
 
     def property_scores(self, img: torch.Tensor, resize_to_input: bool = True) -> torch.Tensor:
         """Property scores sigmoid(z/T) [B,K,H,W]: z resized to the input size before the
