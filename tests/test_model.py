@@ -79,7 +79,7 @@ def _label(b=2, h=64, w=64, seed=0):
 
 def test_shapes_at_every_stage(onehot, prop):
     x = _img(2, 64, 96)
-    bb = onehot.backbone.eval()
+    bb = onehot.eval().backbone
     with torch.no_grad():
         c1, c2, c3, c4 = bb.spm(x)
         assert c1.shape == (2, 96, 16, 24)
