@@ -143,7 +143,7 @@ def test_local_backend_describes_classes(local_model_in_cache, tmp_path):
     assert provenance["sampling"]["max_tokens"] == 100
 
 
-def test_gguf_without_chat_template_runs_as_completion(gemma_gguf):
+def test_gguf_without_chat_template_runs_as_completion(gemma_gguf, tmp_path):
     backend = resolve_backend(f"llama-cpp:{gemma_gguf}")
     assert backend.mode == "completion" and backend.kind == "llama-cpp"
     backend.close()
@@ -151,3 +151,7 @@ def test_gguf_without_chat_template_runs_as_completion(gemma_gguf):
         resolve_backend(f"llama-cpp:{gemma_gguf}", mode="chat")
     with pytest.raises(ProlabError, match="GGUF model file not found"):
         resolve_backend("llama-cpp:/nonexistent/model.gguf")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + bytes(range(256)) * 4)
+    with pytest.raises(ProlabError, match="junk.gguf: llama.cpp cannot load this model"):
+        resolve_backend(f"llama-cpp:{junk}")

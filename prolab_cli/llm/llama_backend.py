@@ -4,10 +4,14 @@ few-shot completion otherwise (base models such as the offline default Gemma-3-2
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import sys
+import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import ProlabError
 from ..templates import Prompt
@@ -23,6 +27,24 @@ def gguf_fingerprint(path: Path) -> str:
         f.seek(max(size - (1 << 20), 0))
         digest.update(f.read(1 << 20))
     return digest.hexdigest()
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Collect what C code writes to fd 2 (llama.cpp's load-time chatter); the lines are
+    handed to the caller, who shows them only when loading fails."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
 _ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)?")
@@ -87,12 +109,16 @@ class LlamaCppBackend(Backend):
         self._fingerprint = fingerprint or gguf_fingerprint(path)
         self._lock = threading.Lock()
         try:
-            self.llm = Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                seed=0, verbose=False,
-            )
+            with _captured_stderr() as log:
+                self.llm = Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                    seed=0, verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
-            raise ProlabError(f"{path}: llama.cpp cannot load this model ({exc})") from None
+            reason = next((line for line in reversed(log) if line.strip()), "")
+            raise ProlabError(
+                f"{path}: llama.cpp cannot load this model ({exc}{'; ' + reason if reason else ''})"
+            ) from None
         has_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
         if mode == "auto":
             mode = "chat" if has_template else "completion"
