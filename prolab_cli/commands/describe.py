@@ -30,7 +30,7 @@ def classes(name: str | None) -> None:
 @click.option("--llm", default="local", show_default=True,
               help="local | llama-cpp:/path/model.gguf | openai:NAME | NAME (gpt-3.5 = gpt-3.5-turbo).")
 @click.option("--template", default="prolab", show_default=True,
-              help="Shipped template (prolab, naive, visual-features) or a YAML file.")
+              help="Shipped template (prolab, naive, visual-features, cupl) or a YAML file.")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama).")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Concurrent calls.")
 @click.option("--min", "min_descriptions", default=3, show_default=True, type=click.IntRange(min=1),
