@@ -153,3 +153,14 @@ def test_sources_are_found_and_hashed():
     name = build.extension_name("cpu")
     assert name.startswith("prolab_msda_cpu_") and name == build.extension_name("cpu")
     assert json.dumps(build.source_files("cuda"), default=str).count(".cu") == 1
+
+
+@pytest.mark.parametrize("mode", ["reference", "compiled"])
+def test_mixed_dtypes_return_value_dtype(monkeypatch, fresh_dispatch, mode):
+    """As under autocast: a bfloat16 value with float32 locations and weights."""
+    monkeypatch.setenv("PROLAB_MSDA", mode)
+    value, spatial, starts, loc, weights = make_case([(4, 4), (2, 1)], dtype=torch.float32)
+    out = ms_deform_attn(value.to(torch.bfloat16), spatial, starts, loc, weights)
+    assert out.dtype == torch.bfloat16
+    want = ms_deform_attn_reference(value.to(torch.bfloat16).float(), spatial, starts, loc, weights)
+    torch.testing.assert_close(out.float(), want, rtol=1e-2, atol=1e-2)

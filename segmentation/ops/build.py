@@ -10,11 +10,11 @@ compiler and torch/Python/CUDA versions, so a stale or foreign build is never pi
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -58,13 +58,15 @@ def sources_dir() -> Path:
     if (_CHECKOUT_CSRC / CPU_SOURCES[0]).is_file():
         return _CHECKOUT_CSRC
     try:
-        packaged = Path(str(resources.files("segmentation._csrc")))
-    except ModuleNotFoundError as exc:
-        raise BuildError("deformable-attention sources not found: no csrc/ checkout and no "
-                         "segmentation._csrc package") from exc
-    if not (packaged / CPU_SOURCES[0]).is_file():
-        raise BuildError(f"deformable-attention sources not found in {packaged}")
-    return packaged
+        spec = importlib.util.find_spec("segmentation._csrc")
+    except ModuleNotFoundError:
+        spec = None
+    # a data-only (namespace) package: its folder, not importlib.resources' multiplexed view
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / CPU_SOURCES[0]).is_file():
+            return Path(location)
+    raise BuildError(f"deformable-attention sources not found: neither {_CHECKOUT_CSRC} nor an "
+                     "installed segmentation._csrc package has them")
 
 
 def _check_variant(variant: str) -> None:

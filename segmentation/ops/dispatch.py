@@ -135,9 +135,11 @@ def ms_deform_attn(
         if choice == "compiled":
             raise ProlabError(f"PROLAB_MSDA=compiled but the compiled deformable-attention kernels are "
                               f"unavailable for {value.device.type} tensors: {reason}")
+    # grid_sample needs one dtype; the result has value's dtype, as from the kernels
     dtype = torch.promote_types(value.dtype, sampling_locations.dtype)
-    return ms_deform_attn_reference(value.to(dtype), spatial_shapes, level_start_index,
-                                    sampling_locations.to(dtype), attention_weights.to(dtype))
+    out = ms_deform_attn_reference(value.to(dtype), spatial_shapes, level_start_index,
+                                   sampling_locations.to(dtype), attention_weights.to(dtype))
+    return out.to(value.dtype)
 
 
 def _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights) -> None:
