@@ -13,7 +13,7 @@ from prolab_cli.templates import display_name, load_template, parse_template, te
 
 
 def test_shipped_templates_load():
-    assert {"prolab", "naive", "visual-features"} <= set(template_names())
+    assert {"prolab", "naive", "visual-features", "cupl"} <= set(template_names())
     for name in template_names():
         template = load_template(name)
         raw = (data_dir("prompts") / f"{name}.yaml").read_bytes()
