@@ -279,7 +279,7 @@ class Embedder:
         from tqdm import tqdm
 
         encoder = self.encoder
-        chunk = self.options.batch_size * 8
+        chunk = self.options.batch_size * 16  # one model call per chunk; its vectors are cached at once
         with tqdm(total=len(missing), desc=f"embed {self.spec.name}", unit="text", file=sys.stderr,
                   disable=not progress, leave=False) as bar:
             for start in range(0, len(missing), chunk):
