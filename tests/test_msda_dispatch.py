@@ -164,3 +164,20 @@ def test_mixed_dtypes_return_value_dtype(monkeypatch, fresh_dispatch, mode):
     assert out.dtype == torch.bfloat16
     want = ms_deform_attn_reference(value.to(torch.bfloat16).float(), spatial, starts, loc, weights)
     torch.testing.assert_close(out.float(), want, rtol=1e-2, atol=1e-2)
+
+
+def test_sources_found_in_an_installed_layout(tmp_path):
+    """Without a csrc/ checkout the sources come from the segmentation._csrc package of a wheel."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(build.sources_dir().parent / "segmentation", site / "segmentation",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(build.sources_dir(), site / "segmentation" / "_csrc")
+    shutil.copytree(build.sources_dir().parent / "prolab_cli", site / "prolab_cli",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from segmentation.ops import build; print(build.sources_dir())"
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True, timeout=120,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == str(site / "segmentation" / "_csrc")
