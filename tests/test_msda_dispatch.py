@@ -181,3 +181,15 @@ def test_sources_found_in_an_installed_layout(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True, timeout=120,
                          capture_output=True, text=True).stdout.strip()
     assert out == str(site / "segmentation" / "_csrc")
+
+
+def test_cli_build_failure_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(build, "_loaded", None)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    monkeypatch.setenv("PROLAB_BUILD_DIR", str(tmp_path / "build"))
+    result = CliRunner().invoke(main, ["ops", "build", "--variant", "cpu"])
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1, result.output
+    assert error[0].startswith("Error: building the cpu deformable-attention kernels failed: ")
+    assert "no-such-c++" in error[0] and error[0].endswith("(--verbose shows the compiler output)")

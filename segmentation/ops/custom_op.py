@@ -52,8 +52,9 @@ def compute_dtype(value: torch.Tensor) -> torch.dtype:
 
 def ms_deform_attn_compiled(value, spatial_shapes, level_start_index, sampling_locations,
                             attention_weights) -> torch.Tensor:
-    """Call the compiled op; locations and weights are cast to the kernels' compute dtype."""
+    """Call the compiled op; locations and weights are cast to the kernels' compute dtype and the
+    level table (which the reference also takes on the CPU) is moved to value's device."""
     dtype = compute_dtype(value)
     return torch.ops.prolab.ms_deform_attn(
-        value, spatial_shapes.long(), level_start_index.long(),
+        value, spatial_shapes.to(value.device, torch.long), level_start_index.to(value.device, torch.long),
         sampling_locations.to(dtype), attention_weights.to(dtype))

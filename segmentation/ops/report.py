@@ -18,7 +18,12 @@ def build_kernels(variant: str = "auto", verbose: bool = False) -> tuple[build.B
     """Compile (or find up to date) and load the kernels; returns the result and a one-line summary."""
     if variant == "auto":
         variant, _ = build.auto_variant()
-    result = build.build_and_load(variant, verbose=verbose)
+    try:
+        result = build.build_and_load(variant, verbose=verbose)
+    except build.BuildError as exc:
+        if verbose or not exc.details:
+            raise
+        raise build.BuildError(f"{exc.message} (--verbose shows the compiler output)", exc.details) from exc
     what = "compiled" if result.compiled else "up to date, loaded"
     return result, f"{result.variant} kernels {what} in {result.seconds:.1f} s: {result.library}"
 
