@@ -29,7 +29,9 @@ def summary(space: LabelSpace) -> str:
     ]
     for stage, info in (m.get("provenance") or {}).items():
         if isinstance(info, dict):
-            shown = {k: v for k, v in info.items() if k not in ("fingerprint",) and not isinstance(v, (list, dict))}
+            # scalars, and nested values small enough to read on the line (e.g. the LLM backend)
+            shown = {k: v for k, v in info.items()
+                     if k != "fingerprint" and (not isinstance(v, (list, dict)) or len(json.dumps(v)) <= 100)}
             lines.append(f"{stage:<12} {json.dumps(shown, sort_keys=True)}")
     return "\n".join(lines)
 
