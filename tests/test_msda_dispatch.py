@@ -36,7 +36,7 @@ def broken_compiler(monkeypatch, tmp_path, fresh_dispatch):
 
 def test_compile_failure_falls_back_to_reference_with_one_warning(broken_compiler):
     case = make_case([(4, 5), (2, 2)], dtype=torch.float32)
-    with pytest.warns(dispatch.KernelFallbackWarning, match="falls back to the PyTorch reference") as record:
+    with pytest.warns(dispatch.KernelFallbackWarning, match="on CPU tensors falls back to the PyTorch reference") as record:
         first = ms_deform_attn(*case)
         second = ms_deform_attn(*case)
     assert len([w for w in record if issubclass(w.category, dispatch.KernelFallbackWarning)]) == 1
@@ -193,3 +193,14 @@ def test_cli_build_failure_is_one_line(monkeypatch, tmp_path):
     assert len(error) == 1, result.output
     assert error[0].startswith("Error: building the cpu deformable-attention kernels failed: ")
     assert "no-such-c++" in error[0] and error[0].endswith("(--verbose shows the compiler output)")
+
+
+def test_gpu_without_cuda_toolkit_warns_for_cuda_only(monkeypatch, fresh_dispatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(build, "cuda_toolkit", lambda: (None, "no CUDA toolkit found (set CUDA_HOME)"))
+    with pytest.warns(dispatch.KernelFallbackWarning) as record:
+        assert dispatch.compiled_available("cpu")[0]
+    message = str(record[0].message)
+    assert "the CUDA kernels cannot be built (no CUDA toolkit found (set CUDA_HOME))" in message
+    assert "on CUDA tensors falls back" in message
+    assert dispatch.compiled_available("cuda") == (False, "no CUDA toolkit found (set CUDA_HOME)")

@@ -66,6 +66,8 @@ def _load() -> None:
             variant = "cpu"
     else:
         _state.reasons["cuda"] = why
+        if torch.cuda.is_available():  # a GPU without a toolkit: CUDA tensors take the reference
+            failures.append(f"the CUDA kernels cannot be built ({why})")
     try:
         build.build_and_load(variant)
         _state.devices = frozenset({"cpu"})
@@ -74,22 +76,23 @@ def _load() -> None:
         _state.reasons["cpu"] = exc.message
         _state.reasons.setdefault("cuda", exc.message)
     if failures:
-        _warn_once("; ".join(failures))
+        wanted = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        _warn_once("; ".join(failures), [d for d in wanted if d not in _state.devices])
     if _state.devices:
         from . import custom_op
 
         custom_op.register()
 
 
-def _warn_once(reason: str) -> None:
+def _warn_once(reason: str, devices: list[str]) -> None:
     if _state.warned:
         return
     _state.warned = True
     warnings.warn(
-        f"prolab: {reason}. Multi-scale deformable attention falls back to the PyTorch reference, "
-        "which is several times slower and needs several times the memory. "
-        "Run `prolab ops build --verbose` for the compiler output; set PROLAB_MSDA=reference to "
-        "choose the reference knowingly.",
+        f"prolab: {reason}. Multi-scale deformable attention on {' and '.join(devices).upper()} tensors "
+        "falls back to the PyTorch reference, which is several times slower and needs several times "
+        "the memory. Run `prolab ops build --verbose` for the compiler output; set "
+        "PROLAB_MSDA=reference to choose the reference knowingly.",
         KernelFallbackWarning,
         stacklevel=4,
     )
