@@ -75,15 +75,21 @@ class SynthClass:
 
 def make_classes(num_seen: int, num_heldout: int, seed: int) -> tuple[list[SynthClass], list[SynthClass]]:
     """(seen, held-out) classes: distinct property triples; every held-out class's colour,
-    texture and shape each occur in some seen class, but never that combination."""
+    texture and shape each occur in seen classes (as often as possible), never that combination."""
     triples = list(itertools.product(COLOURS, TEXTURES, SHAPES))
     if num_seen + num_heldout > len(triples) or num_seen < 1 or num_heldout < 0:
         raise ProlabError(f"--classes/--heldout: need 1 <= seen and seen + held-out <= {len(triples)}")
     rng = np.random.default_rng(seed)
     order = [triples[i] for i in rng.permutation(len(triples))]
     seen = order[:num_seen]
-    covered = [{t[axis] for t in seen} for axis in range(3)]
-    heldout = [t for t in order[num_seen:] if all(t[a] in covered[a] for a in range(3))][:num_heldout]
+    counts = [{} for _ in range(3)]
+    for t in seen:
+        for axis in range(3):
+            counts[axis][t[axis]] = counts[axis].get(t[axis], 0) + 1
+    coverage = lambda t: min(counts[a].get(t[a], 0) for a in range(3))  # noqa: E731
+    # held out: the unseen triples whose properties the seen classes show most often (ties: draw order)
+    candidates = [t for t in order[num_seen:] if coverage(t) > 0]
+    heldout = sorted(candidates, key=lambda t: -coverage(t))[:num_heldout]
     if len(heldout) < num_heldout:
         raise ProlabError(f"only {len(heldout)} held-out classes share all properties with {num_seen} seen ones; raise --classes")
     make = lambda tr: SynthClass(" ".join((tr[0], tr[1], tr[2])), *tr)  # noqa: E731
