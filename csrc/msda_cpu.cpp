@@ -66,6 +66,7 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
       const int64_t row = nq * M + m;
       scalar_t acc[kD > 0 ? kD : 1] = {};
       scalar_t* __restrict__ o = kD > 0 ? acc : a.out + row * D;
+      if constexpr (kD == 0) std::fill(o, o + D, scalar_t(0));
       const scalar_t* lrow = a.loc + row * L * P * 2;
       const scalar_t* arow = a.attn + row * L * P;
       for (int64_t l = 0; l < L; ++l) {
@@ -269,7 +270,7 @@ at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_sha
   const auto value = (reduced_precision(value_in) ? value_in.to(at::kFloat) : value_in).contiguous();
   const auto loc = sampling_locations.contiguous();
   const auto attn = attention_weights.contiguous();
-  auto out = at::zeros({N, Q, M * D}, value.options());  // rows with no sample stay zero
+  auto out = at::empty({N, Q, M * D}, value.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
     Args<scalar_t> a{value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
                      attn.data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>(), nullptr, nullptr, nullptr,
