@@ -244,3 +244,27 @@ def test_torch_compile_fullgraph_forward_and_backward(compiled, monkeypatch):
     assert len(graphs) == 2
     assert "torch.ops.prolab.ms_deform_attn.default" in graphs[0]
     assert "torch.ops.prolab.ms_deform_attn_backward.default" in graphs[1]
+
+
+def test_benchmark_shapes_are_vit_adapter_shapes():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "msda.py"
+    spec = importlib.util.spec_from_file_location("bench_msda", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    expected = {  # (Q, S, M, L)
+        "b512-injector": (32 * 32, 64 * 64 + 32 * 32 + 16 * 16, 12, 3),
+        "b512-extractor": (5376, 32 * 32, 12, 1),
+        "l640-injector": (40 * 40, 80 * 80 + 40 * 40 + 20 * 20, 16, 3),
+        "l640-extractor": (8400, 40 * 40, 16, 1),
+    }
+    assert set(bench.CASES) == set(expected)
+    for case, (q, s, m, levels) in expected.items():
+        value, spatial, starts, loc, weights = bench.make_inputs(case, "cpu")
+        assert value.shape == (2, s, m, 32) and loc.shape == (2, q, m, levels, 4, 2)
+        assert int(starts[-1] + spatial[-1].prod()) == s
+        torch.testing.assert_close(weights.sum((-1, -2)), torch.ones(2, q, m))
+        inside = ((loc >= 0) & (loc <= 1)).all(-1).float().mean().item()
+        assert inside > 0.9  # offsets of a few pixels around each query's own position
