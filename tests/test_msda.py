@@ -267,4 +267,4 @@ def test_benchmark_shapes_are_vit_adapter_shapes():
         assert int(starts[-1] + spatial[-1].prod()) == s
         torch.testing.assert_close(weights.sum((-1, -2)), torch.ones(2, q, m))
         inside = ((loc >= 0) & (loc <= 1)).all(-1).float().mean().item()
-        assert inside > 0.9  # offsets of a few pixels around each query's own position
+        assert inside > 0.8  # offsets of a few pixels around each query's own position
