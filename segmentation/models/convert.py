@@ -138,7 +138,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         if not names:
             names = [f"class_{i}" for i in range(out_channels)]
         if len(names) != out_channels:
-            raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs")
+            raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs "
+                              "(a ProLab embedding head? give --label-space)")
         model = build_segmentor(cfg, num_classes=out_channels)
 
     own = model.state_dict()
