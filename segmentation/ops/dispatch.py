@@ -56,25 +56,21 @@ def _load() -> None:
         try:
             build.build_and_load("cuda")
             _state.devices = frozenset({"cpu", "cuda"})
-            from . import custom_op
-
-            custom_op.register()
-            return
         except build.BuildError as exc:
             failures.append(exc.message)
             _state.reasons["cuda"] = exc.message
-            variant = "cpu"
     else:
         _state.reasons["cuda"] = why
         if torch.cuda.is_available():  # a GPU without a toolkit: CUDA tensors take the reference
             failures.append(f"the CUDA kernels cannot be built ({why})")
-    try:
-        build.build_and_load(variant)
-        _state.devices = frozenset({"cpu"})
-    except build.BuildError as exc:
-        failures.append(exc.message)
-        _state.reasons["cpu"] = exc.message
-        _state.reasons.setdefault("cuda", exc.message)
+    if not _state.devices:
+        try:
+            build.build_and_load("cpu")
+            _state.devices = frozenset({"cpu"})
+        except build.BuildError as exc:
+            failures.append(exc.message)
+            _state.reasons["cpu"] = exc.message
+            _state.reasons.setdefault("cuda", exc.message)
     if failures:
         wanted = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         _warn_once("; ".join(failures), [d for d in wanted if d not in _state.devices])
