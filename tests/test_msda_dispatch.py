@@ -204,3 +204,15 @@ def test_gpu_without_cuda_toolkit_warns_for_cuda_only(monkeypatch, fresh_dispatc
     assert "the CUDA kernels cannot be built (no CUDA toolkit found (set CUDA_HOME))" in message
     assert "on CUDA tensors falls back" in message
     assert dispatch.compiled_available("cuda") == (False, "no CUDA toolkit found (set CUDA_HOME)")
+
+
+def test_failed_cuda_build_keeps_cpu_kernels_and_warns_for_cuda(monkeypatch, fresh_dispatch):
+    if torch.version.cuda is not None:
+        pytest.skip("needs a CPU-only torch, on which the CUDA build really fails")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(build, "auto_variant", lambda: ("cuda", "pretend a GPU is here"))
+    with pytest.warns(dispatch.KernelFallbackWarning) as record:
+        assert dispatch.compiled_available("cpu")[0]
+    message = str(record[0].message)
+    assert "cannot build the CUDA kernels: torch" in message and "on CUDA tensors falls back" in message
+    assert dispatch.compiled_available("cuda")[1].startswith("cannot build the CUDA kernels")
