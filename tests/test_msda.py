@@ -268,3 +268,17 @@ def test_benchmark_shapes_are_vit_adapter_shapes():
         torch.testing.assert_close(weights.sum((-1, -2)), torch.ones(2, q, m))
         inside = ((loc >= 0) & (loc <= 1)).all(-1).float().mean().item()
         assert inside > 0.8  # offsets of a few pixels around each query's own position
+
+
+def test_cpu_results_do_not_depend_on_thread_count(compiled):
+    case = make_case([(9, 7), (3, 5)], n=2, m=3, d=32, q=40, p=4, dtype=torch.float32, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = grads(compiled, case)
+        torch.set_num_threads(max(2, threads))
+        many = grads(compiled, case)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, many):
+        assert torch.equal(a, b)
