@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--train-images", type=int, default=128)
     parser.add_argument("--val-images", type=int, default=48)
+    parser.add_argument("--seen", type=int, default=12, help="object classes in training")
+    parser.add_argument("--heldout", type=int, default=4, help="object classes only in validation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -46,7 +48,7 @@ def main() -> int:
     from segmentation.engine.train import train
 
     out = Path(args.out)
-    data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, 64, 12, 4, args.seed)
+    data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, 64, args.seen, args.heldout, args.seed)
     info = json.loads((data / "synth.json").read_text())
     run_embed(data / "descriptions.json", out / "emb.safetensors", progress=False)
     print(run_cluster(out / "emb.safetensors", out / "clusters.safetensors", args.k, seed=0), file=sys.stderr)
