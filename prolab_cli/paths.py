@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,4 +39,8 @@ def data_dir(name: str) -> Path:
     checkout = _CHECKOUT_ROOT / name
     if checkout.is_dir() and (_CHECKOUT_ROOT / "pyproject.toml").is_file():
         return checkout
-    return Path(str(resources.files(f"prolab_cli._{name}")))
+    # the wheel's data folders are namespace packages (no __init__.py): ask the import system
+    spec = importlib.util.find_spec(f"prolab_cli._{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"prolab data folder {name!r} is missing from this installation")
+    return Path(list(spec.submodule_search_locations)[0])
