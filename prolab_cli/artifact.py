@@ -237,6 +237,33 @@ class LabelSpace:
             other.descriptions, dict(other.manifest),
         )
 
+    def subset(self, classes: list[str], name: str) -> "LabelSpace":
+        """The rows of ``classes`` (in that order) over the same centres and properties.
+
+        Property names and member lists are kept (members of dropped classes removed), as are the
+        description embeddings of the kept classes, so the subset shares ``centres_hash``.
+        """
+        rows = [self.class_index(c) for c in classes]
+        kept = [self.classes[i] for i in rows]
+        prefixes = tuple(f"{c}: " for c in kept)
+        props = [
+            dict(p, members=[m for m in p.get("members", []) if m.startswith(prefixes)],
+                 classes=[kept[j] for j, i in enumerate(rows) if self.multi_hot[i, p["id"]]])
+            for p in self.properties
+        ]
+        arrays: dict[str, np.ndarray] = {}
+        if self.embeddings is not None:
+            pick = np.concatenate([np.flatnonzero(self.desc_class == i) for i in rows])
+            remap = np.full(self.num_classes, -1, np.int64)
+            remap[rows] = np.arange(len(rows))
+            arrays = dict(embeddings=self.embeddings[pick], desc_class=remap[self.desc_class[pick]],
+                          desc_cluster=self.desc_cluster[pick])
+        prov = dict(self.manifest.get("provenance", {}), subset_of={"name": self.name, "version": self.version})
+        return LabelSpace(
+            name, kept, self.multi_hot[rows], self.centres, props, {c: list(self.descriptions[c]) for c in kept},
+            {"provenance": prov}, **arrays,
+        )
+
     # ----------------------------------------------------------------------------- queries
     def collisions(self) -> list[list[str]]:
         """Groups of classes that share an identical multi-hot row (indistinguishable)."""

@@ -161,3 +161,23 @@ def test_inspect_refuses_tampered(tmp_path):
     props.write_text(props.read_text().replace('"id": 1', '"id": 1 '))
     with pytest.raises(ProlabError, match="properties.json: hash mismatch"):
         run_inspect(path)
+
+
+def test_subset_keeps_centres_properties_and_embeddings(tmp_path):
+    emb, clusters = hand_made()
+    space = build_label_space(emb, clusters, "hand")
+    sub = space.subset(["car", "road"], "hand-sub")
+    assert sub.classes == ["car", "road"]
+    assert sub.centres_hash == space.centres_hash
+    np.testing.assert_array_equal(sub.multi_hot, space.multi_hot[[2, 0]])
+    assert sub.properties[0]["members"] == ["road: flat grey surface"]
+    assert sub.properties[1]["classes"] == ["car", "road"]
+    assert sub.property_names == space.property_names
+    assert sub.desc_class.tolist() == [0, 0, 1, 1]  # car's two descriptions, then road's
+    np.testing.assert_array_equal(sub.embeddings, emb.embeddings[[3, 4, 0, 1]])
+    assert sub.manifest["provenance"]["subset_of"] == {"name": "hand", "version": space.version}
+    back = LabelSpace.load(sub.save(tmp_path))
+    assert back.version == sub.version and back.descriptions == {"car": emb.descriptions["car"],
+                                                                 "road": emb.descriptions["road"]}
+    with pytest.raises(ProlabError, match="class 'bus' is not in label space 'hand'"):
+        space.subset(["bus"], "x")
