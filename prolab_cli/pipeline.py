@@ -217,7 +217,7 @@ def run_pipeline(
     """Run the four stages of ``config``; ``backend`` replaces the configured LLM (tests, servers)."""
     from .build import run_build
     from .cluster import run_cluster
-    from .embed import EmbedOptions, run_embed
+    from .embed import Embedder, EmbedOptions, run_embed
 
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +249,8 @@ def run_pipeline(
         download=e.get("download", False),
     )
     embeddings = cfg.work_dir / "embeddings.safetensors"
-    embed_key = content_key("embed", _file_sha(descriptions), e)
+    # the model's content fingerprint is part of the key: new weights at the same path re-embed
+    embed_key = content_key("embed", _file_sha(descriptions), e, Embedder(options).identity)
     stage("embed", embed_key, embeddings,
           lambda: run_embed(descriptions, embeddings, options, e.get("drop_empty", False), progress))
 
