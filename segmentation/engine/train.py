@@ -96,6 +96,8 @@ def train(
 
     mcfg, dcfg, ocfg, scfg, tcfg = (config[k] for k in ("model", "data", "optim", "schedule", "train"))
     head = mcfg.get("head", "property")
+    if ckpt is not None and label_space is None:
+        label_space = (ckpt["meta"].get("label_space") or {}).get("path")
     space = load_label_space(label_space)
     if head == "property" and space is None:
         raise ProlabError("the property head needs --label-space ARTIFACT (or --head onehot for the baseline)")
@@ -167,6 +169,10 @@ def train(
 
     meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
     meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
+    if meta["label_space"] is not None:
+        from prolab_cli.artifact import resolve_artifact_path
+
+        meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
     bank = None
     if head == "property":
