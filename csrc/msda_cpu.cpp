@@ -152,6 +152,9 @@ PROLAB_INLINE void backward_value(const Args<scalar_t>& a, int64_t begin, int64_
   const int64_t pixel_stride = M * D;
   for (int64_t nm = begin; nm < end; ++nm) {
     const int64_t n = nm / M, m = nm % M;
+    // this pair's slice of grad_value, zeroed here so that it is still in cache for the scatter
+    scalar_t* slice = a.grad_value + (n * a.S * M + m) * D;
+    for (int64_t s = 0; s < a.S; ++s) std::fill(slice + s * pixel_stride, slice + s * pixel_stride + D, scalar_t(0));
     for (int64_t q = 0; q < Q; ++q) {
       const int64_t row = (n * Q + q) * M + m;
       const scalar_t* __restrict__ g = a.grad_out + row * D;
@@ -295,7 +298,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   const auto grad_output = grad_output_in.to(compute).contiguous();
   const auto loc = sampling_locations.contiguous();
   const auto attn = attention_weights.contiguous();
-  auto grad_value = at::zeros(value.sizes(), value.options());
+  auto grad_value = at::empty(value.sizes(), value.options());  // zeroed by the value pass
   auto grad_loc = at::empty(loc.sizes(), loc.options());
   auto grad_attn = at::empty(attn.sizes(), attn.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
