@@ -180,3 +180,19 @@ def test_predict_restricted_to_a_class_list(synth, trained, tmp_path):
     (tmp_path / "bad.txt").write_text("unicorn\n")
     with pytest.raises(ProlabError, match=r"bad.txt: classes \['unicorn'\] are not classes of the model"):
         predict([image], trained["work"], tmp_path / "p3", classes=tmp_path / "bad.txt")
+
+
+def test_bad_mask_found_by_a_loader_worker_is_a_one_line_error(synth, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(synth["data"], data)
+    for mask in (data / "annotations" / "training").glob("*.png"):
+        Image.fromarray(np.full((8, 8), 1, np.uint8)).save(mask)
+    cfg = _config(**{"schedule.max_iters": 1, "data.num_workers": 1})
+    with pytest.raises(ProlabError) as info:
+        train(cfg, data, tmp_path / "w", synth["seen"], progress=False)
+    assert "\n" not in info.value.message and "mask is 8x8 but its image is 64x64" in info.value.message

@@ -208,7 +208,7 @@ def train(
             scheduler.step_to(it)
             totals: dict[str, float] = {}
             for micro in range(accum):
-                data = next(batches)
+                data = _next_batch(batches)
                 img = data["img"].to(torch_device, non_blocking=True)
                 label = data["label"].to(torch_device, non_blocking=True)
                 sync = contextlib.nullcontext() if (world == 1 or micro == accum - 1) else ddp.no_sync()
@@ -263,6 +263,15 @@ def train(
     if rank == 0:
         log.message(f"trained {max_iters} iterations; checkpoint {last_path}")
     return {"iterations": max_iters, "checkpoint": str(last_path) if last_path else None, "loss": record.get("loss")}
+
+
+def _next_batch(batches) -> dict:
+    """The next batch; a bad sample's error raised in a loader worker keeps its one-line message."""
+    try:
+        return next(batches)
+    except ProlabError as exc:
+        last = exc.message.strip().splitlines()[-1]
+        raise ProlabError(last.split("ProlabError: ", 1)[-1]) from None
 
 
 class TrainStep(torch.nn.Module):
