@@ -132,6 +132,7 @@ def test_predict_writes_masks_overlays_and_property_maps(synth, trained, tmp_pat
                                                    "triangle", "cross"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(synth, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
