@@ -12,22 +12,24 @@ import torch
 _registered = False
 
 
-def _fake_forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+def _fake_forward(value: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+                  sampling_locations: torch.Tensor, attention_weights: torch.Tensor) -> torch.Tensor:
     n, _, m, d = value.shape
     return value.new_empty((n, sampling_locations.shape[1], m * d))
 
 
-def _fake_backward(grad_output, value, spatial_shapes, level_start_index, sampling_locations,
-                   attention_weights):
+def _fake_backward(grad_output: torch.Tensor, value: torch.Tensor, spatial_shapes: torch.Tensor,
+                   level_start_index: torch.Tensor, sampling_locations: torch.Tensor,
+                   attention_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (torch.empty_like(value), torch.empty_like(sampling_locations),
             torch.empty_like(attention_weights))
 
 
-def _setup_context(ctx, inputs, output):
+def _setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
     ctx.save_for_backward(*inputs)
 
 
-def _backward(ctx, grad_output):
+def _backward(ctx, grad_output: torch.Tensor) -> tuple:
     value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
     grad_value, grad_locations, grad_weights = torch.ops.prolab.ms_deform_attn_backward(
         grad_output, value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
@@ -50,8 +52,9 @@ def compute_dtype(value: torch.Tensor) -> torch.dtype:
     return torch.float64 if value.dtype == torch.float64 else torch.float32
 
 
-def ms_deform_attn_compiled(value, spatial_shapes, level_start_index, sampling_locations,
-                            attention_weights) -> torch.Tensor:
+def ms_deform_attn_compiled(value: torch.Tensor, spatial_shapes: torch.Tensor,
+                            level_start_index: torch.Tensor, sampling_locations: torch.Tensor,
+                            attention_weights: torch.Tensor) -> torch.Tensor:
     """Call the compiled op; locations and weights are cast to the kernels' compute dtype and the
     level table (which the reference also takes on the CPU) is moved to value's device."""
     dtype = compute_dtype(value)

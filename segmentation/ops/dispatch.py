@@ -141,7 +141,8 @@ def ms_deform_attn(
     return out.to(value.dtype)
 
 
-def _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights) -> None:
+def _check_shapes(value: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+                  sampling_locations: torch.Tensor, attention_weights: torch.Tensor) -> None:
     if value.dim() != 4:
         raise ProlabError(f"ms_deform_attn: value must be [N,S,M,D], got {tuple(value.shape)}")
     n, _, m, _ = value.shape
