@@ -11,7 +11,7 @@
 5. Control: the same with an *oracle* label space (one property per colour, texture and shape), which
    separates what the property head can do from how well MiniLM + k-means recover the properties.
 
-    python bench/train.py [--iters 300] [--out bench_out/train] [--threads 1]
+    python bench/train.py [--iters 600] [--seen 12] [--heldout 4] [--k 16] [--out demo_out/bench_train]
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench_out/train")
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--out", default="demo_out/bench_train")
+    parser.add_argument("--iters", type=int, default=600)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--train-images", type=int, default=128)
     parser.add_argument("--val-images", type=int, default=48)
