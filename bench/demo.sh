@@ -30,7 +30,7 @@ prolab data subset-space "$SYN/label_spaces/synth-all-k16" --classes "$SYN/data/
   --name synth-seen-k16 -o "$SYN/label_spaces"
 rm -rf "$SYN/run"
 prolab train --config synth-vit-adapter-nano --data-root "$SYN/data" \
-  --label-space "$SYN/label_spaces/synth-seen-k16" --work-dir "$SYN/run" --set schedule.max_iters=300 --threads 1
+  --label-space "$SYN/label_spaces/synth-seen-k16" --work-dir "$SYN/run" --set schedule.max_iters=600 --threads 1
 prolab eval --checkpoint "$SYN/run" --data-root "$SYN/data" -o "$SYN/eval-seen.json" --threads 1
 prolab eval --checkpoint "$SYN/run" --data-root "$SYN/data" \
   --label-space "$SYN/label_spaces/synth-all-k16" -o "$SYN/eval-all.json" --threads 1
