@@ -18,8 +18,9 @@ import numpy as np
 
 from .artifact import collision_groups
 from .atomic import write_bytes
-from .embed import EmbeddingSet, _safetensors_metadata
+from .embed import EmbeddingSet
 from .errors import ProlabError
+from .stage_files import read_stage_file
 
 FORMAT = "prolab-clusters"
 FORMAT_VERSION = "1"
@@ -93,23 +94,14 @@ class Clustering:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Clustering":
         """Read and check a clusters file written by :meth:`save`."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-
         path = Path(path)
+        tensors, meta = read_stage_file(path, FORMAT, FORMAT_VERSION, "clusters")
         try:
-            data = path.read_bytes()
-            tensors = load(data)
-            meta = _safetensors_metadata(data)
             info = json.loads(meta.get("info", "null"))
-        except FileNotFoundError:
-            raise ProlabError(f"{path}: no such file") from None
-        except (SafetensorError, ValueError, json.JSONDecodeError) as e:
-            raise ProlabError(f"{path}: not a safetensors file ({e})") from None
-        if meta.get("format") != FORMAT or not isinstance(info, dict):
-            raise ProlabError(f"{path}: not a prolab clusters file (format {meta.get('format')!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ProlabError(f"{path}: clusters format_version {meta.get('format_version')!r} is not supported")
+        except json.JSONDecodeError as e:
+            raise ProlabError(f"{path}: malformed 'info' metadata ({e})") from None
+        if not isinstance(info, dict):
+            raise ProlabError(f"{path}: not a prolab clusters file (no 'info' metadata)")
         if "centres" not in tensors or "labels" not in tensors:
             raise ProlabError(f"{path}: needs tensors 'centres' and 'labels'")
         out = cls(tensors["centres"], tensors["labels"], info)

@@ -23,6 +23,7 @@ import numpy as np
 from .atomic import write_bytes
 from .cache import Cache, content_key
 from .errors import ProlabError
+from .stage_files import read_stage_file
 
 NAMESPACE = "embed"
 FORMAT = "prolab-embeddings"
@@ -349,22 +350,8 @@ class EmbeddingSet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EmbeddingSet":
         """Read and check an embeddings file written by :meth:`save`."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-
         path = Path(path)
-        try:
-            data = path.read_bytes()
-            tensors = load(data)
-            meta = _safetensors_metadata(data)
-        except FileNotFoundError:
-            raise ProlabError(f"{path}: no such file") from None
-        except (SafetensorError, ValueError, json.JSONDecodeError) as e:
-            raise ProlabError(f"{path}: not a safetensors file ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise ProlabError(f"{path}: not a prolab embeddings file (format {meta.get('format')!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ProlabError(f"{path}: embeddings format_version {meta.get('format_version')!r} is not supported")
+        tensors, meta = read_stage_file(path, FORMAT, FORMAT_VERSION, "embeddings")
         try:
             descriptions = json.loads(meta["descriptions"])
             model = json.loads(meta["model"])
@@ -381,14 +368,6 @@ class EmbeddingSet:
         if meta.get("descriptions_hash") != out.source_hash:
             raise ProlabError(f"{path}: 'descriptions_hash' does not match its descriptions")
         return out
-
-
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    if len(data) < 8:
-        raise ValueError("file too short")
-    size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + size])
-    return header.get("__metadata__", {}) or {}
 
 
 def embed_descriptions(
