@@ -144,3 +144,20 @@ def test_generic_layout_needs_a_class_list(tmp_path):
 def test_reduce_zero_label_function():
     raw = np.array([0, 1, 2, 255], np.uint8)
     assert reduce_zero_label(raw).tolist() == [255, 0, 1, 255]
+
+
+def test_subset_label_space_keeps_the_seen_rows_over_the_same_centres(tmp_path):
+    import json
+
+    from prolab_cli.artifact import LabelSpace
+    from segmentation.data.synth import attribute_label_space, subset_label_space
+
+    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=1, size=32, num_seen=4, num_heldout=2)
+    full = attribute_label_space(root, "toy-all").save(tmp_path / "spaces")
+    path = subset_label_space(full, root / "descriptions_seen.json", "toy-seen", tmp_path / "spaces")
+    space, sub = LabelSpace.load(full), LabelSpace.load(path)
+    seen = list(json.loads((root / "descriptions_seen.json").read_text()))
+    assert sub.classes == seen and sub.centres_hash == space.centres_hash
+    assert np.array_equal(sub.multi_hot, space.multi_hot[[space.classes.index(c) for c in seen]])
+    assert sub.property_names == space.property_names
+    assert sub.manifest["provenance"]["subset_of"]["name"] == "toy-all"

@@ -217,7 +217,7 @@ def _save_pair(root: Path, lay, split: str, stem: str, img: np.ndarray, label: n
 
 def subset_label_space(artifact: str | Path, classes_file: str | Path, name: str, out_dir: str | Path) -> Path:
     """Save the label space ``artifact`` restricted to the classes of ``classes_file`` (a class
-    list, or a descriptions JSON whose keys are the classes), same centres and property names."""
+    list, or a descriptions JSON whose keys are the classes): :meth:`LabelSpace.subset`."""
     import json
 
     from prolab_cli.artifact import LabelSpace
@@ -233,14 +233,7 @@ def subset_label_space(artifact: str | Path, classes_file: str | Path, name: str
             raise ProlabError(f"{path}: invalid JSON ({exc.msg})") from None
     else:
         wanted = load_classes(path)
-    rows = [space.class_index(c) for c in wanted]
-    subset = LabelSpace.from_arrays(
-        name, [space.classes[i] for i in rows], space.multi_hot[rows], space.centres,
-        property_names=space.property_names,
-        descriptions={space.classes[i]: space.descriptions.get(space.classes[i], []) for i in rows},
-        provenance={"subset_of": {"name": space.name, "version": space.version}, **space.manifest.get("provenance", {})},
-    )
-    return subset.save(out_dir)
+    return space.subset(wanted, name).save(out_dir)
 
 
 def attribute_label_space(root: str | Path, name: str, classes: list[str] | None = None, dim: int = 32, seed: int = 0):
