@@ -20,12 +20,11 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .atomic import directory
+from .atomic import directory, json_bytes
 from .errors import ProlabError
 
 FORMAT = "prolab-label-space"
@@ -36,10 +35,6 @@ _OPTIONAL_TENSORS = ("embeddings", "desc_class", "desc_cluster")
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def array_hash(array: np.ndarray) -> str:
@@ -290,8 +285,8 @@ class LabelSpace:
         from safetensors.numpy import save
 
         return {
-            "descriptions.json": _json_bytes(self.descriptions),
-            "properties.json": _json_bytes(self.properties),
+            "descriptions.json": json_bytes(self.descriptions),
+            "properties.json": json_bytes(self.properties),
             "tensors.safetensors": save(self._tensors(), metadata={"format": FORMAT}),
         }
 
@@ -327,7 +322,7 @@ class LabelSpace:
         with directory(target) as tmp:
             for fname, data in payload.items():
                 (tmp / fname).write_bytes(data)
-            (tmp / "manifest.json").write_bytes(_json_bytes(self.manifest))
+            (tmp / "manifest.json").write_bytes(json_bytes(self.manifest))
         return target
 
     @classmethod

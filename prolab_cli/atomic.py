@@ -33,9 +33,14 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any, indent: int | None = 2) -> bytes:
+    """The JSON that prolab writes: UTF-8, non-ASCII kept, trailing newline."""
+    return (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
-    """Write JSON atomically (UTF-8, non-ASCII kept, trailing newline)."""
-    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    """Write :func:`json_bytes` of ``obj`` atomically."""
+    return write_bytes(path, json_bytes(obj, indent))
 
 
 @contextmanager

@@ -11,7 +11,6 @@ while the other classes are kept.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .atomic import write_json, write_text
+from .atomic import json_bytes, write_bytes, write_json
 from .cache import Cache, content_key
 from .classes import normalise
 from .errors import ProlabError
@@ -288,10 +287,10 @@ def write_descriptions(result: DescribeResult, path: str | Path) -> tuple[Path, 
     """Write ``{class: [descriptions]}`` (class order) and its provenance sidecar, atomically.
     The sidecar records the SHA-256 of the descriptions file it belongs to."""
     path = Path(path)
-    blob = json.dumps(result.descriptions, indent=2, ensure_ascii=False) + "\n"
-    write_text(path, blob)
+    blob = json_bytes(result.descriptions)
+    write_bytes(path, blob)
     sidecar = provenance_path(path)
     provenance = {**result.provenance, "descriptions_file": path.name,
-                  "descriptions_sha256": hashlib.sha256(blob.encode("utf-8")).hexdigest()}
+                  "descriptions_sha256": hashlib.sha256(blob).hexdigest()}
     write_json(sidecar, provenance)
     return path, sidecar

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import LabelSpace
-from .atomic import write_bytes, write_json
+from .atomic import write_bytes
 from .errors import ProlabError
 
 BANK_KEY_RE = re.compile(r"^(?P<model>.*)_cluster_(?P<k>\d+)_embeddings_and_labels$")
@@ -129,11 +129,6 @@ def require_descriptions(descriptions: dict[str, list[str]], source: str) -> Non
         raise ProlabError(
             f"{source}: classes with no descriptions: {empty} (describe them, or drop them with --drop-empty)"
         )
-
-
-def write_descriptions(path: str | os.PathLike, descriptions: dict[str, list[str]]) -> Path:
-    """Write a descriptor JSON file in the published layout (atomically)."""
-    return write_json(path, descriptions)
 
 
 # --------------------------------------------------------------------------------- the bank
