@@ -167,6 +167,18 @@ def test_aux_weight_scales_the_aux_loss_only(bank):
     assert "aux.loss" not in out[0.0]
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_scores_with_properties_is_encode_decode_and_property_scores_in_one_pass(bank, normalize):
+    torch.manual_seed(0)
+    model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1],
+                            normalize_embedding=normalize).eval()
+    x = _img(1)
+    with torch.no_grad():
+        both = model.scores_with_properties(x)
+        want = torch.cat([model.encode_decode(x), model.property_scores(x)], dim=1)
+    torch.testing.assert_close(both, want, rtol=0, atol=0)
+
+
 def test_swapping_class_rows_changes_only_the_classifier(bank):
     torch.manual_seed(0)
     model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1]).eval()

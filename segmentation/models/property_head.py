@@ -76,6 +76,14 @@ class PropertyBank(nn.Module):
             embedding = F.normalize(embedding, dim=1)
         return torch.einsum("bdhw,kd->bkhw", embedding, self.centres.to(embedding.dtype))
 
+    def logits_at(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Property logits z at ``size`` (bilinear): the embedding is resized when it is
+        L2-normalised, else z itself (the dot product is linear per pixel, so resizing z equals
+        resizing e, and costs K <= D channels)."""
+        if self.normalize_embedding:
+            return self.logits(resize(embedding, size))
+        return resize(self.logits(embedding), size)
+
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
         """Property scores p = sigmoid(z / T): [B,K,h,w]."""
         return torch.sigmoid(self.logits(embedding) / self.temperature)
@@ -88,10 +96,7 @@ class PropertyBank(nn.Module):
     def loss(self, embedding: torch.Tensor, label: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
         """Mean over valid pixels (label != 255) of 1 - cos(p, y_label) (or BCE(p, y_label)),
         with the embedding brought to the label's resolution (bilinear) before the sigmoid."""
-        if self.normalize_embedding:
-            z = self.logits(resize(embedding, label.shape[-2:]))
-        else:  # the dot product is linear per pixel, so resizing z equals resizing e (K <= D channels)
-            z = resize(self.logits(embedding), label.shape[-2:])
+        z = self.logits_at(embedding, label.shape[-2:])
         valid = label != IGNORE_INDEX
         if not bool(valid.any()):
             return z.sum() * 0.0

@@ -72,11 +72,17 @@ class Segmentor(nn.Module):
         e = self.head_output(img)
         if not resize_to_input:
             return self.bank.scores(e)
-        if self.bank.normalize_embedding:
-            z = self.bank.logits(resize(e, img.shape[-2:]))
-        else:
-            z = resize(self.bank.logits(e), img.shape[-2:])
-        return torch.sigmoid(z / self.bank.temperature)
+        return torch.sigmoid(self.bank.logits_at(e, img.shape[-2:]) / self.bank.temperature)
+
+    def scores_with_properties(self, img: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_decode` and :meth:`property_scores` from one head pass, concatenated
+        along channels: [B, C + K, H, W]."""
+        if self.bank is None:
+            raise ProlabError("scores_with_properties needs a model built with class_rows and centres")
+        e = self.head_output(img)
+        classes = resize(self.bank.class_scores(self.bank.scores(e)), img.shape[-2:])
+        props = torch.sigmoid(self.bank.logits_at(e, img.shape[-2:]) / self.bank.temperature)
+        return torch.cat([classes, props], dim=1)
 
     def forward_train(self, img: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses {"decode.loss", "aux.loss"} for images [B,3,H,W] and labels [B,H,W]
