@@ -1,9 +1,10 @@
 """`prolab predict`: colour masks, overlays and per-property activation maps for images.
 
-For each image ``<stem>``: ``<stem>_labels.png`` (class ids), ``<stem>_mask.png`` (colours),
-``<stem>_overlay.png`` (mask blended over the image) and, for a property model, for each of the
-largest predicted regions the maps of its top properties ``<stem>_<class>_p<k>.png`` (the
-paper's "banana chair" figure); ``<stem>.json`` lists the regions and their top properties.
+For each image ``<stem>``: ``<stem>_labels.png`` (class ids; 16-bit beyond 256 classes),
+``<stem>_mask.png`` (colours), ``<stem>_overlay.png`` (mask blended over the image) and, for a
+property model, for each of the largest predicted regions the maps of its top properties
+``<stem>_<class>_p<k>.png`` (the paper's "banana chair" figure); ``<stem>.json`` lists the
+regions and their top properties.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def heatmap(values: np.ndarray) -> np.ndarray:
     return (_HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac).astype(np.uint8)
 
 
-def _png(path: Path, array: np.ndarray, mode: str | None = None) -> None:
+def _png(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
-    Image.fromarray(array, mode).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="PNG")
     write_bytes(path, buffer.getvalue())
 
 
@@ -106,19 +107,21 @@ def predict(
         size = rgb.shape[:2]
         run = lambda fn, n: infer_scores(fn, x, n, size, settings["mode"], tuple(settings["crop_size"]),  # noqa: E731
                                          tuple(settings["stride"]), bool(settings["flip"]))
-        scores = run(model.encode_decode, len(model_classes))[0, keep]
-        pred = scores.argmax(0).cpu().numpy().astype(np.uint8)
+        props = None
+        if getattr(model, "is_property_head", False):  # class and property scores from one pass
+            both = run(model.scores_with_properties, len(model_classes) + model.bank.num_properties)[0]
+            scores, props = both[: len(model_classes)], both[len(model_classes):].cpu().numpy()
+        else:
+            scores = run(model.encode_decode, len(model_classes))[0]
+        pred = scores[keep].argmax(0).cpu().numpy()
         stem = image_path.stem
         colour = colours[pred]
-        _png(out_dir / f"{stem}_labels.png", pred, "L")
+        _png(out_dir / f"{stem}_labels.png", pred.astype(np.uint8 if len(names) <= 256 else np.uint16))
         _png(out_dir / f"{stem}_mask.png", colour)
         _png(out_dir / f"{stem}_overlay.png", (rgb * (1 - alpha) + colour * alpha).astype(np.uint8))
         areas = np.bincount(pred.ravel(), minlength=len(names)) / pred.size
         order = [int(c) for c in np.argsort(-areas) if areas[c] >= min_area][:regions]
         summary = {"image": str(image_path), "classes": names, "regions": []}
-        props = None
-        if getattr(model, "is_property_head", False):
-            props = run(model.property_scores, model.bank.num_properties)[0].cpu().numpy()
         for c in order:
             region = {"class": names[c], "area": float(areas[c])}
             if props is not None:
