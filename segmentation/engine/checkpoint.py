@@ -73,6 +73,13 @@ def make_meta(
     }
 
 
+def bank_of(label_space: Any) -> dict[str, torch.Tensor]:
+    """The ``bank`` a property-head checkpoint stores beside its weights: the label space's
+    class rows and raw centres as float32 tensors (its own copies)."""
+    return {"class_rows": torch.tensor(label_space.multi_hot, dtype=torch.float32),
+            "centres": torch.tensor(label_space.centres, dtype=torch.float32)}
+
+
 def rng_state() -> dict:
     """The global RNG states a resumed run must continue from."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}

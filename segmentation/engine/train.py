@@ -19,7 +19,7 @@ from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
 from . import distributed as D
 from .builder import build_model, model_kwargs_from_config
-from .checkpoint import load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
+from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
 
@@ -174,9 +174,7 @@ def train(
 
         meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
-    bank = None
-    if head == "property":
-        bank = {"class_rows": torch.from_numpy(space.multi_hot.copy()), "centres": torch.from_numpy(space.centres.copy())}
+    bank = bank_of(space) if head == "property" else None
 
     def checkpoint(it: int) -> Path | None:
         if rank != 0:

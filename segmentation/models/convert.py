@@ -101,7 +101,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     model (its D must equal the head's output channels). Missing keys are an error unless
     ``allow_missing``; unexpected keys are reported and dropped. ``trust_pickle`` allows
     unpickling arbitrary objects (trusted files only)."""
-    from segmentation.engine.checkpoint import make_meta, save_checkpoint
+    from segmentation.engine.checkpoint import bank_of, make_meta, save_checkpoint
 
     where = str(src)
     ckpt = read_checkpoint(src, trust_pickle)
@@ -165,7 +165,6 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
                       **_plain_meta(mmseg_meta)}
     payload: dict[str, Any] = {"state_dict": model.state_dict(), "meta": meta}
     if space is not None:
-        payload["bank"] = {"class_rows": torch.as_tensor(space.multi_hot, dtype=torch.float32),
-                           "centres": torch.as_tensor(space.centres, dtype=torch.float32)}
+        payload["bank"] = bank_of(space)
     path = save_checkpoint(dst, payload)
     return ConvertReport(path, preset_name, cfg, head, names, missing, unexpected, filled)
