@@ -94,12 +94,12 @@ def parse_class_list(text: str, source: str = "<classes>", as_json: bool = False
         lines = text.splitlines()
         while lines and not lines[-1].strip():
             lines.pop()
-        entries = [(number, line) for number, line in enumerate(lines, start=1)]
-    return _validated(entries, source)
+        entries = [(f"line {number}", line) for number, line in enumerate(lines, start=1)]
+    return validated_names(entries, source)
 
 
-def _json_entries(text: str, source: str) -> list[tuple[int, str]]:
-    """(line number, string) for every item of a JSON list, in order."""
+def _json_entries(text: str, source: str) -> list[tuple[str, str]]:
+    """("line N", string) for every item of a JSON list, in order."""
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -108,7 +108,7 @@ def _json_entries(text: str, source: str) -> list[tuple[int, str]]:
         raise ProlabError(f"{source}: expected a JSON list of class names")
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1  # json.loads gave a list, so the first "[" opens it
-    entries: list[tuple[int, str]] = []
+    entries: list[tuple[str, str]] = []
     for index, item in enumerate(items):
         while text[pos] in " \t\r\n,":
             pos += 1
@@ -118,24 +118,26 @@ def _json_entries(text: str, source: str) -> list[tuple[int, str]]:
             raise ProlabError(
                 f"{source}: line {line}: item {index} is {type(item).__name__}, not a class name"
             )
-        entries.append((line, item))
+        entries.append((f"line {line}", item))
     return entries
 
 
-def _validated(entries: list[tuple[int, str]], source: str) -> list[str]:
-    seen: dict[str, tuple[int, str]] = {}
+def validated_names(entries: list[tuple[str, str]], source: str) -> list[str]:
+    """The stripped names of ``(where, name)`` entries (``where`` says "line 3", "item 2"),
+    refusing an empty name, a duplicate after :func:`normalise`, and an empty list."""
+    seen: dict[str, tuple[str, str]] = {}
     names: list[str] = []
-    for line, raw in entries:
+    for where, raw in entries:
         name = raw.strip()
         if not name:
-            raise ProlabError(f"{source}: line {line}: empty class name")
+            raise ProlabError(f"{source}: {where}: empty class name")
         key = normalise(name)
         if key in seen:
-            first_line, first = seen[key]
+            first_where, first = seen[key]
             raise ProlabError(
-                f"{source}: line {line}: duplicate class {name!r} (same as {first!r} on line {first_line})"
+                f"{source}: {where}: duplicate class {name!r} (same as {first!r} on {first_where})"
             )
-        seen[key] = (line, name)
+        seen[key] = (where, name)
         names.append(name)
     if not names:
         raise ProlabError(f"{source}: the class list is empty")

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from . import __version__
 from .atomic import json_bytes, write_bytes, write_json
 from .cache import Cache, content_key
-from .classes import normalise
+from .classes import validated_names
 from .errors import ProlabError
 from .llm.base import Backend, Completion, TransientError
 from .llm.replies import parse_reply, validate
@@ -208,16 +208,13 @@ def describe_classes(
 
 
 def _check_classes(classes: list[str]) -> None:
+    """The class-list rules of :mod:`prolab_cli.classes`, for a list given in code."""
     if not classes:
         raise ProlabError("no classes to describe")
-    seen: dict[str, str] = {}
-    for name in classes:
-        if not isinstance(name, str) or not name.strip():
-            raise ProlabError(f"empty class name in the class list ({name!r})")
-        key = normalise(name)
-        if key in seen:
-            raise ProlabError(f"duplicate class {name!r} (same as {seen[key]!r})")
-        seen[key] = name
+    for index, name in enumerate(classes):
+        if not isinstance(name, str):
+            raise ProlabError(f"class list: item {index} is {type(name).__name__}, not a class name")
+    validated_names([(f"item {index}", name) for index, name in enumerate(classes)], "class list")
 
 
 def _progress_bar(total: int, enabled: bool):
