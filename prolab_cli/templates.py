@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .classes import normalise
 from .errors import ProlabError
 from .paths import data_dir
 
@@ -104,19 +105,13 @@ class Template:
 
     def example_lines(self, class_name: str) -> set[str]:
         """The example descriptions of ``class_name`` when it is itself an example class."""
-        key = _norm(display_name(class_name))
-        return {
-            _norm(d) for e in self.examples if _norm(e.class_name) == key for d in e.descriptions
-        }
+        key = normalise(class_name)
+        return {d for e in self.examples if normalise(e.class_name) == key for d in e.descriptions}
 
 
 def display_name(class_name: str) -> str:
     """The class name as the LLM sees it: ``_`` -> space, stripped (as the paper did)."""
     return " ".join(class_name.replace("_", " ").split())
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.casefold().split()).rstrip(".")
 
 
 def template_names() -> list[str]:

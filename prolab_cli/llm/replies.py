@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u2013\u2014+])\s+(.*\S)\s*$")
 _NUMBERED = re.compile(r"^\s*\(?\d{1,3}[.)]\s+(.*\S)\s*$")
@@ -88,7 +89,7 @@ def validate(
     *,
     class_name: str,
     prompt_text: str = "",
-    allowed_echo: set[str] | None = None,
+    allowed_echo: Iterable[str] = (),
     truncated: bool = False,
     max_chars: int = 300,
     max_descriptions: int | None = None,
@@ -103,7 +104,7 @@ def validate(
         result.drop("cut off by max_tokens", lines[-1])
         lines = lines[:-1]
     prompt_lines = {norm(line.lstrip("-*• ")) for line in prompt_text.splitlines()} - {""}
-    allowed = allowed_echo or set()
+    allowed = {norm(line) for line in allowed_echo or ()}
     names = {norm(class_name), norm(class_name.replace("_", " "))}
     seen: set[str] = set()
     for raw in lines:
