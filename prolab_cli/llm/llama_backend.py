@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -16,6 +15,7 @@ from typing import Any, Iterator
 from ..errors import ProlabError
 from ..templates import Prompt
 from .base import Backend, Completion
+from .replies import repeat_key
 
 
 def gguf_fingerprint(path: Path) -> str:
@@ -47,13 +47,11 @@ def _captured_stderr() -> Iterator[list[str]]:
             lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
-_ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)?")
-
-
 class RepeatGuard:
     """A llama.cpp stopping criterion for base models, which loop at temperature 0: stop once a
-    finished line repeats an earlier one (numbers ignored, so "3rd floor" repeats "2nd floor")
-    or a line grows past ``max_chars`` (validation would drop it anyway)."""
+    finished line repeats an earlier one (:func:`~prolab_cli.llm.replies.repeat_key`, the key
+    validation drops duplicates by, so "3rd floor" repeats "2nd floor") or a line grows past
+    ``max_chars`` (validation would drop it anyway)."""
 
     def __init__(self, llm: Any, max_chars: int = 300):
         self.llm = llm
@@ -70,7 +68,7 @@ class RepeatGuard:
         if len(current) > self.max_chars:
             self.fired = True
         elif len(done) >= 2:
-            keys = [_ORDINAL.sub("#", line.lstrip("-*• ").casefold()).strip() for line in done]
+            keys = [repeat_key(line.lstrip("-*• ")) for line in done]
             self.fired = bool(keys[-1]) and keys[-1] in keys[:-1]
         return self.fired
 

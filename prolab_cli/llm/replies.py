@@ -84,6 +84,12 @@ def norm(text: str) -> str:
     return " ".join(text.casefold().split()).rstrip(".").strip()
 
 
+def repeat_key(text: str) -> str:
+    """Form in which two lines are duplicates: :func:`norm` with numbers ignored, so a small
+    model counting "1st floor", "2nd floor", ... repeats itself."""
+    return _NUMBER.sub("#", norm(text))
+
+
 def validate(
     lines: list[str],
     *,
@@ -110,7 +116,7 @@ def validate(
     for raw in lines:
         line = _TAG.sub("", raw).strip().strip("`\"'").replace("**", "").strip()
         key = norm(line)
-        dup_key = _NUMBER.sub("#", key)
+        dup_key = repeat_key(line)
         if not key:
             result.drop("empty", raw)
         elif not any(ch.isalpha() for ch in key):
