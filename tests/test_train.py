@@ -85,6 +85,38 @@ def test_kill_and_resume_gives_the_same_weights(synth, tmp_path):
     assert straight["loss"] == resumed["loss"]
 
 
+def test_resume_with_a_raised_max_iters_extends_the_run(synth, tmp_path):
+    flat = {"schedule.warmup_iters": 0, "schedule.power": 0, "train.ckpt_interval": 2}  # constant lr
+    straight = train(_config(**flat, **{"schedule.max_iters": 4}), synth["data"], tmp_path / "a", synth["seen"],
+                     progress=False)
+    short = _config(**flat, **{"schedule.max_iters": 2})
+    train(short, synth["data"], tmp_path / "b", synth["seen"], progress=False)
+    with pytest.raises(ProlabError, match=r"already trained 2 of schedule.max_iters=2 .*--set schedule.max_iters"):
+        train(None, synth["data"], tmp_path / "b", resume=True, progress=False)
+    with pytest.raises(ProlabError, match=r"--set 'model.preset=vit-adapter-t': a resumed run keeps"):
+        train(None, synth["data"], tmp_path / "b", resume=True, progress=False,
+              resume_overrides=["schedule.max_iters=4", "model.preset=vit-adapter-t"])
+    longer = train(None, synth["data"], tmp_path / "b", resume=True, progress=False,
+                   resume_overrides=["schedule.max_iters=4"])
+    assert longer["iterations"] == 4 and longer["checkpoint"].endswith("iter_4.pth")
+    a = load_checkpoint(straight["checkpoint"])
+    b = load_checkpoint(longer["checkpoint"])
+    assert b["config"]["schedule"]["max_iters"] == 4 and b["scheduler"]["max_iters"] == 4
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["schedule"]["max_iters"] == 4
+
+
+def test_cli_resume_refuses_flags_that_would_change_the_config(tmp_path):
+    from click.testing import CliRunner
+
+    from prolab_cli.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--data-root", str(tmp_path), "--work-dir", str(tmp_path),
+                                    "--resume", "--model", "vit-adapter-t", "--config", "synth-vit-adapter-nano"])
+    assert res.exit_code == 1
+    assert "--resume continues the checkpoint's config: --config, --model cannot change it" in res.output
+
+
 def test_resume_refuses_another_label_space(synth, trained):
     with pytest.raises(ProlabError, match="trained with label space 'toy-seen'"):
         train(_config(), synth["data"], trained["work"], synth["all"], resume=True, progress=False)

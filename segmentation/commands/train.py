@@ -90,12 +90,14 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--data-root", required=True, type=click.Path(file_okay=False))
 @click.option("--label-space", default=None, help="label-space artifact (directory or shipped name)")
 @click.option("--model", "preset", default=None, help="model preset, e.g. vit-adapter-b, vit-adapter-nano")
-@click.option("--config", "config_name", default="ade20k-vit-adapter-b-prolab", show_default=True,
-              help="a preset of segmentation/configs or a YAML file")
+@click.option("--config", "config_name", default=None,
+              help="a preset of segmentation/configs or a YAML file  [default: ade20k-vit-adapter-b-prolab]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-4")
 @click.option("--head", type=click.Choice(["property", "onehot"]), default=None, help="property (ProLab) or onehot baseline")
 @click.option("--work-dir", required=True, type=click.Path(file_okay=False))
-@click.option("--resume", is_flag=True, help="continue from the work dir's newest checkpoint")
+@click.option("--resume", is_flag=True,
+              help="continue from the work dir's newest checkpoint with its config (--set may change schedule.* "
+                   "and logging keys, e.g. schedule.max_iters to extend the run)")
 @click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
@@ -108,14 +110,23 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
     from segmentation.engine.config import apply_overrides, load_config
     from segmentation.engine.train import train as run_train
 
-    config = apply_overrides(load_config(config_name), overrides)
+    if resume:
+        fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--model", preset),
+                                          ("--head", head)) if value]
+        if fixed:
+            raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
+        result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not no_progress,
+                           resume_overrides=overrides)
+        click.echo(json.dumps(result))
+        return
+    config = apply_overrides(load_config(config_name or "ade20k-vit-adapter-b-prolab"), overrides)
     if dataset:
         config["dataset"] = dataset
     if preset:
         config["model"]["preset"] = preset
     if head:
         config["model"]["head"] = head
-    result = run_train(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, not no_progress)
+    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not no_progress)
     click.echo(json.dumps(result))
 
 

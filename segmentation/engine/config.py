@@ -77,3 +77,21 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
         except yaml.YAMLError:
             raise ProlabError(f"--set {item!r}: value is not valid YAML") from None
     return config
+
+
+#: what ``prolab train --resume --set`` may change: the schedule (its length and shape) and the
+#: logging/saving cadence; every other key fixes the model, the data stream or the optimiser
+#: state the checkpoint holds
+RESUMABLE_KEYS = ("schedule.", "train.log_interval", "train.ckpt_interval", "train.max_keep", "data.num_workers")
+
+
+def apply_resume_overrides(config: dict, overrides: Iterable[str]) -> dict:
+    """:func:`apply_overrides` on a checkpoint's config, refusing keys outside :data:`RESUMABLE_KEYS`."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
+            raise ProlabError(
+                f"--set {item!r}: a resumed run keeps its checkpoint's {key!r}; only schedule.*, "
+                "train.log_interval, train.ckpt_interval, train.max_keep and data.num_workers can change"
+            )
+    return apply_overrides(config, overrides)

@@ -7,7 +7,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -20,6 +20,7 @@ from ..data.transforms import TrainPipeline, collate
 from . import distributed as D
 from .builder import build_model, model_kwargs_from_config
 from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
+from .config import apply_resume_overrides
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
 
@@ -67,7 +68,7 @@ def _amp_context(amp: str, device: str, log: RunLogger) -> tuple[Callable[[], An
 
 
 def train(
-    config: dict,
+    config: dict | None,
     data_root: str | Path,
     work_dir: str | Path,
     label_space: str | Path | None = None,
@@ -77,10 +78,14 @@ def train(
     skip_bad: bool = False,
     progress: bool = True,
     on_iteration: Callable[[int, dict], None] | None = None,
+    resume_overrides: Sequence[str] = (),
 ) -> dict:
     """Train the model ``config`` describes; returns {"iterations", "checkpoint", "loss"}.
 
-    ``resume`` continues from ``work_dir``'s newest checkpoint with that checkpoint's config.
+    ``resume`` continues from ``work_dir``'s newest checkpoint with that checkpoint's config
+    (``config`` is not used), updated by ``resume_overrides`` (``--set`` strings; schedule and
+    logging keys only, see :data:`~.config.RESUMABLE_KEYS`): raising ``schedule.max_iters``
+    extends a run, the poly schedule then following the new length from the resumed iteration.
     ``on_iteration(it, record)`` is called after every optimiser step (benchmarks, tests).
     """
     device = pick_device(device)
@@ -89,7 +94,9 @@ def train(
     ckpt = None
     if resume:
         ckpt = load_checkpoint(work_dir)
-        config = ckpt["config"]
+        config = apply_resume_overrides(ckpt["config"], resume_overrides)
+    elif resume_overrides:
+        raise ProlabError("resume_overrides are for resume=True; a fresh run's config carries its overrides")
     work_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(work_dir, enabled=rank == 0)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
@@ -114,6 +121,11 @@ def train(
                 f"{ckpt['path']}: trained with label space {trained.get('name')!r} version {trained['version']}, "
                 f"not {space.name!r} version {space.version}"
             )
+    if ckpt is not None and int(ckpt["iteration"]) >= int(scfg["max_iters"]):
+        raise ProlabError(
+            f"{ckpt['path']}: already trained {ckpt['iteration']} of schedule.max_iters={scfg['max_iters']} "
+            "iterations (--set schedule.max_iters=N to extend the run)"
+        )
 
     pipeline = TrainPipeline(
         scale=tuple(dcfg["scale"]), ratio_range=tuple(dcfg["ratio_range"]), crop_size=tuple(dcfg["crop_size"]),
@@ -145,12 +157,12 @@ def train(
     start = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        optimizer.load_state_dict(ckpt["optimizer"])  # the schedule is the config's, set per iteration
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
-        log.message(f"resuming {ckpt['path']} at iteration {start}")
+        changed = f" with {', '.join(resume_overrides)}" if resume_overrides else ""
+        log.message(f"resuming {ckpt['path']} at iteration {start}{changed}")
     else:
         torch.manual_seed(seed + rank)
     ddp: torch.nn.Module = TrainStep(model)
