@@ -71,6 +71,11 @@ def _creation_time() -> str:
     return when.replace(microsecond=0).isoformat()
 
 
+def property_classes(classes: list[str], multi_hot: np.ndarray) -> list[list[str]]:
+    """For each property (column of ``multi_hot`` [C,K]), the classes that own it, in class order."""
+    return [[classes[c] for c in np.flatnonzero(column)] for column in np.asarray(multi_hot).T]
+
+
 def collision_groups(classes: list[str], multi_hot: np.ndarray) -> list[list[str]]:
     """Groups (size >= 2) of classes whose multi-hot rows are identical, in class order."""
     groups: dict[bytes, list[str]] = {}
@@ -210,8 +215,8 @@ class LabelSpace:
         descriptions = dict(descriptions) if descriptions is not None else {c: [] for c in classes}
         manifest = {"provenance": dict(provenance or {})}
         space = cls(name, classes, multi_hot, centres, properties, descriptions, manifest, **arrays)
-        for i, prop in enumerate(space.properties):
-            prop["classes"] = [space.classes[c] for c in np.flatnonzero(space.multi_hot[:, i])]
+        for prop, owners in zip(space.properties, property_classes(space.classes, space.multi_hot)):
+            prop["classes"] = owners
         return space
 
     def with_classes_of(self, other: "LabelSpace", name: str | None = None) -> "LabelSpace":
@@ -225,8 +230,8 @@ class LabelSpace:
                 f"label space {other.name!r} has different centres than {self.name!r}"
                 f" (centres hash {other.centres_hash[:12]} != {self.centres_hash[:12]})"
             )
-        props = [dict(p, classes=[other.classes[c] for c in np.flatnonzero(other.multi_hot[:, i])])
-                 for i, p in enumerate(self.properties)]
+        props = [dict(p, classes=owners)
+                 for p, owners in zip(self.properties, property_classes(other.classes, other.multi_hot))]
         return LabelSpace(
             name or other.name, other.classes, other.multi_hot, self.centres, props,
             other.descriptions, dict(other.manifest),
@@ -242,9 +247,8 @@ class LabelSpace:
         kept = [self.classes[i] for i in rows]
         prefixes = tuple(f"{c}: " for c in kept)
         props = [
-            dict(p, members=[m for m in p.get("members", []) if m.startswith(prefixes)],
-                 classes=[kept[j] for j, i in enumerate(rows) if self.multi_hot[i, p["id"]]])
-            for p in self.properties
+            dict(p, members=[m for m in p.get("members", []) if m.startswith(prefixes)], classes=owners)
+            for p, owners in zip(self.properties, property_classes(kept, self.multi_hot[rows]))
         ]
         arrays: dict[str, np.ndarray] = {}
         if self.embeddings is not None:

@@ -12,27 +12,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import LabelSpace, collision_groups, library_versions
+from .artifact import LabelSpace, collision_groups, library_versions, property_classes
 from .cluster import Clustering, embeddings_hash
 from .embed import EmbeddingSet, descriptions_hash
 from .errors import ProlabError
 
 
-def name_properties(emb: EmbeddingSet, clusters: Clustering) -> list[dict]:
-    """One dict per cluster: id, name (member nearest the centre), members by distance, classes."""
+def name_properties(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarray) -> list[dict]:
+    """One dict per cluster: id, name (member nearest the centre), members by distance, and the
+    classes owning it (from ``multi_hot`` [C,K])."""
     classes, texts = emb.classes, emb.texts
     dist = np.linalg.norm(emb.embeddings - clusters.centres[clusters.labels], axis=1)
     props = []
-    for k in range(clusters.k):
+    for k, owners in enumerate(property_classes(classes, multi_hot)):
         idx = np.flatnonzero(clusters.labels == k)
         idx = idx[np.lexsort((idx, dist[idx]))]  # nearest first, ties by description order
-        members = [f"{classes[emb.desc_class[i]]}: {texts[i]}" for i in idx]
-        owners = sorted({int(emb.desc_class[i]) for i in idx})
         props.append({
             "id": k,
             "name": texts[idx[0]] if len(idx) else f"(empty cluster {k})",
-            "members": members,
-            "classes": [classes[c] for c in owners],
+            "members": [f"{classes[emb.desc_class[i]]}: {texts[i]}" for i in idx],
+            "classes": owners,
         })
     return props
 
@@ -71,7 +70,7 @@ def build_label_space(
     prov["cluster"] = clusters.info
     prov["build"] = {"allow_collisions": allow_collisions, "property_names": "member description nearest the centre"}
     space = LabelSpace(
-        name, emb.classes, multi_hot, clusters.centres, name_properties(emb, clusters), emb.descriptions,
+        name, emb.classes, multi_hot, clusters.centres, name_properties(emb, clusters, multi_hot), emb.descriptions,
         {"provenance": prov, "libraries": library_versions()},
         embeddings=emb.embeddings, desc_class=emb.desc_class, desc_cluster=clusters.labels,
     )
