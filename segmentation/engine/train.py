@@ -212,7 +212,7 @@ def train(
     last_path: Path | None = None
     record: dict = {}
     model.train()
-    tick = time.time()
+    tick, tick_iter = time.time(), start
     try:
         for it in range(start, max_iters):
             scheduler.step_to(it)
@@ -258,8 +258,8 @@ def train(
                 bar.update(1)
             if done % log_every == 0 or done == max_iters:
                 now = time.time()
-                record["sec_per_iter"] = (now - tick) / (log_every if done % log_every == 0 else (done - start) % log_every or 1)
-                tick = now
+                record["sec_per_iter"] = (now - tick) / (done - tick_iter)
+                tick, tick_iter = now, done
                 log.log(record)
             if on_iteration is not None:
                 on_iteration(done, record)
