@@ -36,17 +36,25 @@ def name_properties(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarr
     return props
 
 
-def check_inputs(emb: EmbeddingSet, clusters: Clustering, descriptions: dict | None, where: str) -> None:
-    """Refuse files that were not made from each other."""
+def check_inputs(emb: EmbeddingSet, clusters: Clustering, descriptions: dict | None,
+                 embeddings_path: str | os.PathLike, clusters_path: str | os.PathLike,
+                 descriptions_path: str | os.PathLike | None = None) -> None:
+    """Refuse files that were not made from each other; errors name both files."""
     if descriptions is not None:
         # embed --drop-empty leaves classes without descriptions out of the embeddings
         descriptions = {c: v for c, v in descriptions.items() if v or c in emb.descriptions}
-    if descriptions is not None and descriptions_hash(descriptions) != emb.source_hash:
-        raise ProlabError(f"{where}: the descriptions file differs from the descriptions the embeddings were made from")
+        if descriptions_hash(descriptions) != emb.source_hash:
+            raise ProlabError(
+                f"{descriptions_path}: the descriptions file differs from the descriptions"
+                f" {embeddings_path} was made from"
+            )
     if clusters.info.get("embeddings_hash") != embeddings_hash(emb):
-        raise ProlabError(f"{where}: the clusters were not computed from these embeddings (embeddings hash differs)")
+        raise ProlabError(
+            f"{clusters_path}: the clusters were not computed from these embeddings ({embeddings_path};"
+            " embeddings hash differs)"
+        )
     if clusters.labels.shape != (emb.embeddings.shape[0],) or clusters.centres.shape[1] != emb.embeddings.shape[1]:
-        raise ProlabError(f"{where}: clusters and embeddings disagree in size")
+        raise ProlabError(f"{clusters_path}: clusters and embeddings ({embeddings_path}) disagree in size")
 
 
 def build_label_space(
@@ -112,7 +120,7 @@ def run_build(
     emb = EmbeddingSet.load(embeddings_path)
     clusters = Clustering.load(clusters_path)
     descriptions = read_descriptions(descriptions_path)[0] if descriptions_path else None
-    check_inputs(emb, clusters, descriptions, f"build {name}")
+    check_inputs(emb, clusters, descriptions, embeddings_path, clusters_path, descriptions_path)
     provenance = dict(provenance or {})
     if descriptions_path and "describe" not in provenance:
         provenance["describe"] = describe_provenance(Path(descriptions_path))
