@@ -62,9 +62,13 @@ def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("relative_position_index")}
 
 
-def _beit_img_size(table: torch.Tensor, patch_size: int = 16) -> int:
-    """Input size whose window gives a relative-position table of this many rows, (2w-1)^2 + 3."""
-    return (int(round((table.shape[0] - 3) ** 0.5)) + 1) // 2 * patch_size
+def _fit_beit_window(cfg: ModelConfig, sd: dict[str, torch.Tensor], patch_size: int = 16) -> ModelConfig:
+    """A BEiT ``cfg`` with the input size whose window gives the state dict's relative-position
+    table ((2w-1)^2 + 3 rows); other configs, or a state dict without the table, unchanged."""
+    table = sd.get("backbone.blocks.0.attn.relative_position_bias_table")
+    if cfg.backbone != "beit" or table is None:
+        return cfg
+    return replace(cfg, img_size=(int(round((table.shape[0] - 3) ** 0.5)) + 1) // 2 * patch_size)
 
 
 def _head_channels(sd: dict[str, torch.Tensor], where: str) -> int:
@@ -77,14 +81,13 @@ def _head_channels(sd: dict[str, torch.Tensor], where: str) -> int:
 def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tuple[str, ModelConfig]:
     """The preset whose keys and shapes equal the state dict's (BEiT window size read from the
     relative position table)."""
-    table = sd.get("backbone.blocks.0.attn.relative_position_bias_table")
+    is_beit = "backbone.blocks.0.attn.relative_position_bias_table" in sd
     out = _head_channels(sd, where)
     want = _shapes(sd)
     for name, cfg in PRESETS.items():
-        if table is not None:
-            if cfg.backbone != "beit":
-                continue
-            cfg = replace(cfg, img_size=_beit_img_size(table))
+        if is_beit != (cfg.backbone == "beit"):
+            continue
+        cfg = _fit_beit_window(cfg, sd)
         model = build_segmentor(cfg, num_classes=out, device="meta")
         if _shapes(model.state_dict()) == want:
             return name, cfg
@@ -116,9 +119,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         preset_name, cfg = preset, PRESETS.get(preset)
         if cfg is None:
             raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
-        table = sd.get("backbone.blocks.0.attn.relative_position_bias_table")
-        if cfg.backbone == "beit" and table is not None:
-            cfg = replace(cfg, img_size=_beit_img_size(table))
+        cfg = _fit_beit_window(cfg, sd)
 
     space = None
     kwargs: dict[str, Any] = {}
