@@ -131,6 +131,12 @@ def fingerprint(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------- encoders
+def _load_error(spec: ModelSpec, exc: Exception) -> ProlabError:
+    """One line naming the model directory, for any failure of a backend to load it."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return ProlabError(f"cannot load embedding model {spec.path}: {type(exc).__name__}: {first}")
+
+
 class Encoder(Protocol):
     """What a backend provides: raw (not normalised) vectors for already-prepared texts."""
 
@@ -150,8 +156,8 @@ class SentenceTransformerEncoder:
             raise ProlabError("the sentence-transformers backend needs: pip install 'prolab[embed]'") from None
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ProlabError(f"cannot load embedding model {spec.path}: {type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory
+            raise _load_error(spec, e) from None
         for key, module in model._modules.items():
             if isinstance(module, Pooling):
                 dim = module.embedding_dimension
@@ -180,11 +186,14 @@ class FlagEncoder:
             from FlagEmbedding import FlagModel
         except ImportError:
             raise ProlabError("the FlagEmbedding backend is not installed: pip install 'prolab[bge]'") from None
-        self.model = FlagModel(
-            str(spec.path), normalize_embeddings=False, use_fp16=False, devices="cpu",
-            pooling_method=pooling, query_max_length=spec.max_seq_length,
-            passage_max_length=spec.max_seq_length,
-        )
+        try:
+            self.model = FlagModel(
+                str(spec.path), normalize_embeddings=False, use_fp16=False, devices="cpu",
+                pooling_method=pooling, query_max_length=spec.max_seq_length,
+                passage_max_length=spec.max_seq_length,
+            )
+        except Exception as e:  # noqa: BLE001 - as the sentence-transformers backend
+            raise _load_error(spec, e) from None
         self.max_length = spec.max_seq_length
         self.dim = int(self.model.model.config.hidden_size)
 
