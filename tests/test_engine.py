@@ -123,6 +123,9 @@ def test_checkpoint_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ProlabError, match="junk.pth: not a readable prolab checkpoint"):
         load_checkpoint(tmp_path / "junk.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")  # a truncated file: one line naming it, not a traceback
+    with pytest.raises(ProlabError, match=r"empty.pth: not a readable prolab checkpoint \(EOFError\)"):
+        load_checkpoint(tmp_path / "empty.pth")
     torch.save({"state_dict": {}}, tmp_path / "mmseg.pth")
     with pytest.raises(ProlabError, match="mmseg.pth: not a prolab checkpoint"):
         load_checkpoint(tmp_path / "mmseg.pth")

@@ -37,6 +37,7 @@ import torch
 from prolab_cli import __version__
 from prolab_cli.atomic import write_bytes, write_text
 from prolab_cli.errors import ProlabError
+from segmentation.models.checkpoint_io import error_line
 
 FORMAT = "prolab-segmentor"
 FORMAT_VERSION = 1
@@ -114,7 +115,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ProlabError(f"{path}: not a readable prolab checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise ProlabError(f"{path}: not a readable prolab checkpoint ({error_line(exc, 200)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ProlabError(f"{path}: not a prolab checkpoint ('format' is not {FORMAT!r}; convert mmseg weights with `prolab convert`)")
     if ckpt.get("format_version") != FORMAT_VERSION:

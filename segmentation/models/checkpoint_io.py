@@ -25,6 +25,14 @@ def _numpy_safe_globals() -> list:
     return out
 
 
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc`` in one line for an error message: its type and the first line of its text (the
+    "Unsupported global" line when torch names one), or only its type when the text is empty."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")
+    return f"{type(exc).__name__}: {line[:limit]}" if line else type(exc).__name__
+
+
 def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, Any]:
     """Load a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file as a dict. Torch files are read
     with ``weights_only=True`` (tensors, containers, numpy scalars) unless ``trust_pickle`` (runs
@@ -43,11 +51,8 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:
-        text = str(exc)
-        detail = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln),
-                      text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
         hint = "" if trust_pickle else "; if you trust its source, retry with --trust-pickle"
-        raise ProlabError(f"{path}: cannot be read as a weights-only torch checkpoint ({detail[:300]}){hint}") from None
+        raise ProlabError(f"{path}: cannot be read as a weights-only torch checkpoint ({error_line(exc)}){hint}") from None
     if not isinstance(obj, dict):
         raise ProlabError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
