@@ -23,11 +23,6 @@ def init_distributed(device: str) -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
-def is_main() -> bool:
-    """True on rank 0 (or without a process group)."""
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def barrier() -> None:
     """Wait for every process (no-op without a process group)."""
     if dist.is_initialized():
@@ -39,12 +34,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
-
-
-def cleanup() -> None:
-    """Leave the process group."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 class ResumableInfiniteSampler(torch.utils.data.Sampler):
