@@ -197,12 +197,29 @@ def _describe(cfg: PipelineConfig, out: Path, backend) -> None:
         )
 
 
+def _llm_identity(d: dict[str, Any]) -> dict[str, Any]:
+    """The configured LLM without loading it; a GGUF's fingerprint is part of it, so new weights
+    at the same path (or a new local model package) re-run describe."""
+    spec = str(d.get("llm", "local")).strip()
+    identity = {"llm": d.get("llm", "local"), "base_url": d.get("base_url")}
+    if spec == "local":
+        from .llm.local_model import local_model_sha256
+
+        identity["gguf"] = local_model_sha256()
+    elif spec.startswith("llama-cpp:"):
+        from .llm.llama_backend import gguf_fingerprint
+
+        path = Path(spec[len("llama-cpp:"):]).expanduser()
+        identity["gguf"] = gguf_fingerprint(path) if path.is_file() else None
+    return identity
+
+
 def _describe_key(cfg: PipelineConfig, backend) -> str:
     from .classes import load_classes
     from .templates import load_template
 
     d = cfg.describe
-    llm = backend.identity() if backend is not None else {"llm": d.get("llm", "local"), "base_url": d.get("base_url")}
+    llm = backend.identity() if backend is not None else _llm_identity(d)
     template = load_template(d.get("template", "prolab")).sha256
     return content_key("describe", load_classes(d["classes"]), llm, template, d)
 

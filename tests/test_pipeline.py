@@ -134,3 +134,13 @@ def test_bad_configs(tmp_path, change, match):
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
     with pytest.raises(ProlabError, match="malformed YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_describe_key_follows_the_gguf_content(tmp_path):
+    from prolab_cli.pipeline import _llm_identity
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"weights v1" * 100)
+    before = _llm_identity({"llm": f"llama-cpp:{gguf}"})
+    gguf.write_bytes(b"weights v2" * 100)  # new weights at the same path
+    assert _llm_identity({"llm": f"llama-cpp:{gguf}"}) != before
