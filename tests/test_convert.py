@@ -55,6 +55,10 @@ def test_convert_round_trip_through_the_cli(tmp_path):
     loaded, classes, _ = model_from_checkpoint(ckpt)
     assert classes == NAMES
     _same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
+    from segmentation.engine.evaluate import evaluate
+
+    with pytest.raises(ProlabError, match=r"nano.pth: the checkpoint records no dataset .*give --dataset"):
+        evaluate(dst, None, tmp_path, progress=False)
 
 
 def test_convert_reports_unexpected_and_refuses_missing_keys(tmp_path):

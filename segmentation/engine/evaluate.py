@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from prolab_cli.atomic import write_json
+from prolab_cli.errors import ProlabError
 
 from ..data.datasets import SegDataset
 from ..data.transforms import TestPipeline
@@ -56,6 +57,8 @@ def evaluate(
     ckpt = load_checkpoint(checkpoint)
     config = ckpt.get("config") or {}
     dataset = dataset or config.get("dataset") or ckpt["meta"].get("dataset")
+    if not dataset:
+        raise ProlabError(f"{ckpt['path']}: the checkpoint records no dataset (a converted one?); give --dataset")
     space = load_label_space(label_space)
     model, model_classes, info = model_from_checkpoint(ckpt, space)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
