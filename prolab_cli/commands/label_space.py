@@ -64,8 +64,9 @@ def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions):
 
     space, path = run_build(embeddings, clusters, name, out_dir, descriptions, allow_collisions)
     click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")
-    if space.collisions():
-        click.echo(f"warning: collisions accepted: {space.collisions()}", err=True)
+    collisions = space.collisions()
+    if collisions:
+        click.echo(f"warning: collisions accepted: {collisions}", err=True)
 
 
 @click.command()
