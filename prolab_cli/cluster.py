@@ -35,14 +35,11 @@ def embeddings_hash(emb: EmbeddingSet) -> str:
 
 def parse_n_init(value: str | int) -> str | int:
     """``auto`` or a positive integer, as scikit-learn's ``n_init``."""
-    if isinstance(value, int) or str(value).isdigit():
-        n = int(value)
-        if n < 1:
-            raise ProlabError(f"--n-init must be 'auto' or a positive integer, got {value!r}")
-        return n
-    if value != "auto":
-        raise ProlabError(f"--n-init must be 'auto' or a positive integer, got {value!r}")
-    return "auto"
+    if value == "auto":
+        return value
+    if (isinstance(value, int) or str(value).isdigit()) and int(value) >= 1:
+        return int(value)
+    raise ProlabError(f"--n-init must be 'auto' or a positive integer, got {value!r}")
 
 
 @dataclass
