@@ -125,6 +125,17 @@ def test_wrong_mask_size_and_out_of_range_labels(tmp_path):
     assert [s.name for s in skipping.samples] == ["c"] and len(skipping.skipped) == 2
 
 
+def test_16_bit_mask_reads_and_refuses_labels_above_255(tmp_path):
+    _png(tmp_path / "images/10k/train/a.jpg", _rgb())
+    _png(tmp_path / "labels/sem_seg/masks/train/a.png", np.full((8, 10), 3, np.uint16))
+    _png(tmp_path / "images/10k/train/b.jpg", _rgb())
+    _png(tmp_path / "labels/sem_seg/masks/train/b.png", np.full((8, 10), 300, np.uint16))
+    ds = SegDataset("bdd100k", tmp_path, "train")
+    assert ds.load(ds.samples[0])[1].dtype == np.uint8 and (ds.load(ds.samples[0])[1] == 3).all()
+    with pytest.raises(ProlabError, match=r"b.png: label 300 out of range \(at most 255\)"):
+        ds[1]
+
+
 def test_rgb_mask_is_refused(tmp_path):
     _png(tmp_path / "images/10k/train/x.jpg", _rgb())
     _png(tmp_path / "labels/sem_seg/masks/train/x.png", _rgb())
