@@ -116,9 +116,11 @@ def test_whole_mode_pads_to_multiples_of_32():
 
 def test_checkpoint_files(tmp_path):
     meta = {"preset": "vit-adapter-nano", "model_kwargs": {}, "head": "onehot", "classes": ["a"]}
+    (tmp_path / "iter_best.pth").write_bytes(b"")  # a user's file beside the run's: left alone
     for it in (1, 2, 3):
         save_run_checkpoint(tmp_path, it, {"state_dict": {"w": torch.ones(2) * it}, "meta": meta}, max_keep=2)
-    assert sorted(p.name for p in tmp_path.glob("iter_*.pth")) == ["iter_2.pth", "iter_3.pth"]
+    assert sorted(p.name for p in tmp_path.glob("iter_*.pth")) == ["iter_2.pth", "iter_3.pth", "iter_best.pth"]
+    (tmp_path / "iter_best.pth").unlink()
     assert torch.equal(load_checkpoint(tmp_path)["state_dict"]["w"], torch.full((2,), 3.0))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ProlabError, match="junk.pth: not a readable prolab checkpoint"):

@@ -146,7 +146,8 @@ def save_run_checkpoint(work_dir: Path, iteration: int, checkpoint: dict, max_ke
     path = save_checkpoint(work_dir / name, checkpoint)
     write_text(work_dir / LAST, name + "\n")
     if max_keep and max_keep > 0:
-        older = sorted(work_dir.glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+        ours = [p for p in work_dir.glob("iter_*.pth") if p.stem[len("iter_"):].isdigit()]
+        older = sorted(ours, key=lambda p: int(p.stem[len("iter_"):]))
         for stale in older[:-max_keep]:
             stale.unlink(missing_ok=True)
     return path
