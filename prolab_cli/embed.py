@@ -238,6 +238,8 @@ class Embedder:
             raise ProlabError(f"unknown pooling {options.pooling!r}; choose from {', '.join(POOLINGS)}")
         if options.batch_size < 1:
             raise ProlabError(f"batch size must be at least 1, got {options.batch_size}")
+        if options.threads is not None and options.threads < 1:
+            raise ProlabError(f"threads must be at least 1, got {options.threads}")
         self.options = options
         self.spec = resolve_model(options.model, options.download)
         self.pooling = options.pooling or self.spec.default_pooling
@@ -258,7 +260,7 @@ class Embedder:
     @property
     def encoder(self) -> Encoder:
         """The backend encoder (loaded on first use; a warm cache never loads it)."""
-        if self.options.threads:
+        if self.options.threads is not None:
             import torch
 
             torch.set_num_threads(self.options.threads)
