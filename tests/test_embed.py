@@ -139,6 +139,7 @@ def test_bge_defaults_follow_the_paper(tmp_path):
         (EmbedOptions(backend="onnx"), "unknown embed backend 'onnx'"),
         (EmbedOptions(pooling="max"), "unknown pooling 'max'"),
         (EmbedOptions(batch_size=0), "batch size"),
+        (EmbedOptions(threads=0), "threads must be at least 1"),
     ],
 )
 def test_bad_options(options, match):
