@@ -71,11 +71,12 @@ def test_slow_reply_times_out_and_is_retried(server):
     assert result.provenance["per_class"]["car"]["retries"] == 1 and result.failed == []
 
 
-def test_400_fails_fast_with_the_server_message(server):
-    server.add_faults(Fault("status", 400, body='{"error": {"message": "model fake-model does not exist"}}'))
+@pytest.mark.parametrize("status", [400, 409])
+def test_4xx_fails_fast_with_the_server_message(server, status):
+    server.add_faults(Fault("status", status, body='{"error": {"message": "model fake-model does not exist"}}'))
     with pytest.raises(ProlabError) as info:
         run(server, retry=RetryPolicy(max_attempts=5, base_delay=5.0))
-    assert "HTTP 400: model fake-model does not exist" in info.value.message
+    assert f"HTTP {status}: model fake-model does not exist" in info.value.message
     assert server.requests == 1
 
 

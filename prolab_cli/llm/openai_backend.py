@@ -1,9 +1,9 @@
 """OpenAI-compatible chat/completions endpoints (OpenAI, vLLM, llama.cpp server, Ollama) via ``openai``.
 
 The client's own retries are off (``max_retries=0``): the describe stage retries, so it can
-count retries, honour Retry-After and stop early. 408/409/429/5xx, timeouts, connection errors
-and unreadable replies are :class:`TransientError`; any other 4xx is a :class:`ProlabError`
-carrying the server's message.
+count retries, honour Retry-After and stop early. 429, 5xx, timeouts (408 included), connection
+errors and unreadable replies are :class:`TransientError`; any other 4xx (409 included, which
+the openai client itself would retry) is a :class:`ProlabError` carrying the server's message.
 
 API key: ``OPENAI_API_KEY``. When it is unset and ``--base-url`` points at this machine
 (127.0.0.1, localhost, ::1), a placeholder key is sent, since local servers do not check it.
@@ -24,7 +24,7 @@ from .base import Backend, Completion, TransientError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_PLACEHOLDER_KEY = "sk-local-no-key"
-_RETRYABLE_STATUS = {408, 409, 429}
+_RETRYABLE_STATUS = {408, 429}  # 408 is a request timeout; 5xx are handled by range
 
 
 def is_loopback(url: str) -> bool:
