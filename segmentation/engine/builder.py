@@ -1,12 +1,34 @@
-"""Building a segmentor from a training config or from a checkpoint, and swapping label spaces."""
+"""Building a segmentor from a training config or from a checkpoint, and swapping label spaces;
+the device and label-space arguments train, eval and predict share."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from prolab_cli.errors import ProlabError
+
+
+def pick_device(device: str = "auto") -> str:
+    """``cuda`` when asked for or available (auto), else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ProlabError("--device cuda: no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise ProlabError(f"--device {device!r}: expected auto, cpu or cuda")
+    return device
+
+
+def load_label_space(path: str | Path | None) -> Any:
+    """A LabelSpace artifact, or None."""
+    if path is None:
+        return None
+    from prolab_cli.artifact import LabelSpace
+
+    return LabelSpace.load(path)
 
 
 def model_kwargs_from_config(model_cfg: dict) -> dict:

@@ -13,11 +13,10 @@ from prolab_cli.errors import ProlabError
 from ..data.datasets import SegDataset
 from ..data.transforms import TestPipeline
 from . import distributed as D
-from .builder import model_from_checkpoint
+from .builder import load_label_space, model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
 from .inference import infer_scores
 from .metrics import SegMetric
-from .train import load_label_space, pick_device
 
 
 def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:

@@ -24,11 +24,10 @@ from prolab_cli.errors import ProlabError
 
 from ..data.datasets import read_image
 from ..data.transforms import TestPipeline
-from .builder import model_from_checkpoint
+from .builder import load_label_space, model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
 from .evaluate import inference_settings
 from .inference import infer_scores
-from .train import load_label_space, pick_device
 
 _HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 

@@ -18,31 +18,11 @@ from prolab_cli.errors import ProlabError
 from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
 from . import distributed as D
-from .builder import build_model, model_kwargs_from_config
+from .builder import build_model, load_label_space, model_kwargs_from_config, pick_device
 from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
 from .config import apply_resume_overrides
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
-
-
-def pick_device(device: str = "auto") -> str:
-    """``cuda`` when asked for or available (auto), else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ProlabError("--device cuda: no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise ProlabError(f"--device {device!r}: expected auto, cpu or cuda")
-    return device
-
-
-def load_label_space(path: str | Path | None) -> Any:
-    """A LabelSpace artifact, or None."""
-    if path is None:
-        return None
-    from prolab_cli.artifact import LabelSpace
-
-    return LabelSpace.load(path)
 
 
 def _check_classes(space_classes: list[str], dataset: SegDataset, what: str) -> None:
