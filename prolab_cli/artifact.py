@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -384,10 +384,6 @@ class LabelSpace:
             if manifest.get(key) != value:
                 raise ProlabError(f"{path / 'manifest.json'}: {key!r} is {manifest.get(key)!r}, tensors say {value}")
         return space
-
-    def renamed(self, name: str) -> "LabelSpace":
-        """The same label space under another name (the version is unchanged)."""
-        return replace(self, name=name, manifest=dict(self.manifest))
 
 
 def resolve_artifact_path(path: str | os.PathLike) -> Path:
