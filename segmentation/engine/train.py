@@ -145,9 +145,9 @@ def train(
         log.message(f"resuming {ckpt['path']} at iteration {start}{changed}")
     else:
         torch.manual_seed(seed + rank)
-    ddp: torch.nn.Module = TrainStep(model)
+    ddp: torch.nn.Module = model  # model(img, label) is the training step, so DDP's hooks see it
     if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(ddp, device_ids=[local_rank] if device == "cuda" else None)
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device == "cuda" else None)
 
     batch, accum = int(dcfg["batch_size"]), int(tcfg.get("accum_steps", 1))
     sampler = D.ResumableInfiniteSampler(len(dataset), seed, rank, world, start=start * batch * accum)
@@ -263,13 +263,3 @@ def _next_batch(batches) -> dict:
         last = exc.message.strip().splitlines()[-1]
         raise ProlabError(last.split("ProlabError: ", 1)[-1]) from None
 
-
-class TrainStep(torch.nn.Module):
-    """``forward`` = the model's ``forward_train``, so DDP's forward hooks see the training step."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, img: torch.Tensor, label: torch.Tensor) -> dict:
-        return self.model.forward_train(img, label)
