@@ -11,7 +11,6 @@ once in-process and once through the CLI (a fresh Python process, so import time
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from prolab_cli.atomic import write_json  # noqa: E402
 from prolab_cli.cache import Cache  # noqa: E402
 from prolab_cli.classes import load_classes  # noqa: E402
 from prolab_cli.describe import describe_classes  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"  warm re-run: {warm * 1000:7.1f} ms in-process, {cli_warm:.2f} s through the CLI"
           f" ({warm_totals['calls']} calls, {warm_totals['cache_hits']} cache hits)")
     if args.json:
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        write_json(args.json, numbers)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Usage: python bench/label_space.py [--n 3000] [--batch-size 64] [--threads N] [-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -56,6 +55,7 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from prolab_cli.atomic import write_json
     from prolab_cli.cache import Cache
     from prolab_cli.cluster import cluster_embeddings
     from prolab_cli.embed import EmbeddingSet, EmbedOptions, Embedder, get_encoder, resolve_model
@@ -120,8 +120,7 @@ def main() -> None:
     print(f"k-means {args.cluster_n} x 384 -> K={args.cluster_k}: {results['cluster_s']:.2f} s"
           f" ({results['cluster_iterations']} iterations)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
     sys.stdout.flush()
 
 
