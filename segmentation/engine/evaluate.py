@@ -27,6 +27,17 @@ def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:
     return settings
 
 
+def pipeline_for(settings: dict) -> TestPipeline:
+    """The test-time resize and normalisation of :func:`inference_settings`."""
+    return TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None)
+
+
+def scores_for(settings: dict, score_fn, img: torch.Tensor, num_out: int, out_size: tuple[int, int]) -> torch.Tensor:
+    """:func:`~.inference.infer_scores` run as :func:`inference_settings` say (mode, window, flip)."""
+    return infer_scores(score_fn, img, num_out, out_size, settings["mode"], tuple(settings["crop_size"]),
+                        tuple(settings["stride"]), bool(settings["flip"]))
+
+
 @torch.no_grad()
 def evaluate(
     checkpoint: str | Path,
@@ -63,8 +74,7 @@ def evaluate(
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
     model.to(torch_device)
     settings = inference_settings(config, {"mode": mode, "flip": flip, "scale": scale, "crop_size": crop, "stride": stride})
-    pipeline = TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None)
-    ds = SegDataset(dataset, data_root, split, pipeline=pipeline, classes=classes,
+    ds = SegDataset(dataset, data_root, split, pipeline=pipeline_for(settings), classes=classes,
                     target_classes=model_classes, skip_bad=skip_bad)
     metric = SegMetric(len(model_classes))
     indices = range(rank, len(ds), world)
@@ -77,10 +87,7 @@ def evaluate(
         sample = ds[i]
         img = sample["img"].unsqueeze(0).to(torch_device)
         label = sample["label"]
-        scores = infer_scores(
-            model.encode_decode, img, len(model_classes), tuple(label.shape), settings["mode"],
-            tuple(settings["crop_size"]), tuple(settings["stride"]), bool(settings["flip"]),
-        )
+        scores = scores_for(settings, model.encode_decode, img, len(model_classes), tuple(label.shape))
         metric.update(scores.argmax(1)[0].cpu(), label)
         if bar is not None:
             bar.update(1)

@@ -23,11 +23,9 @@ from prolab_cli.classes import load_classes, normalise
 from prolab_cli.errors import ProlabError
 
 from ..data.datasets import read_image
-from ..data.transforms import TestPipeline
 from .builder import load_label_space, model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
-from .evaluate import inference_settings
-from .inference import infer_scores
+from .evaluate import inference_settings, scores_for, pipeline_for
 
 _HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 
@@ -94,7 +92,7 @@ def predict(
     colours = palette(names)
     property_names = (space.property_names if space is not None else ckpt["meta"].get("property_names")) or []
     settings = inference_settings(ckpt.get("config"), {"mode": mode, "flip": flip})
-    pipeline = TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None)
+    pipeline = pipeline_for(settings)
     out_dir = Path(out_dir)
     summaries = []
     for image_path in images:
@@ -104,14 +102,13 @@ def predict(
         rgb = read_image(image_path)
         x = pipeline(rgb, np.zeros(rgb.shape[:2], np.uint8))["img"].unsqueeze(0).to(device)
         size = rgb.shape[:2]
-        run = lambda fn, n: infer_scores(fn, x, n, size, settings["mode"], tuple(settings["crop_size"]),  # noqa: E731
-                                         tuple(settings["stride"]), bool(settings["flip"]))
         props = None
         if getattr(model, "is_property_head", False):  # class and property scores from one pass
-            both = run(model.scores_with_properties, len(model_classes) + model.bank.num_properties)[0]
+            n = len(model_classes) + model.bank.num_properties
+            both = scores_for(settings, model.scores_with_properties, x, n, size)[0]
             scores, props = both[: len(model_classes)], both[len(model_classes):].cpu().numpy()
         else:
-            scores = run(model.encode_decode, len(model_classes))[0]
+            scores = scores_for(settings, model.encode_decode, x, len(model_classes), size)[0]
         pred = scores[keep].argmax(0).cpu().numpy()
         stem = image_path.stem
         colour = colours[pred]
