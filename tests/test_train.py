@@ -201,6 +201,11 @@ def test_label_space_with_foreign_classes_is_refused(synth, tmp_path):
         train(cfg, synth["data"], tmp_path / "zoo-run", path, progress=False)
 
 
+def test_predict_refuses_two_images_with_one_stem(trained, tmp_path):
+    with pytest.raises(ProlabError, match=r"a/x.jpg and .*b/x.png: both would write x_\*.png"):
+        predict([tmp_path / "a/x.jpg", tmp_path / "b/x.png"], trained["work"], tmp_path / "out")
+
+
 def test_predict_restricted_to_a_class_list(synth, trained, tmp_path):
     (tmp_path / "two.txt").write_text("ground\n" + synth["info"]["seen"][1] + "\n")
     image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[1]

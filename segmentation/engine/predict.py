@@ -75,6 +75,11 @@ def predict(
     """Predict every image; returns one summary dict per image (also written as ``<stem>.json``)."""
     if not images:
         raise ProlabError("give at least one image")
+    stems: dict[str, Path] = {}
+    for image in map(Path, images):
+        if stems.setdefault(image.stem, image) != image:
+            raise ProlabError(f"{stems[image.stem]} and {image}: both would write {image.stem}_*.png "
+                              f"and {image.stem}.json in {out_dir}; predict them into separate --out folders")
     device = pick_device(device)
     ckpt = load_checkpoint(checkpoint)
     space = load_label_space(label_space)
