@@ -181,8 +181,9 @@ def build_and_load(variant: str, verbose: bool = False) -> BuildResult:
                          f"build the {variant} variant in a fresh process")
     name = extension_name(variant)
     directory = paths.build_dir() / name
+    library = directory / f"{name}.so"  # library_path(variant), without hashing the sources again
     directory.mkdir(parents=True, exist_ok=True)
-    was_built = is_built(variant)
+    was_built = library.is_file()
     start = time.perf_counter()
     try:
         from torch.utils.cpp_extension import load
@@ -203,5 +204,5 @@ def build_and_load(variant: str, verbose: bool = False) -> BuildResult:
         details = str(exc)
         raise BuildError(f"building the {variant} deformable-attention kernels failed: "
                          f"{_first_error_line(details)}", details) from exc
-    _loaded = BuildResult(variant, name, library_path(variant), time.perf_counter() - start, not was_built)
+    _loaded = BuildResult(variant, name, library, time.perf_counter() - start, not was_built)
     return _loaded
