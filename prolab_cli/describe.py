@@ -23,8 +23,9 @@ from typing import Any, Sequence
 from . import __version__
 from .atomic import json_bytes, write_bytes, write_json
 from .cache import Cache, content_key
-from .classes import validated_names
+from .classes import load_classes, validated_names
 from .errors import ProlabError
+from .llm import resolve_backend
 from .llm.base import Backend, Completion, TransientError
 from .llm.replies import parse_reply, validate
 from .llm.retry import RetryPolicy, call_with_retry
@@ -74,6 +75,37 @@ class DescribeResult:
             f" {t['new_tokens']} tokens, {t['descriptions']} descriptions,"
             f" {self.provenance['elapsed_s']:.1f} s"
         )
+
+
+def run_describe(
+    classes: str | Path,
+    output: str | Path,
+    *,
+    llm: str = "local",
+    template: str | Path = "prolab",
+    backend: Backend | None = None,
+    base_url: str | None = None,
+    threads: int = 1,
+    n_ctx: int = 2048,
+    timeout: float = 60.0,
+    mode: str = "auto",
+    **options: Any,
+) -> DescribeResult:
+    """The ``prolab describe`` stage: a class list (built-in name or file) -> the descriptions file
+    and its sidecar. ``backend`` replaces the one ``llm`` names (tests, servers); ``options`` go to
+    :func:`describe_classes`. Classes that failed are left out of the file; the caller reports them."""
+    names = load_classes(classes)
+    prompt_template = load_template(template)
+    own = backend is None
+    if own:
+        backend = resolve_backend(llm, base_url=base_url, threads=threads, n_ctx=n_ctx, timeout=timeout, mode=mode)
+    try:
+        result = describe_classes(names, backend, prompt_template, **options)
+    finally:
+        if own:
+            backend.close()
+    write_descriptions(result, output)
+    return result
 
 
 def reply_cache_key(backend: Backend, prompt_json: dict[str, Any], sampling: dict[str, Any], seed: int) -> str:

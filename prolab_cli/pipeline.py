@@ -169,27 +169,15 @@ def _output_hash(path: Path) -> str | None:
 
 
 def _describe(cfg: PipelineConfig, out: Path, backend) -> None:
-    from .classes import load_classes
-    from .describe import describe_classes, write_descriptions
-    from .llm import resolve_backend
+    from .describe import run_describe
 
     d = cfg.describe
-    classes = load_classes(d["classes"])
-    own = backend is None
-    if own:
-        backend = resolve_backend(d.get("llm", "local"), base_url=d.get("base_url"), threads=d.get("threads", 1),
-                                  n_ctx=d.get("n_ctx", 2048), timeout=d.get("timeout", 60.0),
-                                  mode=d.get("mode", "auto"))
-    try:
-        result = describe_classes(
-            classes, backend, d.get("template", "prolab"), min_descriptions=d.get("min", 3),
-            attempts=d.get("attempts", 3), seed=d.get("seed", 0), jobs=d.get("jobs", 1),
-            sampling=d.get("sampling"),
-        )
-    finally:
-        if own:
-            backend.close()
-    write_descriptions(result, out)
+    result = run_describe(
+        d["classes"], out, llm=d.get("llm", "local"), template=d.get("template", "prolab"), backend=backend,
+        base_url=d.get("base_url"), threads=d.get("threads", 1), n_ctx=d.get("n_ctx", 2048),
+        timeout=d.get("timeout", 60.0), mode=d.get("mode", "auto"), min_descriptions=d.get("min", 3),
+        attempts=d.get("attempts", 3), seed=d.get("seed", 0), jobs=d.get("jobs", 1), sampling=d.get("sampling"),
+    )
     if result.failed:
         raise ProlabError(
             f"{cfg.source}: describe left out {len(result.failed)} class(es) with too few descriptions:"

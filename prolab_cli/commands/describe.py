@@ -57,28 +57,20 @@ def classes(name: str | None) -> None:
 def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts, seed, temperature,
              max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, quiet, output) -> None:
     """Describe every class with an LLM: {class: [descriptions]} JSON in class order."""
-    from ..classes import load_classes
-    from ..describe import describe_classes, provenance_path, write_descriptions
-    from ..llm import RetryPolicy, resolve_backend
-    from ..templates import load_template
+    from ..describe import provenance_path, run_describe
+    from ..llm import RetryPolicy
 
-    names = load_classes(classes_)
-    prompt_template = load_template(template)
     overrides = {}
     if temperature is not None:
         overrides["temperature"] = temperature
     if max_tokens is not None:
         overrides["max_tokens"] = max_tokens
-    policy = RetryPolicy(max_attempts=max_retries + 1, base_delay=backoff, max_delay=backoff_max)
-    backend = resolve_backend(llm, base_url=base_url, threads=threads, n_ctx=n_ctx, timeout=timeout, mode=mode)
-    try:
-        result = describe_classes(
-            names, backend, prompt_template, min_descriptions=min_descriptions, attempts=attempts,
-            seed=seed, jobs=jobs, retry=policy, sampling=overrides, progress=not quiet,
-        )
-    finally:
-        backend.close()
-    write_descriptions(result, output)
+    result = run_describe(
+        classes_, output, llm=llm, template=template, base_url=base_url, threads=threads, n_ctx=n_ctx,
+        timeout=timeout, mode=mode, min_descriptions=min_descriptions, attempts=attempts, seed=seed, jobs=jobs,
+        retry=RetryPolicy(max_attempts=max_retries + 1, base_delay=backoff, max_delay=backoff_max),
+        sampling=overrides, progress=not quiet,
+    )
     click.echo(result.summary(), err=True)
     click.echo(f"wrote {output} and {provenance_path(output)}", err=True)
     if result.failed:
