@@ -101,6 +101,9 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ProlabError(f"{source}: 'name' must be a non-empty artifact name without '/'")
+    for key in ("descriptions", "out_dir", "work_dir"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ProlabError(f"{source}: '{key}' must be a path, not {type(data[key]).__name__}")
     base = path.resolve().parent
     describe = _section(data, "describe", source) if data.get("describe") is not None else None
     descriptions = base / data["descriptions"] if data.get("descriptions") else None
@@ -109,7 +112,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     if describe is not None:
         from .classes import builtin_name
 
-        if not describe.get("classes"):
+        if not describe.get("classes") or not isinstance(describe["classes"], str):
             raise ProlabError(f"{source}: 'describe.classes' is required (a built-in list or a file)")
         if builtin_name(str(describe["classes"])) is None:
             describe["classes"] = str(base / describe["classes"])
@@ -117,7 +120,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         if template.endswith((".yaml", ".yml")):
             describe["template"] = str(base / template)
     cluster = _section(data, "cluster", source)
-    if not isinstance(cluster.get("k"), int):
+    if not isinstance(cluster.get("k"), int) or isinstance(cluster["k"], bool):
         raise ProlabError(f"{source}: 'cluster.k' (an integer) is required")
     return PipelineConfig(
         name=name,
