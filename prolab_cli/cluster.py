@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import collision_groups
-from .atomic import write_bytes
 from .embed import EmbeddingSet
 from .errors import ProlabError
-from .stage_files import read_stage_file
+from .stage_files import read_stage_file, write_stage_file
 
 FORMAT = "prolab-clusters"
 FORMAT_VERSION = "1"
@@ -82,11 +81,8 @@ class Clustering:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a safetensors file (centres, labels, info) atomically."""
-        from safetensors.numpy import save
-
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "info": json.dumps(self.info, sort_keys=True)}
         tensors = {"centres": np.ascontiguousarray(self.centres, np.float32), "labels": self.labels.astype(np.int64)}
-        return write_bytes(path, save(tensors, metadata=meta))
+        return write_stage_file(path, tensors, FORMAT, FORMAT_VERSION, {"info": json.dumps(self.info, sort_keys=True)})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Clustering":

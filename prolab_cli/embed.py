@@ -20,10 +20,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .atomic import write_bytes
 from .cache import Cache, content_key
 from .errors import ProlabError
-from .stage_files import read_stage_file
+from .stage_files import read_stage_file, write_stage_file
 
 NAMESPACE = "embed"
 FORMAT = "prolab-embeddings"
@@ -346,17 +345,13 @@ class EmbeddingSet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a safetensors file (tensors + identity metadata) atomically."""
-        from safetensors.numpy import save
-
         metadata = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
             "descriptions": json.dumps(self.descriptions, ensure_ascii=False),
             "descriptions_hash": self.source_hash,
             "model": json.dumps(self.model, sort_keys=True),
         }
         tensors = {"embeddings": self.embeddings, "class_embeddings": self.class_embeddings, "desc_class": self.desc_class}
-        return write_bytes(path, save(tensors, metadata=metadata))
+        return write_stage_file(path, tensors, FORMAT, FORMAT_VERSION, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EmbeddingSet":

@@ -1,4 +1,4 @@
-"""Reading the safetensors files that pass data between stages (embeddings, clusters)."""
+"""Reading and writing the safetensors files that pass data between stages (embeddings, clusters)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_bytes
 from .errors import ProlabError
 
 
@@ -43,3 +44,11 @@ def read_stage_file(path: str | os.PathLike, fmt: str, version: str, what: str
     if meta.get("format_version") != version:
         raise ProlabError(f"{path}: {what} format_version {meta.get('format_version')!r} is not supported")
     return tensors, meta
+
+
+def write_stage_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], fmt: str, version: str,
+                     metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` and ``metadata`` atomically as a stage file of format ``fmt`` at ``version``."""
+    from safetensors.numpy import save
+
+    return write_bytes(path, save(tensors, metadata={"format": fmt, "format_version": version, **metadata}))
