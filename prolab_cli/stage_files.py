@@ -48,7 +48,17 @@ def read_stage_file(path: str | os.PathLike, fmt: str, version: str, what: str
 
 def write_stage_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], fmt: str, version: str,
                      metadata: dict[str, str]) -> Path:
-    """Write ``tensors`` and ``metadata`` atomically as a stage file of format ``fmt`` at ``version``."""
+    """Write ``tensors`` and ``metadata`` atomically as a stage file of format ``fmt`` at ``version``.
+
+    safetensors writes the metadata map in a random order, so the header is written again with
+    sorted keys: the same tensors and metadata always give the same bytes (the pipeline keys the
+    next stage on them).
+    """
     from safetensors.numpy import save
 
-    return write_bytes(path, save(tensors, metadata={"format": fmt, "format_version": version, **metadata}))
+    data = save(tensors, metadata={"format": fmt, "format_version": version, **metadata})
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    header_bytes = header.encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)  # safetensors pads the header to 8 bytes
+    return write_bytes(path, len(header_bytes).to_bytes(8, "little") + header_bytes + data[8 + size :])
