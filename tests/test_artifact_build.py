@@ -66,7 +66,7 @@ def test_collisions_refused_unless_allowed():
     assert space.collisions() == [["road", "sidewalk"]]
 
 
-def _files(tmp_path, seed_shift=0.0):
+def _files(tmp_path):
     from test_cluster import blobs
 
     emb = blobs(n_classes=5, per_class=6, seed=1)
