@@ -102,8 +102,6 @@ class LlamaCppBackend(Backend):
             self.kind = kind
         self.path = path
         self.model = path.name
-        self.threads = threads
-        self.n_ctx = n_ctx
         self._fingerprint = fingerprint or gguf_fingerprint(path)
         self._lock = threading.Lock()
         try:
