@@ -165,7 +165,7 @@ class _Stamps:
 def _output_hash(path: Path) -> str | None:
     if path.is_dir():
         try:
-            return LabelSpace.load(path).version
+            return LabelSpace.load(path).manifest["version"]  # load checked it against the files' hashes
         except ProlabError:
             return None
     return _file_sha(path)
