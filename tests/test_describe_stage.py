@@ -114,10 +114,8 @@ def test_class_still_short_is_reported_and_the_rest_kept(tmp_path):
 def test_jobs_run_calls_concurrently_but_respect_backend_limit():
     names = [f"class {i}" for i in range(8)]
     backend = Scripted(good, delay=0.05)
-    start = time.perf_counter()
     describe_classes(names, backend, "prolab", jobs=4, progress=False)
     assert backend.peak == 4
-    assert time.perf_counter() - start < 8 * 0.05
     serial = Scripted(good, delay=0.01)
     serial.max_concurrency = 1
     describe_classes([n + "x" for n in names], serial, "prolab", jobs=4, progress=False)

@@ -50,7 +50,8 @@ def test_429_waits_for_retry_after(server):
     start = time.perf_counter()
     result = run(server)
     elapsed = time.perf_counter() - start
-    assert 1.0 <= elapsed < 2.0  # backoff alone would be milliseconds
+    assert elapsed >= 1.0  # backoff alone would be milliseconds
+    assert elapsed < 10.0  # not the default 60 s ceiling either; generous for a busy machine
     assert result.provenance["per_class"]["car"]["retries"] == 1
     assert server.requests == 2 and len(result.descriptions["car"]) == 5
 
@@ -98,10 +99,12 @@ def test_completion_mode_uses_the_completions_endpoint(server):
 
 def test_jobs_overlap_calls():
     with FakeOpenAIServer(latency=0.2) as slow:
-        start = time.perf_counter()
         run(slow, classes=[f"class {i}" for i in range(8)], jobs=8)
-        assert time.perf_counter() - start < 0.2 * 8 / 2
         assert slow.requests == 8
+        assert slow.peak_in_flight >= 4
+    with FakeOpenAIServer(latency=0.05) as serial:
+        run(serial, classes=[f"class {i}" for i in range(3)], jobs=1)
+        assert serial.requests == 3 and serial.peak_in_flight == 1
 
 
 def test_retry_after_forms():

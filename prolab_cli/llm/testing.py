@@ -63,6 +63,8 @@ class FakeOpenAIServer:
         self.faults: deque[Fault] = deque()
         self.counts: Counter[str] = Counter()
         self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -113,6 +115,16 @@ class FakeOpenAIServer:
         self.stop()
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            self._answer(handler, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         with self._lock:
             self.requests += 1
             self.counts[prompt_of(body)] += 1
