@@ -6,11 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
 from prolab_cli.errors import ProlabError
 
-from .layers import DropPath, Mlp, drop_path_rates, init_transformer_weights
+from .layers import LayerScaleBlock, drop_path_rates, init_transformer_weights
 from .vit import PatchEmbed
 
 
@@ -71,35 +70,14 @@ class RelPosAttention(nn.Module):
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
 
 
-class BEiTBlock(nn.Module):
-    """BEiT block: x += gamma_1*attn(norm1 x); x += gamma_2*mlp(norm2 x)."""
+class BEiTBlock(LayerScaleBlock):
+    """BEiT block: relative-position attention, layer scale ``gamma_1``/``gamma_2`` at ``init_values``."""
 
     def __init__(self, dim: int, num_heads: int, window: tuple[int, int], mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: float = 0.0, init_values: float | None = 1e-6, with_cp: bool = False):
-        super().__init__()
-        if init_values is not None and init_values > 0:
-            self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
-            self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
-        else:
-            self.gamma_1 = self.gamma_2 = None
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = RelPosAttention(dim, num_heads, window, qkv_bias, attn_drop, drop)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-        self.with_cp = with_cp
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.attn(self.norm1(x))
-        x = x + self.drop_path(a if self.gamma_1 is None else self.gamma_1 * a)
-        m = self.mlp(self.norm2(x))
-        return x + self.drop_path(m if self.gamma_2 is None else self.gamma_2 * m)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        super().__init__(dim, RelPosAttention(dim, num_heads, window, qkv_bias, attn_drop, drop),
+                         ("gamma_1", "gamma_2"), init_values, mlp_ratio, drop, drop_path, with_cp)
 
 
 class BEiTEncoder(nn.Module):

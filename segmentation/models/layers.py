@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def batch_norm(channels: int, sync: bool | None = None) -> nn.Module:
@@ -54,6 +55,41 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class LayerScaleBlock(nn.Module):
+    """Pre-norm transformer block with optional layer scale and gradient checkpointing:
+    x += drop_path(g1 * attn(norm1 x)); x += drop_path(g2 * mlp(norm2 x)).
+
+    ``gamma_names`` names the two layer-scale parameters, which the released checkpoints spell
+    differently (ViT-Adapter ``gamma1``, BEiT ``gamma_1``); ``init_value`` None or <= 0 means none.
+    """
+
+    def __init__(self, dim: int, attn: nn.Module, gamma_names: tuple[str, str], init_value: float | None,
+                 mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0, with_cp: bool = False):
+        super().__init__()
+        self.gamma_names = gamma_names
+        # registration order = state_dict key order of the released checkpoints
+        for name in gamma_names:
+            setattr(self, name, nn.Parameter(init_value * torch.ones(dim)) if init_value and init_value > 0 else None)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = attn
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.with_cp = with_cp
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        g1, g2 = (getattr(self, name) for name in self.gamma_names)
+        a = self.attn(self.norm1(x))
+        x = x + self.drop_path(a if g1 is None else g1 * a)
+        m = self.mlp(self.norm2(x))
+        return x + self.drop_path(m if g2 is None else g2 * m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
 
 
 class ConvModule(nn.Module):

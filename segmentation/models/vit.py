@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
-from .layers import DropPath, Mlp, drop_path_rates, init_transformer_weights
+from .layers import LayerScaleBlock, drop_path_rates, init_transformer_weights
 
 
 class PatchEmbed(nn.Module):
@@ -44,35 +43,14 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block with layer scale: x += g1*attn(norm1 x); x += g2*mlp(norm2 x)."""
+class Block(LayerScaleBlock):
+    """Pre-norm transformer block with layer scale ``gamma1``/``gamma2`` (initialised to 1)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
                  layer_scale: bool = True, with_cp: bool = False):
-        super().__init__()
-        if layer_scale:
-            self.gamma1 = nn.Parameter(torch.ones(dim))
-            self.gamma2 = nn.Parameter(torch.ones(dim))
-        else:
-            self.gamma1 = self.gamma2 = None
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-        self.with_cp = with_cp
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.attn(self.norm1(x))
-        x = x + self.drop_path(a if self.gamma1 is None else self.gamma1 * a)
-        m = self.mlp(self.norm2(x))
-        return x + self.drop_path(m if self.gamma2 is None else self.gamma2 * m)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        super().__init__(dim, Attention(dim, num_heads, qkv_bias, attn_drop, drop), ("gamma1", "gamma2"),
+                         1.0 if layer_scale else None, mlp_ratio, drop, drop_path, with_cp)
 
 
 class ViTEncoder(nn.Module):
