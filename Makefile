@@ -4,6 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.prolab-installed
 TORCH  ?= torch==2.13.0
+# llama-cpp-python has no Linux wheel: build only the library its Python binding loads, for a
+# portable CPU (no tools, server, examples, tests, BLAS, OpenMP or curl).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF \
+	-DGGML_OPENMP=OFF -DLLAMA_CURL=OFF
 
 .PHONY: install demo test cuda-check clean
 
@@ -14,7 +19,8 @@ $(BIN)/python:
 # The CPU build of torch goes in first, so no later requirement can pull a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install $(TORCH)
-	$(BIN)/python -m pip install -e '.[all,test]'
+	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/python -m pip install -e '.[all,test]'
 	touch $@
 
 install: $(STAMP)
