@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
 
 # Compiled extensions survive between tests (and between local runs of the suite).
 os.environ.setdefault("PROLAB_BUILD_DIR", str(REPO / ".pytest_build"))
@@ -22,9 +22,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def shared_reference() -> Path:
-    """``../shared/reference`` (checkpoint keys, golden outputs); skips when it is absent."""
-    path = SHARED / "reference"
-    if not path.is_dir():
-        pytest.skip(f"reference data not found at {path}")
-    return path
+def reference_data() -> Path:
+    """``tests/data``: outputs and key layouts of the original code (``golden/``, ``checkpoint_keys/``),
+    copied from the reference run with their SHA256 recorded (checked by test_reference_data.py)."""
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def shared_reference(reference_data: Path) -> Path:
+    """The old name of :func:`reference_data`, kept for the tests that use it; never ``../shared``."""
+    return reference_data

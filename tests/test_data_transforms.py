@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 import torch
 
-from segmentation.data.transforms import TestPipeline, TrainPipeline, random_crop_box, rescale_size
+from prolab_cli.errors import ProlabError
+from segmentation.data.transforms import (TestPipeline, TrainPipeline, multiple_size, normalise, random_crop_box,
+                                          rescale_size, resize)
 
 
 def _sample(h=40, w=60):
@@ -63,3 +67,67 @@ def test_test_pipeline_resizes_image_keeps_label():
     assert out["img"].shape == (3, 32, 48) and out["label"].shape == (40, 60)
     mean = out["img"].mean(dim=(1, 2))
     assert mean.abs().max() < 2.5
+
+
+# --- the test-time pipeline equals mmseg's (mmcv.imrescale + cv2, ResizeToMultiple) -------------
+
+def test_rescale_size_rounds_half_up_like_mmcv():
+    # factor min(100/5, 10/4) = 2.5: 5 * 2.5 = 12.5 -> int(12.5 + 0.5) = 13 (Python's round gives 12)
+    assert rescale_size(4, 5, (100, 10)) == (10, 13)
+    # odd sizes, the ADE20K scale: factor 512/37 (short side binds), 53 * 512/37 = 733.4 -> 733
+    assert rescale_size(37, 53, (2048, 512)) == (512, 733)
+    # the long side binds: factor 2048/1001, 99 * 2048/1001 = 202.55 -> 203
+    assert rescale_size(99, 1001, (2048, 512)) == (203, 2048)
+
+
+@pytest.mark.parametrize("h,w,scale", [(37, 53, (96, 45)), (61, 29, (64, 48)), (30, 70, (200, 41))])
+def test_test_pipeline_image_equals_cv2_bilinear_at_the_mmcv_size(h, w, scale):
+    rng = np.random.default_rng(h * w)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    label = rng.integers(0, 5, (h, w), dtype=np.uint8)
+    nh, nw = rescale_size(h, w, scale)
+    out = TestPipeline(scale=scale)(img, label)
+    want = normalise(cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR))
+    assert out["img"].shape == (3, nh, nw)
+    assert torch.equal(out["img"], want)
+    assert torch.equal(out["label"], torch.from_numpy(label).long())  # evaluated at the original size
+
+
+def test_resize_to_multiple_ceils_each_side_and_uses_cv2_bilinear():
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    label = rng.integers(0, 5, (37, 53), dtype=np.uint8)
+    assert multiple_size(10, 13, 8) == (16, 16) and multiple_size(32, 33, 32) == (32, 64)
+    out = TestPipeline(scale=(100, 10), size_divisor=8)(img, label)
+    h, w = rescale_size(37, 53, (100, 10))  # (10, 14): then up to (16, 16)
+    step = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    want = normalise(cv2.resize(step, (16, 16), interpolation=cv2.INTER_LINEAR))
+    assert torch.equal(out["img"], want)
+    assert out["label"].shape == (37, 53)
+    # already a multiple: untouched
+    same = TestPipeline(scale=None, size_divisor=1)(img, label)
+    assert torch.equal(same["img"], normalise(img))
+
+
+def test_pipeline_for_reads_test_size_divisor_from_the_config():
+    from segmentation.engine.evaluate import inference_settings, pipeline_for
+
+    settings = inference_settings({"test": {"scale": [2560, 640], "size_divisor": 32}}, {})
+    pipe = pipeline_for(settings)
+    assert pipe.size_divisor == 32 and pipe.scale == (2560, 640)
+    img = np.zeros((37, 53, 3), np.uint8)
+    out = pipe(img, np.zeros((37, 53), np.uint8))
+    assert out["img"].shape == (3, 640, 928)  # 53 * 640/37 = 916.8 -> 917 -> 928
+    assert pipeline_for(inference_settings({"test": {"size_divisor": None}}, {})).size_divisor is None
+    with pytest.raises(ProlabError, match="size_divisor"):
+        pipeline_for(inference_settings({"test": {"size_divisor": "32"}}, {}))
+
+
+def test_label_resize_is_cv2_nearest_and_keeps_ids():
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, 7, (31, 47), dtype=np.uint8)
+    label[0, 0] = 255
+    for size in [(50, 77), (13, 19)]:
+        got = resize(label, size, nearest=True)
+        assert np.array_equal(got, cv2.resize(label, size[::-1], interpolation=cv2.INTER_NEAREST))
+        assert set(np.unique(got)) <= set(np.unique(label))

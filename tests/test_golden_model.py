@@ -1,5 +1,6 @@
-"""Our ViT-Adapter + UperNet + FCN (and ProLab head) against outputs of the original code
-(``../shared/reference/golden``): fp32 and fp64, with the reference and the compiled MSDA op."""
+"""Our ViT-Adapter / BEiT-Adapter + UperNet + FCN (and ProLab head) against outputs of the original
+code (``tests/data/golden``, see its README.txt): fp32 and fp64, with the reference and the
+compiled MSDA op."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ GOLDEN_CONFIG = ModelConfig(embed_dim=64, depth=4, num_heads=2, drop_path_rate=0
                             deform_num_heads=2, deform_ratio=0.5,
                             interaction_indexes=((0, 0), (1, 1), (2, 2), (3, 3)),
                             decode_channels=32, aux_channels=16)
+# BEiT-Adapter (the BEiT-L row's settings, shrunk): relative position bias, layer scale, no pos_embed
+BEIT_GOLDEN_CONFIG = ModelConfig(backbone="beit", embed_dim=64, depth=4, num_heads=2, img_size=64,
+                                 drop_path_rate=0.0, conv_inplane=16, deform_num_heads=2,
+                                 deform_ratio=0.5, init_values=1e-6,
+                                 interaction_indexes=((0, 0), (1, 1), (2, 2), (3, 3)),
+                                 decode_channels=32, aux_channels=16)
+# file prefix, architecture, and the ProLab head's temperature / embedding normalisation
+MODELS = {"vit": ("", GOLDEN_CONFIG, 0.04, False), "beit": ("beit_", BEIT_GOLDEN_CONFIG, 0.01, True)}
 OPS = ["reference", "compiled"]
 DTYPES = [torch.float32, torch.float64]
 
@@ -40,7 +49,7 @@ def _check(got: torch.Tensor, want: torch.Tensor, atol: float, what: str) -> Non
 
 
 def _tolerances(dtype):
-    # fp64 runs are held much tighter than the fp32 budget (measured: <= 5e-15)
+    # fp64 runs are held much tighter than the fp32 budget (measured: ViT <= 5e-15, BEiT <= 2e-14)
     return (1e-4, 1e-5) if dtype == torch.float32 else (1e-12, 1e-12)
 
 
@@ -52,12 +61,14 @@ def _run_features(model, x):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp64"])
 @pytest.mark.parametrize("op", OPS)
-def test_golden_one_hot(shared_reference, op, dtype, monkeypatch):
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_golden_one_hot(reference_data, arch, op, dtype, monkeypatch):
     _use_op(op, monkeypatch)
-    golden = shared_reference / "golden"
-    io = _load(golden, "tiny_io" if dtype == torch.float32 else "tiny_io_fp64")
-    model = build_segmentor(GOLDEN_CONFIG, num_classes=5)
-    model.load_state_dict(_load(golden, "tiny_state_dict"), strict=True)
+    golden = reference_data / "golden"
+    prefix, config, _, _ = MODELS[arch]
+    io = _load(golden, f"{prefix}tiny_io" if dtype == torch.float32 else f"{prefix}tiny_io_fp64")
+    model = build_segmentor(config, num_classes=5)
+    model.load_state_dict(_load(golden, f"{prefix}tiny_state_dict"), strict=True)
     model = model.to(dtype).eval()
     x = io["input"].to(dtype)
     feats, dec, aux = _run_features(model, x)
@@ -72,15 +83,17 @@ def test_golden_one_hot(shared_reference, op, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp64"])
 @pytest.mark.parametrize("op", OPS)
-def test_golden_property_head(shared_reference, op, dtype, monkeypatch):
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_golden_property_head(reference_data, arch, op, dtype, monkeypatch):
     _use_op(op, monkeypatch)
-    golden = shared_reference / "golden"
-    io = _load(golden, "prolab_io" if dtype == torch.float32 else "prolab_io_fp64")
-    bank = _load(golden, "prolab_bank")
+    golden = reference_data / "golden"
+    prefix, config, temperature, normalize = MODELS[arch]
+    io = _load(golden, f"{prefix}prolab_io" if dtype == torch.float32 else f"{prefix}prolab_io_fp64")
+    bank = _load(golden, f"{prefix}prolab_bank")
     # the paper's bank layout: centres [D,K], multihot [K,N]
-    model = build_segmentor(GOLDEN_CONFIG, class_rows=bank["multihot"].T, centres=bank["centres"].T,
-                            temperature=0.04, normalize_embedding=False)
-    model.load_state_dict(_load(golden, "prolab_state_dict"), strict=True)
+    model = build_segmentor(config, class_rows=bank["multihot"].T, centres=bank["centres"].T,
+                            temperature=temperature, normalize_embedding=normalize)
+    model.load_state_dict(_load(golden, f"{prefix}prolab_state_dict"), strict=True)
     model = model.to(dtype).eval()
     torch.testing.assert_close(model.bank.centres.float(), bank["bank_used"], rtol=0, atol=1e-7)
     x = io["input"].to(dtype)
@@ -103,9 +116,9 @@ def test_golden_property_head(shared_reference, op, dtype, monkeypatch):
     assert torch.equal(scores.argmax(1), io["pred"])
 
 
-def test_golden_debug_intermediates(shared_reference):
+def test_golden_debug_intermediates(reference_data):
     """Spot checks on the intermediate activations: the SPM and patch tokens before mixing."""
-    golden = shared_reference / "golden"
+    golden = reference_data / "golden"
     io, debug = _load(golden, "tiny_io"), _load(golden, "tiny_debug")
     model = build_segmentor(GOLDEN_CONFIG, num_classes=5)
     model.load_state_dict(_load(golden, "tiny_state_dict"))
@@ -120,3 +133,22 @@ def test_golden_debug_intermediates(shared_reference):
         _check(t, debug[f"backbone.spm.{name}_tokens"], 1e-5, f"spm.{name}")
     _check(tokens, debug["backbone.patch_embed.tokens"], 1e-5, "patch tokens")
     _check(pos, debug["backbone.pos_embed_resized"], 1e-6, "pos_embed_resized")
+
+
+def test_golden_beit_relative_position_bias(reference_data):
+    """The index our BEiT blocks build (before any weights are loaded) is the original's, and block
+    0's bias as it enters the attention matches the one captured inside the original forward."""
+    golden = reference_data / "golden"
+    state, debug = _load(golden, "beit_tiny_state_dict"), _load(golden, "beit_tiny_debug")
+    model = build_segmentor(BEIT_GOLDEN_CONFIG, num_classes=5)
+    for i, blk in enumerate(model.backbone.blocks):
+        key = f"backbone.blocks.{i}.attn.relative_position_index"
+        assert torch.equal(blk.attn.relative_position_index, state[key]), key
+    model.load_state_dict(state, strict=True)
+    attn = model.backbone.blocks[0].attn
+    n = attn.relative_position_index.shape[0]
+    bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+    _check(bias, debug["backbone.blocks.0.attn.relative_position_bias"], 0.0, "relative_position_bias")
+    with torch.no_grad():
+        tokens, _, _, _ = model.backbone.embed(_load(golden, "beit_tiny_io")["input"])
+    _check(tokens, debug["backbone.patch_embed.tokens"], 1e-5, "patch tokens")

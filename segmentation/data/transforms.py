@@ -1,20 +1,27 @@
-"""The train and test pipelines of the paper's MMSegmentation configs, in Pillow + numpy + torch.
+"""The train and test pipelines of the paper's MMSegmentation configs, in OpenCV + numpy + torch.
 
 Train: random resize (ratio 0.5-2.0 of ``scale``, aspect kept) -> random crop with
 ``cat_max_ratio`` -> horizontal flip -> photometric distortion -> normalise -> pad (image 0,
-label 255). Test: resize to ``scale`` (aspect kept) -> normalise; the label stays at its original
-size, as MMSegmentation evaluates at the original resolution.
+label 255). Test: resize to ``scale`` (aspect kept) -> for the BEiT rows resize up to multiples of
+``size_divisor`` (mmseg's ResizeToMultiple) -> normalise; the label stays at its original size, as
+MMSegmentation evaluates at the original resolution.
+Resizing is mmcv's: its rescale rule and cv2's bilinear (images) / nearest (labels) results, which
+Pillow does not reproduce (it antialiases when shrinking and rounds differently).
 All randomness comes from the ``np.random.Generator`` passed in.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
+
+from prolab_cli.errors import ProlabError
 
 from .datasets import IGNORE_INDEX
 
@@ -23,18 +30,25 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
-    """(new_h, new_w) fitting (h, w) inside ``scale`` (long edge, short edge) with aspect kept."""
+    """(new_h, new_w) fitting (h, w) inside ``scale`` (long edge, short edge) with aspect kept:
+    mmcv.rescale_size's factor min(long/max(h, w), short/min(h, w)) and its int(x * factor + 0.5)."""
     long_edge, short_edge = max(scale), min(scale)
     factor = min(long_edge / max(h, w), short_edge / min(h, w))
     return int(h * factor + 0.5), int(w * factor + 0.5)
 
 
+def multiple_size(h: int, w: int, divisor: int) -> tuple[int, int]:
+    """(h, w) rounded up to multiples of ``divisor`` (mmcv.imresize_to_multiple at scale 1)."""
+    return math.ceil(h / divisor) * divisor, math.ceil(w / divisor) * divisor
+
+
 def resize(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """Resize an [H,W(,C)] uint8 array to ``size`` = (h, w): bilinear, or nearest for labels."""
+    """Resize an [H,W(,C)] uint8 array to ``size`` = (h, w) as mmcv.imresize does: cv2 bilinear
+    (INTER_LINEAR), or nearest (INTER_NEAREST) for labels."""
     if img.shape[:2] == tuple(size):
         return img
-    resample = Image.NEAREST if nearest else Image.BILINEAR
-    return np.asarray(Image.fromarray(img).resize((size[1], size[0]), resample))
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(img), (size[1], size[0]), interpolation=interpolation)
 
 
 def random_crop_box(
@@ -123,15 +137,26 @@ class TrainPipeline:
 
 @dataclass
 class TestPipeline:
-    """Resize (aspect kept) and normalise; the label keeps the original size."""
+    """Resize (aspect kept), then up to multiples of ``size_divisor`` when set (the BEiT rows'
+    ResizeToMultiple), and normalise; the label keeps the original size (mmseg's test pipeline
+    loads no label: metrics are taken at the original resolution)."""
 
     __test__ = False  # not a pytest class
 
     scale: tuple[int, int] | None = (2048, 512)
+    size_divisor: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.size_divisor is not None and (isinstance(self.size_divisor, bool)
+                                              or not isinstance(self.size_divisor, int)
+                                              or self.size_divisor < 1):
+            raise ProlabError(f"test.size_divisor must be a positive integer or null, got {self.size_divisor!r}")
 
     def __call__(self, img: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, Any]:
         if self.scale is not None:
             img = resize(img, rescale_size(*img.shape[:2], self.scale))
+        if self.size_divisor is not None:
+            img = resize(img, multiple_size(*img.shape[:2], self.size_divisor))
         return {"img": normalise(img), "label": torch.from_numpy(np.array(label)).long()}
 
 

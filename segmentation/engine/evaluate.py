@@ -15,7 +15,7 @@ from ..data.transforms import TestPipeline
 from . import distributed as D
 from .builder import load_label_space, model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
-from .inference import infer_scores
+from .inference import class_probabilities, infer_scores
 from .metrics import SegMetric
 
 
@@ -28,14 +28,20 @@ def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:
 
 
 def pipeline_for(settings: dict) -> TestPipeline:
-    """The test-time resize and normalisation of :func:`inference_settings`."""
-    return TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None)
+    """The test-time resize (and the BEiT rows' ResizeToMultiple, ``size_divisor``) and
+    normalisation of :func:`inference_settings`."""
+    return TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None,
+                        size_divisor=settings.get("size_divisor"))
 
 
-def scores_for(settings: dict, score_fn, img: torch.Tensor, num_out: int, out_size: tuple[int, int]) -> torch.Tensor:
-    """:func:`~.inference.infer_scores` run as :func:`inference_settings` say (mode, window, flip)."""
+def scores_for(settings: dict, score_fn, img: torch.Tensor, num_out: int, out_size: tuple[int, int],
+               num_classes: int | None = None) -> torch.Tensor:
+    """:func:`~.inference.infer_scores` run as :func:`inference_settings` say (mode, window, flip):
+    class probabilities (softmax over the first ``num_classes`` channels, all by default; the rest
+    pass unchanged) at ``out_size``, averaged over the flips as mmseg does."""
+    probs = class_probabilities(num_out if num_classes is None else num_classes)
     return infer_scores(score_fn, img, num_out, out_size, settings["mode"], tuple(settings["crop_size"]),
-                        tuple(settings["stride"]), bool(settings["flip"]))
+                        tuple(settings["stride"]), bool(settings["flip"]), probs)
 
 
 @torch.no_grad()

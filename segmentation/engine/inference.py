@@ -1,4 +1,5 @@
-"""Whole-image and sliding-window inference (MMSegmentation's), with optional horizontal flip."""
+"""Whole-image and sliding-window inference (MMSegmentation's), with optional horizontal flip
+averaged as mmseg's ``aug_test`` does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 #: ViT-Adapter needs input sides divisible by 32: inputs are zero-padded and outputs cropped back
 SIZE_DIVISOR = 32
@@ -50,6 +52,17 @@ def slide_scores(
     return total / count
 
 
+def class_probabilities(num_classes: int) -> Transform:
+    """Softmax over the first ``num_classes`` channels (class scores); any channels after them
+    (property scores) pass unchanged. This is what mmseg's ``inference`` returns per pass."""
+
+    def probs(scores: torch.Tensor) -> torch.Tensor:
+        classes = F.softmax(scores[:, :num_classes], dim=1)
+        return torch.cat([classes, scores[:, num_classes:]], dim=1) if scores.shape[1] > num_classes else classes
+
+    return probs
+
+
 def infer_scores(
     score_fn: Scorer,
     img: torch.Tensor,
@@ -59,20 +72,25 @@ def infer_scores(
     crop: tuple[int, int] = (512, 512),
     stride: tuple[int, int] = (341, 341),
     flip: bool = False,
+    to_probs: Transform | None = None,
 ) -> torch.Tensor:
-    """Scores [B,num_out,*out_size]: slide or whole on ``img``, optionally averaged with the
-    horizontally flipped pass, then resized (bilinear) to the label's ``out_size``."""
+    """Scores [B,num_out,*out_size]: slide or whole on ``img``, resized (bilinear) to the label's
+    ``out_size`` and passed through ``to_probs`` (e.g. :func:`class_probabilities`; identity when
+    None). With ``flip`` the same is done for the horizontally flipped image, flipped back, and the
+    two are averaged: mmseg's aug_test averages softmax(resized scores) of each pass."""
 
     def once(x: torch.Tensor) -> torch.Tensor:
         if mode == "slide":
-            return slide_scores(score_fn, x, num_out, crop, stride)
-        if mode == "whole":
-            return padded(score_fn, x)
-        raise ValueError(f"inference mode {mode!r}: expected slide or whole")
+            out = slide_scores(score_fn, x, num_out, crop, stride)
+        elif mode == "whole":
+            out = padded(score_fn, x)
+        else:
+            raise ValueError(f"inference mode {mode!r}: expected slide or whole")
+        if tuple(out.shape[-2:]) != tuple(out_size):
+            out = F.interpolate(out, size=out_size, mode="bilinear", align_corners=False)
+        return to_probs(out) if to_probs is not None else out
 
     scores = once(img)
     if flip:
         scores = (scores + once(img.flip(-1)).flip(-1)) / 2
-    if tuple(scores.shape[-2:]) != tuple(out_size):
-        scores = F.interpolate(scores, size=out_size, mode="bilinear", align_corners=False)
     return scores

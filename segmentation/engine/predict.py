@@ -110,7 +110,7 @@ def predict(
         props = None
         if getattr(model, "is_property_head", False):  # class and property scores from one pass
             n = len(model_classes) + model.bank.num_properties
-            both = scores_for(settings, model.scores_with_properties, x, n, size)[0]
+            both = scores_for(settings, model.scores_with_properties, x, n, size, len(model_classes))[0]
             scores, props = both[: len(model_classes)], both[len(model_classes):].cpu().numpy()
         else:
             scores = scores_for(settings, model.encode_decode, x, len(model_classes), size)[0]

@@ -3,6 +3,7 @@ scores as the cosine between property scores and each class's multi-hot row, and
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,28 @@ def as_float_tensor(x: Any, name: str) -> torch.Tensor:
     return t.to(torch.float32)
 
 
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype z, the sigmoid and the class scores are computed in: float64 for float64
+    embeddings, else float32 (half-precision embeddings are cast up first, as the released head's
+    ``force_fp32`` does)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def full_precision(device: torch.device) -> AbstractContextManager:
+    """Autocast switched off on ``device``, so the ops inside run in their inputs' dtype."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return nullcontext()
+
+
 class PropertyBank(nn.Module):
     """Holds the L2-normalised centres [K,D] and the class rows [C,K] as non-persistent buffers
     (they are not in released checkpoints; our checkpoints store them beside the state dict).
 
     z = e . c_k (e optionally L2-normalised), p = sigmoid(z / T), class score s_c = cos(p, y_c).
+    All of it is computed in float32 (float64 for a float64 embedding) with autocast off: with
+    T = 0.01 a half-precision dot product over D channels would feed the sigmoid errors of
+    ~|z| * 2^-8 / T.
     """
 
     def __init__(self, class_rows: Any, centres: Any, temperature: float = 0.04,
@@ -71,31 +89,42 @@ class PropertyBank(nn.Module):
         self.class_rows = rows.to(device=self.centres.device, dtype=self.centres.dtype)
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Pixel embedding [B,D,h,w] -> property logits z [B,K,h,w]."""
-        if self.normalize_embedding:
-            embedding = F.normalize(embedding, dim=1)
-        return torch.einsum("bdhw,kd->bkhw", embedding, self.centres.to(embedding.dtype))
+        """Pixel embedding [B,D,h,w] -> property logits z [B,K,h,w] (float32 or float64)."""
+        dtype = score_dtype(embedding.dtype)
+        with full_precision(embedding.device):
+            embedding = embedding.to(dtype)
+            if self.normalize_embedding:
+                embedding = F.normalize(embedding, dim=1)
+            return torch.einsum("bdhw,kd->bkhw", embedding, self.centres.to(dtype))
 
     def logits_at(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Property logits z at ``size`` (bilinear): the embedding is resized when it is
         L2-normalised, else z itself (the dot product is linear per pixel, so resizing z equals
         resizing e, and costs K <= D channels)."""
-        if self.normalize_embedding:
-            return self.logits(resize(embedding, size))
-        return resize(self.logits(embedding), size)
+        with full_precision(embedding.device):
+            if self.normalize_embedding:
+                return self.logits(resize(embedding.to(score_dtype(embedding.dtype)), size))
+            return resize(self.logits(embedding), size)
 
     def scores(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Property scores p = sigmoid(z / T): [B,K,h,w]."""
-        return torch.sigmoid(self.logits(embedding) / self.temperature)
+        """Property scores p = sigmoid(z / T): [B,K,h,w] (float32 or float64)."""
+        with full_precision(embedding.device):
+            return torch.sigmoid(self.logits(embedding) / self.temperature)
 
     def class_scores(self, props: torch.Tensor) -> torch.Tensor:
         """Cosine between property scores [B,K,h,w] and each class row: [B,C,h,w]."""
-        rows = F.normalize(self.class_rows.to(props.dtype), dim=1)
-        return torch.einsum("bkhw,ck->bchw", F.normalize(props, dim=1), rows)
+        dtype = score_dtype(props.dtype)
+        with full_precision(props.device):
+            rows = F.normalize(self.class_rows.to(dtype), dim=1)
+            return torch.einsum("bkhw,ck->bchw", F.normalize(props.to(dtype), dim=1), rows)
 
     def loss(self, embedding: torch.Tensor, label: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
         """Mean over valid pixels (label != 255) of 1 - cos(p, y_label) (or BCE(p, y_label)),
         with the embedding brought to the label's resolution (bilinear) before the sigmoid."""
+        with full_precision(embedding.device):
+            return self._loss(embedding, label, kind)
+
+    def _loss(self, embedding: torch.Tensor, label: torch.Tensor, kind: str) -> torch.Tensor:
         z = self.logits_at(embedding, label.shape[-2:])
         valid = label != IGNORE_INDEX
         if not bool(valid.any()):
@@ -104,8 +133,8 @@ class PropertyBank(nn.Module):
         if int(target_ids.max()) >= self.num_classes or int(target_ids.min()) < 0:
             raise ProlabError(f"label ids must be in [0, {self.num_classes}) or 255, "
                               f"got {int(target_ids.min())}..{int(target_ids.max())}")
-        z = z.permute(0, 2, 3, 1)[valid].float() / self.temperature  # loss in fp32 under AMP
-        target = self.class_rows.float()[target_ids]
+        z = z.permute(0, 2, 3, 1)[valid] / self.temperature
+        target = self.class_rows.to(z.dtype)[target_ids]
         if kind == "cosine":
             return (1.0 - F.cosine_similarity(torch.sigmoid(z), target, dim=1)).mean()
         if kind == "bce":
