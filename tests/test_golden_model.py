@@ -105,12 +105,15 @@ def test_golden_property_head(reference_data, arch, op, dtype, monkeypatch):
     _check(aux, io["aux_embedding"], s_tol, "aux_embedding")
     _check(model.bank.logits(emb), io["property_logits"], s_tol, "property_logits")
     props = model.bank.scores(emb)
-    _check(props, io["property_scores"], s_tol, "property_scores")
+    # sigmoid(z/T) has slope 1/(4T): z's float32 noise grows by 0.04/T at T < 0.04 (BEiT, T = 0.01:
+    # ours 1.9e-5, the original's own float32 run differs from its float64 run by 1.4e-5)
+    p_tol = s_tol * max(1.0, 0.04 / temperature)
+    _check(props, io["property_scores"], p_tol, "property_scores")
     _check(model.bank.class_scores(props), io["class_scores_lowres"], s_tol, "class_scores_lowres")
     with torch.no_grad():
         scores = model.encode_decode(x)
         low = model.property_scores(x, resize_to_input=False)
-    _check(low, io["property_scores"], s_tol, "property_scores()")
+    _check(low, io["property_scores"], p_tol, "property_scores()")
     _check(scores, io["class_scores"], s_tol, "class_scores")
     _check(F.softmax(scores, dim=1), io["class_probs"], s_tol, "class_probs")
     assert torch.equal(scores.argmax(1), io["pred"])
