@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -42,11 +41,21 @@ def multiple_size(h: int, w: int, divisor: int) -> tuple[int, int]:
     return math.ceil(h / divisor) * divisor, math.ceil(w / divisor) * divisor
 
 
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ProlabError(f"resizing as MMSegmentation does needs OpenCV: pip install opencv-python-headless "
+                          f"(import cv2 failed: {exc})") from exc
+    return cv2
+
+
 def resize(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
     """Resize an [H,W(,C)] uint8 array to ``size`` = (h, w) as mmcv.imresize does: cv2 bilinear
     (INTER_LINEAR), or nearest (INTER_NEAREST) for labels."""
     if img.shape[:2] == tuple(size):
         return img
+    cv2 = _cv2()
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.resize(np.ascontiguousarray(img), (size[1], size[0]), interpolation=interpolation)
 
