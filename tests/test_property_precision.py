@@ -75,3 +75,25 @@ def test_float64_embeddings_stay_float64():
     e = _embedding(True).double()
     assert bank.scores(e).dtype == torch.float64
     assert bank.class_scores(bank.scores(e)).dtype == torch.float64
+
+
+def test_segmentor_scores_under_bf16_autocast_come_from_a_float32_head():
+    """The whole model under autocast: the decode head emits bf16, everything after it is float32
+    and equals the float32 computation on that same (bf16) embedding."""
+    from segmentation.models import build_segmentor
+    from segmentation.models.layers import resize
+
+    g = torch.Generator().manual_seed(3)
+    model = build_segmentor("vit-adapter-nano", class_rows=(torch.rand(4, 16, generator=g) < 0.4).float() + torch.eye(4, 16),
+                            centres=torch.randn(16, 32, generator=g), temperature=0.01,
+                            normalize_embedding=True).eval()
+    x = torch.randn(1, 3, 64, 96, generator=g)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        e = model.head_output(x)
+        scores = model.encode_decode(x)
+        props = model.property_scores(x)
+    assert e.dtype == torch.bfloat16 and scores.dtype == props.dtype == torch.float32
+    _, p_ref, s_ref = _fp32_reference(model.bank, e)
+    torch.testing.assert_close(scores, resize(s_ref, x.shape[-2:]), rtol=0, atol=1e-5)
+    z_full = torch.einsum("bdhw,kd->bkhw", F.normalize(resize(e.float(), x.shape[-2:]), dim=1), model.bank.centres)
+    torch.testing.assert_close(props, torch.sigmoid(z_full / 0.01), rtol=0, atol=1e-5)
