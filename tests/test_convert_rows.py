@@ -227,6 +227,11 @@ def test_convert_errors_are_one_line(tiny_rows, tmp_path):
                     "row tiny-city is a ProLab model: give --bank embeddings/tiny_bank.pth")
     _one_line_error(run(main, ["convert", str(prolab), str(tmp_path / "o.pth"), "--bank", str(bank), "--bank-key", "x"]),
                     "bank has no entry 'x' (entries: tiny_cluster_8_embeddings_and_labels)")
+    two = tmp_path / "two.pth"
+    entry = [torch.from_numpy(centres.T.copy()), torch.from_numpy(rows.T.copy())]
+    torch.save({"a_cluster_8_embeddings_and_labels": entry, "b_cluster_8_embeddings_and_labels": entry}, two)
+    _one_line_error(run(main, ["convert", str(prolab), str(tmp_path / "o.pth"), "--row", "tiny-city", "--bank", str(two)]),
+                    "no entry 'tiny_cluster_8_embeddings_and_labels' and 2 entries with K=8, 19 classes", "--bank-key")
     # a property head that is no paper row needs its T named
     torch.manual_seed(0)
     other = _released(tmp_path / "k9.pth", build_segmentor("vit-adapter-nano", class_rows=np.ones((19, 9)),
