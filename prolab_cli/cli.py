@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "export-bank": "prolab_cli.commands.label_space:export_bank",
     "ops": "segmentation.commands.ops:ops",
     "convert": "segmentation.commands.convert:convert",
+    "zoo": "segmentation.commands.zoo:zoo",
     "data": "segmentation.commands.train:data",
     "train": "segmentation.commands.train:train",
     "eval": "segmentation.commands.train:evaluate",

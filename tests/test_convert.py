@@ -106,12 +106,16 @@ def test_convert_prolab_checkpoint_with_a_label_space(tmp_path):
     model = build_segmentor("vit-adapter-nano", class_rows=rows, centres=space.centres)
     src = _mmseg_file(tmp_path / "prolab.pth", model)
     result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "p.pth"), "--label-space", str(art)])
+    assert result.exit_code == 1 and "fits no paper row" in result.output and "--temperature" in result.output
+    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "p.pth"), "--label-space", str(art),
+                                       "--temperature", "0.04"])
     assert result.exit_code == 0, result.output
     loaded, classes, _ = model_from_checkpoint(load_checkpoint(tmp_path / "p.pth"))
     assert classes == NAMES and loaded.is_property_head
     _same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
     wrong = LabelSpace.from_arrays("wide", NAMES, rows, np.ones((6, 8), np.float32)).save(tmp_path)
-    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "q.pth"), "--label-space", str(wrong)])
+    result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "q.pth"), "--label-space", str(wrong),
+                                       "--temperature", "0.04"])
     assert result.exit_code == 1 and "D=8" in result.output
 
 

@@ -8,19 +8,29 @@ import click
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--row", default=None,
+              help="Paper row (`prolab zoo`), e.g. ade20k-vit-adapter-b-prolab (default: inferred from the keys, "
+                   "the label space and the checkpoint's meta; an error when several fit).")
+@click.option("--bank", default=None, type=click.Path(dir_okay=False),
+              help="ProLab bank .pth (centres + multi-hot): makes a property-head model (ProLab checkpoints).")
+@click.option("--bank-key", default=None, help="Bank entry (default: the row's, or the only one that fits).")
 @click.option("--preset", default=None, help="Model preset (default: inferred from the keys and shapes).")
 @click.option("--label-space", "label_space", default=None, type=click.Path(),
               help="Label-space artifact: makes a property-head model (ProLab checkpoints).")
 @click.option("--classes", "classes", default=None,
-              help="Class list (built-in name or file) for one-hot checkpoints without meta.CLASSES.")
-@click.option("--temperature", default=0.04, show_default=True, type=float, help="Property-head sigmoid temperature.")
-@click.option("--normalize-embedding", is_flag=True, help="L2-normalise the pixel embedding (BEiT-L / COCO-Stuff ProLab).")
+              help="Class list (built-in name or file): for one-hot checkpoints without meta.CLASSES, or a bank's classes.")
+@click.option("--temperature", default=None, type=float,
+              help="Property-head sigmoid temperature (default: the row's; required outside the paper rows).")
+@click.option("--normalize-embedding/--no-normalize-embedding", default=None,
+              help="L2-normalise the pixel embedding (default: the row's).")
 @click.option("--allow-missing", is_flag=True, help="Write the model even when checkpoint keys are missing.")
 @click.option("--trust-pickle", is_flag=True,
               help="Unpickle arbitrary objects in SRC (runs code from the file: trusted sources only).")
-def convert(src: str, dst: str, preset: str | None, label_space: str | None, classes: str | None,
-            temperature: float, normalize_embedding: bool, allow_missing: bool, trust_pickle: bool) -> None:
-    """Convert an mmseg 0.x checkpoint SRC (.pth) into a prolab checkpoint DST."""
+def convert(src: str, dst: str, row: str | None, bank: str | None, bank_key: str | None, preset: str | None,
+            label_space: str | None, classes: str | None, temperature: float | None,
+            normalize_embedding: bool | None, allow_missing: bool, trust_pickle: bool) -> None:
+    """Convert an mmseg 0.x checkpoint SRC (.pth) into a prolab checkpoint DST that `prolab eval`
+    evaluates as the released test config (paper rows) with no other option."""
     from segmentation.models.convert import convert_checkpoint
 
     names = None
@@ -28,7 +38,9 @@ def convert(src: str, dst: str, preset: str | None, label_space: str | None, cla
         from prolab_cli.classes import load_classes
 
         names = load_classes(classes)
-    report = convert_checkpoint(src, dst, preset, label_space, names, temperature,
-                                normalize_embedding, allow_missing, trust_pickle)
+    report = convert_checkpoint(src, dst, preset=preset, label_space=label_space, classes=names,
+                                temperature=temperature, normalize_embedding=normalize_embedding,
+                                allow_missing=allow_missing, trust_pickle=trust_pickle, row=row, bank=bank,
+                                bank_key=bank_key)
     for line in report.lines():
         click.echo(line)

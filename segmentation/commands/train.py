@@ -98,13 +98,16 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--resume", is_flag=True,
               help="continue from the work dir's newest checkpoint with its config (--set may change schedule.* "
                    "and logging keys, e.g. schedule.max_iters to extend the run)")
+@click.option("--init-from", "init_from", default=None, type=click.Path(),
+              help="start from this checkpoint's (file or run directory) model weights, with a fresh optimiser, "
+                   "schedule and iteration count (mmseg's load_from; the BEiTv2-L 896 recipe needs it)")
 @click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--threads", type=int, default=None, help="torch CPU threads per process")
 @click.option("--no-progress", is_flag=True)
-def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, classes,
-          skip_bad, device, threads, no_progress):
+def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, init_from,
+          classes, skip_bad, device, threads, no_progress):
     """Train a segmentation model (run under `torchrun` for several GPUs or nodes)."""
     _threads(threads)
     from segmentation.engine.config import apply_overrides, load_config
@@ -112,7 +115,7 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
 
     if resume:
         fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--model", preset),
-                                          ("--head", head)) if value]
+                                          ("--head", head), ("--init-from", init_from)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
         result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not no_progress,
@@ -126,6 +129,10 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
         config["model"]["preset"] = preset
     if head:
         config["model"]["head"] = head
+    if init_from:
+        from pathlib import Path
+
+        config.setdefault("train", {})["init_from"] = str(Path(init_from).resolve())
     result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not no_progress)
     click.echo(json.dumps(result))
 

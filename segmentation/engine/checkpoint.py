@@ -19,7 +19,9 @@ A checkpoint is a ``torch.save`` file of plain containers and tensors only (it l
       "rng": {"torch": ByteTensor, "cuda": [ByteTensor], "python": tuple}, "config": {...},
     }
 
-``prolab convert`` (released mmseg weights) writes the same layout without the training state.
+``prolab convert`` (released mmseg weights) writes the same layout without the training state; for a
+paper row (``segmentation.zoo``) it adds ``meta["row"]`` and ``config`` (the row's resolved preset, whose
+``dataset`` and ``test`` section `prolab eval` uses).
 A run directory holds ``iter_<N>.pth`` files and ``last_checkpoint`` naming the newest one.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from .metrics import SegMetric
 
 def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:
     """The ``test`` section of the checkpoint's config, updated by non-None ``overrides``."""
-    settings = {"mode": "whole", "crop_size": [512, 512], "stride": [341, 341], "scale": [2048, 512], "flip": False}
+    settings = {"mode": "whole", "crop_size": [512, 512], "stride": [341, 341], "scale": [2048, 512],
+                "size_divisor": None, "flip": False}
     settings.update((config or {}).get("test", {}))
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
@@ -44,6 +46,52 @@ def scores_for(settings: dict, score_fn, img: torch.Tensor, num_out: int, out_si
                         tuple(settings["stride"]), bool(settings["flip"]), probs)
 
 
+_TEST_KEYS = ("mode", "crop_size", "stride", "scale", "size_divisor", "flip")
+
+
+def settings_used(ckpt: dict, dataset: str, split: str, settings: dict, classes: list[str], info: dict,
+                  overridden: list[str]) -> dict:
+    """Everything that decides an evaluation's numbers, as one flat record (printed and written)."""
+    meta = ckpt["meta"]
+    kwargs = meta.get("model_kwargs") or {}
+    bank = ckpt.get("bank")
+    property_head = meta.get("head") == "property"
+    return {
+        "row": meta.get("row"),
+        "checkpoint": ckpt["path"],
+        "dataset": dataset,
+        "split": split,
+        "num_classes": len(classes),
+        "head": meta.get("head"),
+        "K": int(bank["centres"].shape[0]) if property_head and bank is not None else None,
+        "T": kwargs.get("temperature", 0.04) if property_head else None,
+        "normalize_embedding": kwargs.get("normalize_embedding", False) if property_head else None,
+        "label_space": (info.get("label_space") or {}).get("name"),
+        **{k: settings.get(k) for k in _TEST_KEYS},
+        "from": "the checkpoint's config" if ckpt.get("config") else "defaults (the checkpoint holds no config)",
+        "overridden": overridden,
+    }
+
+
+def format_settings(used: dict) -> str:
+    """The readable block `prolab eval` prints before it runs."""
+    def pair(v):
+        return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    lines = [f"evaluating {used['checkpoint']}" + (f" (row {used['row']})" if used["row"] else ""),
+             f"  data      {used['dataset']} {used['split']}, {used['num_classes']} classes",
+             f"  head      {used['head']}" + (f", K {used['K']}, T {used['T']:g}, embedding "
+                                             f"{'normalised' if used['normalize_embedding'] else 'not normalised'}"
+                                             if used["head"] == "property" else "")
+             + (f", label space {used['label_space']}" if used["label_space"] else ""),
+             f"  test      {used['mode']}" + (f" crop {pair(used['crop_size'])} stride {pair(used['stride'])}"
+                                             if used["mode"] == "slide" else "")
+             + f", resize to {pair(used['scale'])} (keep ratio), size_divisor {used['size_divisor']}, "
+               f"flip {'on' if used['flip'] else 'off'}",
+             f"  from      {used['from']}" + (f"; overridden: {', '.join(used['overridden'])}" if used["overridden"] else "")]
+    return "\n".join(lines)
+
+
 @torch.no_grad()
 def evaluate(
     checkpoint: str | Path,
@@ -61,12 +109,15 @@ def evaluate(
     skip_bad: bool = False,
     output: str | Path | None = None,
     progress: bool = True,
+    announce: bool = True,
 ) -> dict:
     """mIoU / mAcc / aAcc and the per-class table of ``checkpoint`` on ``split``.
 
     Ground-truth classes are matched to the model's classes by name; dataset classes the model
     lacks are ignored. With ``label_space`` the model's class rows are swapped (same centres).
     Under `torchrun` the split is shared out and the areas summed before the metric is formed.
+    The settings used (:func:`settings_used`) are printed to stderr (``announce``) and returned
+    under ``settings``.
     """
     device = pick_device(device)
     rank, world, local_rank = D.init_distributed(device)
@@ -79,7 +130,12 @@ def evaluate(
     model, model_classes, info = model_from_checkpoint(ckpt, space)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
     model.to(torch_device)
-    settings = inference_settings(config, {"mode": mode, "flip": flip, "scale": scale, "crop_size": crop, "stride": stride})
+    overrides = {"mode": mode, "flip": flip, "scale": scale, "crop_size": crop, "stride": stride}
+    settings = inference_settings(config, overrides)
+    used = settings_used(ckpt, dataset, split, settings, model_classes, info,
+                         [k for k, v in overrides.items() if v is not None])
+    if announce and rank == 0:
+        print(format_settings(used), file=sys.stderr, flush=True)
     ds = SegDataset(dataset, data_root, split, pipeline=pipeline_for(settings), classes=classes,
                     target_classes=model_classes, skip_bad=skip_bad)
     metric = SegMetric(len(model_classes))
@@ -106,7 +162,7 @@ def evaluate(
     result.update({
         "checkpoint": ckpt["path"], "dataset": dataset, "data_root": str(data_root), "split": split,
         "num_images": len(ds), "skipped": len(ds.skipped), "label_space": info["label_space"],
-        "swapped_class_rows": info["swapped"], "test": settings,
+        "swapped_class_rows": info["swapped"], "test": settings, "settings": used,
     })
     if output is not None and rank == 0:
         write_json(output, result)

@@ -21,6 +21,7 @@ from . import distributed as D
 from .builder import build_model, load_label_space, model_kwargs_from_config, pick_device
 from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
 from .config import apply_resume_overrides
+from .init_from import init_from_checkpoint
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
 
@@ -127,6 +128,8 @@ def train(
     # SyncBN needs CUDA; gloo/CPU process groups train with per-process BN statistics
     sync_bn = world > 1 and device == "cuda"
     model = build_model(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
+    if ckpt is None:
+        init_from_checkpoint(model, config, log.message)
     optimizer = build_optimizer(model, ocfg)
     scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg.get("warmup_iters", 0)),
                            float(scfg.get("warmup_ratio", 1e-6)), float(scfg.get("power", 1.0)),

@@ -29,11 +29,18 @@ class ConvertReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)
+    row: str | None = None                       # the paper row the checkpoint is (segmentation.zoo)
+    evidence: list[str] = field(default_factory=list)
+    settings: str | None = None                  # what `prolab eval` will use
 
     def lines(self) -> list[str]:
         """Human-readable summary."""
         name = self.preset or "custom config"
+        how = "named" if self.evidence[:1] == ["named with --row"] else "inferred"
         out = [f"wrote {self.output} ({name}, {self.head} head, {len(self.classes)} classes)",
+               f"row {self.row} ({how}; {'; '.join(e for e in self.evidence if e != 'named with --row')})"
+               if self.row else "no paper row: eval needs --dataset (and uses whole-image defaults)",
+               f"eval will use: {self.settings}" if self.settings else None,
                f"filled {len(self.filled)} relative_position_index buffers from the model" if self.filled else None,
                f"missing keys ({len(self.missing)}): {', '.join(self.missing)}" if self.missing else "missing keys: none",
                f"unexpected keys ({len(self.unexpected)}, dropped): {', '.join(self.unexpected)}"
@@ -94,44 +101,146 @@ def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tupl
     raise ProlabError(f"{where}: keys/shapes match no preset ({', '.join(PRESETS)}); give --preset")
 
 
+def _bank_entries(raw: dict) -> dict[str, tuple[int, int]]:
+    """{entry key: (K, C)} of the ``[centres [D,K], multi-hot [K,C]]`` entries of a loaded bank."""
+    out = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and isinstance(value, (list, tuple)) and len(value) == 2:
+            shapes = [tuple(getattr(t, "shape", ())) for t in value]
+            if all(len(s) == 2 for s in shapes) and shapes[0][1] == shapes[1][0]:
+                out[key] = shapes[1]
+    return out
+
+
+def _row_bank_key(row: Any, entries: dict[str, tuple[int, int]], where: str) -> str:
+    """The entry of a bank that holds ``row``'s label space: the row's own key, else the only
+    entry of its K and class count."""
+    if row.bank_key in entries:
+        return row.bank_key
+    fitting = [k for k, kc in entries.items() if kc == (row.num_properties, row.num_classes)]
+    if len(fitting) == 1:
+        return fitting[0]
+    raise ProlabError(f"{where}: no entry {row.bank_key!r} and {len(fitting)} entries with K={row.num_properties}, "
+                      f"{row.num_classes} classes (entries: {', '.join(sorted(entries)) or 'none'}); give --bank-key")
+
+
+def _check_classes(space: Any, dataset: str) -> None:
+    """Refuse a label space whose classes are not the dataset's, naming the first difference."""
+    from prolab_cli.classes import load_classes, normalise
+
+    want = load_classes(dataset)
+    got = list(space.classes)
+    if len(got) != len(want):
+        raise ProlabError(f"label space {space.name!r} has {len(got)} classes, dataset {dataset} has {len(want)}")
+    for i, (a, b) in enumerate(zip(got, want)):
+        if normalise(a) != normalise(b):
+            raise ProlabError(f"label space {space.name!r} class {i} is {a!r} but dataset {dataset} class {i} is {b!r}")
+
+
+def eval_settings_summary(config: dict, space: Any = None) -> str:
+    """One line of what `prolab eval` will use for a converted checkpoint's config."""
+    m, t = config["model"], config["test"]
+    k = f"K {space.num_properties}, " if space is not None else ""
+    return (f"dataset {config['dataset']}, {t['mode']} {t['crop_size'][0]}/{t['stride'][0]}, scale {tuple(t['scale'])}, "
+            f"size_divisor {t.get('size_divisor')}, {k}T {m['temperature']:g}, "
+            f"embedding {'normalised' if m['normalize_embedding'] else 'not normalised'}")
+
+
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: str | ModelConfig | None = None,
                        label_space: str | os.PathLike | None = None, classes: list[str] | None = None,
-                       temperature: float = 0.04, normalize_embedding: bool = False,
-                       allow_missing: bool = False, trust_pickle: bool = False) -> ConvertReport:
+                       temperature: float | None = None, normalize_embedding: bool | None = None,
+                       allow_missing: bool = False, trust_pickle: bool = False, row: str | None = None,
+                       bank: str | os.PathLike | None = None, bank_key: str | None = None) -> ConvertReport:
     """Load an mmseg 0.x ``.pth`` (``state_dict``/``meta``, optional ``module.`` prefixes, BEiT
     ``relative_position_index`` buffers possibly absent) into our model and write a prolab
-    checkpoint (``segmentation.engine.checkpoint`` format). A label space makes it a property-head
-    model (its D must equal the head's output channels). Missing keys are an error unless
-    ``allow_missing``; unexpected keys are reported and dropped. ``trust_pickle`` allows
-    unpickling arbitrary objects (trusted files only)."""
+    checkpoint (``segmentation.engine.checkpoint`` format).
+
+    A paper row (``row``, else inferred from the keys, the label space and mmseg's meta; an ambiguous
+    inference is an error) makes the checkpoint self-describing: dataset, classes, the row's resolved
+    preset (``config``, with its test settings) and its T / normalisation, so `prolab eval` needs no
+    other option. A label space (``label_space`` artifact or ``bank`` .pth with entry ``bank_key``) makes
+    it a property-head model (its D must equal the head's output channels); outside a row the property
+    head needs an explicit ``temperature``. Missing keys are an error unless ``allow_missing``;
+    unexpected keys are reported and dropped. ``trust_pickle`` allows unpickling arbitrary objects.
+    """
+    from segmentation.engine.builder import model_kwargs_from_config
     from segmentation.engine.checkpoint import bank_of, make_meta, save_checkpoint
 
+    from .row_match import match_row, row_architecture
+
     where = str(src)
+    if label_space is not None and bank is not None:
+        raise ProlabError("give --label-space or --bank, not both")
     ckpt = read_checkpoint(src, trust_pickle)
     sd = extract_state_dict(ckpt, where)
     mmseg_meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     out_channels = _head_channels(sd, where)
-    if preset is None:
-        preset_name, cfg = infer_config(sd, where)
-    elif isinstance(preset, ModelConfig):
-        preset_name, cfg = None, preset
-    else:
-        preset_name, cfg = preset, PRESETS.get(preset)
-        if cfg is None:
-            raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
-        cfg = _fit_beit_window(cfg, sd)
 
-    space = None
-    kwargs: dict[str, Any] = {}
+    space = raw_bank = None
     if label_space is not None:
         from prolab_cli.artifact import LabelSpace
 
         space = LabelSpace.load(label_space)
+    elif bank is not None:
+        from prolab_cli.interop import load_bank
+
+        raw_bank = load_bank(bank, trust_pickle)
+    entries = _bank_entries(raw_bank) if raw_bank is not None else None
+    match = match_row(sd, where, row, space, mmseg_meta, entries, bank_key)
+
+    config = None
+    if match is not None:
+        the_row = match.row
+        preset_name, cfg = row_architecture(the_row.id)
+        if preset is not None and preset != preset_name:
+            raise ProlabError(f"--preset {preset} contradicts row {the_row.id} (model {preset_name})")
+        from segmentation.engine.config import load_config
+
+        config = load_config(the_row.id)
+        if raw_bank is not None:
+            from prolab_cli.classes import load_classes
+            from prolab_cli.interop import bank_to_label_space
+
+            key = bank_key or _row_bank_key(the_row, entries, str(bank))
+            space = bank_to_label_space(raw_bank, the_row.label_space, key=key,
+                                        classes=classes or load_classes(the_row.dataset), source=str(bank))
+        if space is None:
+            raise ProlabError(f"row {the_row.id} is a ProLab model: give --bank embeddings/{the_row.bank_file} "
+                              f"(entry {the_row.bank_key}) or --label-space ARTIFACT")
+        _check_classes(space, the_row.dataset)
+        if temperature is not None:
+            config["model"]["temperature"] = float(temperature)
+        if normalize_embedding is not None:
+            config["model"]["normalize_embedding"] = bool(normalize_embedding)
+        kwargs = model_kwargs_from_config(config["model"])
+    else:
+        if row is None and preset is None:
+            preset_name, cfg = infer_config(sd, where)
+        elif isinstance(preset, ModelConfig):
+            preset_name, cfg = None, preset
+        else:
+            preset_name, cfg = preset, PRESETS.get(preset)
+            if cfg is None:
+                raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
+            cfg = _fit_beit_window(cfg, sd)
+        if raw_bank is not None:
+            from prolab_cli.interop import bank_to_label_space
+
+            space = bank_to_label_space(raw_bank, Path(bank).stem, key=bank_key, classes=classes, source=str(bank))
+        kwargs = {}
+        if space is not None:
+            if temperature is None:
+                raise ProlabError(f"{where}: fits no paper row (see `prolab zoo`), so T is unknown: give --temperature "
+                                  "and --normalize-embedding/--no-normalize-embedding, or --row")
+            kwargs = {"temperature": float(temperature), "normalize_embedding": bool(normalize_embedding)}
+        if cfg.backbone == "beit":
+            kwargs["img_size"] = cfg.img_size
+
+    if space is not None:
         if space.dim != out_channels:
             raise ProlabError(f"{where}: decode_head.conv_seg emits {out_channels} channels but label "
                               f"space {space.name!r} has D={space.dim}")
         head, names = "property", list(space.classes)
-        kwargs = {"temperature": temperature, "normalize_embedding": normalize_embedding}
         model = build_segmentor(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
     else:
         head = "onehot"
@@ -140,7 +249,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             names = [f"class_{i}" for i in range(out_channels)]
         if len(names) != out_channels:
             raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs "
-                              "(a ProLab embedding head? give --label-space)")
+                              "(a ProLab embedding head? give --label-space or --bank)")
         model = build_segmentor(cfg, num_classes=out_channels)
 
     own = model.state_dict()
@@ -158,14 +267,23 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         raise ProlabError(f"{where}: {len(missing)} model keys missing from the checkpoint, first: "
                           f"{missing[:3]} (use --allow-missing to keep their fresh initialisation)")
 
-    if cfg.backbone == "beit":
-        kwargs["img_size"] = cfg.img_size
-    meta = make_meta(preset_name or "custom", kwargs, head, names, space)
+    dataset = config["dataset"] if config is not None else None
+    meta = make_meta(preset_name or "custom", kwargs, head, names, space, dataset)
     meta["model_config"] = cfg.to_dict()
+    meta["row"] = match.row.id if match is not None else None
     meta["source"] = {"path": str(Path(src).resolve()), "missing": missing, "unexpected": unexpected,
                       **_plain_meta(mmseg_meta)}
+    if space is not None:
+        meta["property_names"] = list(space.property_names)
     payload: dict[str, Any] = {"state_dict": model.state_dict(), "meta": meta}
     if space is not None:
         payload["bank"] = bank_of(space)
+    if config is not None:
+        payload["config"] = config
     path = save_checkpoint(dst, payload)
-    return ConvertReport(path, preset_name, cfg, head, names, missing, unexpected, filled)
+    report = ConvertReport(path, preset_name, cfg, head, names, missing, unexpected, filled)
+    if match is not None:
+        report.row = match.row.id
+        report.evidence = match.evidence
+        report.settings = eval_settings_summary(config, space)
+    return report
