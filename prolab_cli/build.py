@@ -63,8 +63,10 @@ def build_label_space(
     name: str,
     allow_collisions: bool = False,
     provenance: dict | None = None,
+    property_names: list[str] | None = None,
 ) -> LabelSpace:
-    """Assemble the label space (multi-hot, property names, provenance) from checked inputs."""
+    """Assemble the label space (multi-hot, property names, provenance) from checked inputs;
+    ``property_names`` replace the default names (the member nearest each centre)."""
     multi_hot = clusters.multi_hot(emb.desc_class, len(emb.classes))
     groups = collision_groups(emb.classes, multi_hot)
     if groups and not allow_collisions:
@@ -76,9 +78,16 @@ def build_label_space(
     prov = dict(provenance or {})
     prov["embed"] = emb.model
     prov["cluster"] = clusters.info
-    prov["build"] = {"allow_collisions": allow_collisions, "property_names": "member description nearest the centre"}
+    properties = name_properties(emb, clusters, multi_hot)
+    if property_names is not None:
+        if len(property_names) != len(properties):
+            raise ProlabError(f"label space {name!r}: {len(property_names)} property names for K={len(properties)}")
+        for prop, given in zip(properties, property_names):
+            prop["name"] = given
+    named = "member description nearest the centre" if property_names is None else "given"
+    prov["build"] = {"allow_collisions": allow_collisions, "property_names": named}
     space = LabelSpace(
-        name, emb.classes, multi_hot, clusters.centres, name_properties(emb, clusters, multi_hot), emb.descriptions,
+        name, emb.classes, multi_hot, clusters.centres, properties, emb.descriptions,
         {"provenance": prov, "libraries": library_versions()},
         embeddings=emb.embeddings, desc_class=emb.desc_class, desc_cluster=clusters.labels,
     )
