@@ -308,6 +308,7 @@ def class_list_difference(classes: Sequence[str], dataset_classes: Sequence[str]
             return f"index {i}: {a!r} vs {b!r}"
     if len(classes) != len(dataset_classes):
         n = min(len(classes), len(dataset_classes))
-        extra = (list(classes) if len(classes) > n else list(dataset_classes))[n]
-        return f"{len(classes)} classes vs {len(dataset_classes)} (first extra at index {n}: {extra!r})"
+        a = repr(classes[n]) if len(classes) > n else "(none)"
+        b = repr(dataset_classes[n]) if len(dataset_classes) > n else "(none)"
+        return f"index {n}: {a} vs {b} ({len(classes)} classes vs {len(dataset_classes)})"
     return None

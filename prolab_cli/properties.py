@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +123,18 @@ def assignment(prop_file: PropertyFile, dataset_classes: list[str], source: str
 
     Class names are reconciled with ``dataset_classes``; a name matching no class, a dataset class
     with no entry, and one description listed under two properties are refused (one line)."""
-    from .classes import reconcile_class_names
+    from .classes import Reconciliation, reconcile_class_names
 
     written = list(dict.fromkeys(cls for members in prop_file.members for cls, _ in members))
-    rec = reconcile_class_names(written, dataset_classes, source=source, partial=True)
+    # one class may be written several ways in one file ("SKY", "sky"): each spelling is matched on its
+    # own, and a match is reported under the dataset's class index
+    rec = Reconciliation(source, written, list(dataset_classes), [])
+    for cls in written:
+        one = reconcile_class_names([cls], dataset_classes, source=source, partial=True)
+        rec.mapping.append(one.mapping[0])
+        rec.matches += [replace(m, index=m.dataset_index) for m in one.matches]
+        rec.unmatched += one.unmatched
+    rec.missing = [c for j, c in enumerate(dataset_classes) if j not in rec.mapping]
     index = dict(zip(written, rec.mapping))
     if rec.unmatched:
         first = rec.unmatched[0]

@@ -58,7 +58,7 @@ def test_first_difference_of_two_lists():
     theirs[122] = "storage tank"
     assert class_list_difference(theirs, ADE) == "index 122: 'storage tank' vs 'tank'"
     assert class_list_difference([" Wall"] + ADE[1:], ADE) is None
-    assert class_list_difference(ADE[:3], ADE[:2]) == "3 classes vs 2 (first extra at index 2: 'sky')"
+    assert class_list_difference(ADE[:3], ADE[:2]) == "index 2: 'sky' vs (none) (3 classes vs 2)"
 
 
 def _released_ade_bank() -> dict:
