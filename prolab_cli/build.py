@@ -41,7 +41,10 @@ def check_inputs(emb: EmbeddingSet, clusters: Clustering, descriptions: dict | N
                  descriptions_path: str | os.PathLike | None = None) -> None:
     """Refuse files that were not made from each other; errors name both files."""
     if descriptions is not None:
-        # embed --drop-empty leaves classes without descriptions out of the embeddings
+        # embed --classes wrote the dataset's names for the file's (recorded); embed --drop-empty
+        # leaves classes without descriptions out of the embeddings
+        renamed = {r["from"]: r["to"] for r in (emb.model.get("classes") or {}).get("renamed", [])}
+        descriptions = {renamed.get(c, c): v for c, v in descriptions.items()}
         descriptions = {c: v for c, v in descriptions.items() if v or c in emb.descriptions}
         if descriptions_hash(descriptions) != emb.source_hash:
             raise ProlabError(

@@ -127,3 +127,35 @@ def test_import_bank_bad_input_is_one_line(tmp_path):
 
     line = _one_line_error(["import-bank", str(good), "--classes", "cityscapes", *out])
     assert "the bank describes 150 classes but the class list cityscapes has 19" in line
+
+
+def test_descriptor_file_import_reconciles_and_builds(tmp_path):
+    import json
+
+    (tmp_path / "classes.txt").write_text("wall\nbed\ntank\n", encoding="utf-8")
+    descriptors = tmp_path / "descriptors.json"  # as ProLab's ADE20K file writes these classes
+    descriptors.write_text(json.dumps({
+        "Wall": ["vertical surface", "painted plaster"],
+        "bed ": ["mattress on a frame", "pillows and sheets"],
+        "storage tank": ["large cylinder for liquids", "steel container outdoors"],
+    }), encoding="utf-8")
+    runner = CliRunner()
+    emb, clusters = tmp_path / "emb.safetensors", tmp_path / "clusters.safetensors"
+    res = runner.invoke(main, ["embed", str(descriptors), "--classes", str(tmp_path / "classes.txt"), "-o", str(emb), "-q"])
+    assert res.exit_code == 0, res.output
+    assert f"{descriptors}: class 0 'Wall' -> 'wall' (case-folded)" in res.output
+    assert f"{descriptors}: class 2 'storage tank' -> 'tank' (alias)" in res.output
+    assert runner.invoke(main, ["cluster", str(emb), "-k", "6", "-o", str(clusters)]).exit_code == 0
+    res = runner.invoke(main, ["build", "--descriptions", str(descriptors), "--embeddings", str(emb),
+                               "--clusters", str(clusters), "--name", "three", "-o", str(tmp_path / "spaces")])
+    assert res.exit_code == 0, res.output
+    space = LabelSpace.load(tmp_path / "spaces" / "three")
+    assert space.classes == ["wall", "bed", "tank"]
+    assert space.manifest["provenance"]["embed"]["classes"]["renamed"][1] == {
+        "index": 2, "from": "storage tank", "to": "tank", "how": "alias"}
+
+    (tmp_path / "classes.txt").write_text("wall\nbed\nsky\n", encoding="utf-8")
+    res = runner.invoke(main, ["embed", str(descriptors), "--classes", str(tmp_path / "classes.txt"), "-o", str(emb)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip().splitlines()[-1].startswith(
+        f"Error: {descriptors}: class 2 'storage tank' is not in the dataset's class list (3 classes)")

@@ -22,14 +22,19 @@ _MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id,
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
 @click.option("--drop-empty", is_flag=True, help="leave out classes that have no descriptions")
+@click.option("--classes", "classes_spec", default=None,
+              help="the dataset's class list (built-in name or file): the file's class names are reconciled with "
+                   "it and replaced by its names (each non-exact match printed)")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="embeddings .safetensors")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, output, quiet):
+def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, classes_spec,
+          output, quiet):
     """Embed every description (and class name) of DESCRIPTIONS ({class: [descriptions]} JSON)."""
     from ..embed import EmbedOptions, run_embed
 
     options = EmbedOptions(model, backend, pooling, lowercase, batch_size, threads, download)
-    result = run_embed(descriptions, output, options, drop_empty=drop_empty, progress=not quiet)
+    result = run_embed(descriptions, output, options, drop_empty=drop_empty, progress=not quiet,
+                       classes_spec=classes_spec)
     click.echo(
         f"{len(result.texts)} descriptions of {len(result.classes)} classes -> {output}"
         f" (D={result.embeddings.shape[1]}, {result.encoded} embedded, rest from cache)"
