@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,30 @@ def test_bad_mask_found_by_a_loader_worker_is_a_one_line_error(synth, tmp_path):
     with pytest.raises(ProlabError) as info:
         train(cfg, data, tmp_path / "w", synth["seen"], progress=False, map_classes_by_name=True)
     assert "\n" not in info.value.message and "mask is 8x8 but its image is 64x64" in info.value.message
+
+
+def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_explicit(synth, trained, tmp_path):
+    from click.testing import CliRunner
+
+    from prolab_cli.cli import main
+
+    res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
+                                    "--no-progress"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and f"differ from the ade20k dataset's (9 classes) at index 7: (none) vs " \
+                                f"{synth['info']['heldout'][0]!r} (7 classes vs 9)" in lines[0]
+    res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
+                                    "--no-progress", "--map-classes-by-name", "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    assert f"dataset classes with no match (ignored): {synth['info']['heldout']}" in res.output
+    assert json.loads((tmp_path / "m.json").read_text())["class_mapping"]["ignored_dataset_classes"] == \
+        synth["info"]["heldout"]
+
+    image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[0]
+    first_new = re.escape(repr(synth["info"]["heldout"][0]))
+    with pytest.raises(ProlabError, match=r"label space 'toy-all': its class list differs from the classes of .* at "
+                                          rf"index 7: {first_new} vs \(none\) \(9 classes vs 7\); pass --map-classes-by-name"):
+        predict([image], trained["work"], tmp_path / "p", label_space=synth["all"])
+    summary = predict([image], trained["work"], tmp_path / "p", label_space=synth["all"], map_classes_by_name=True)[0]
+    assert summary["classes"] == synth["info"]["seen"] + synth["info"]["heldout"]
