@@ -18,10 +18,16 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .classes import Reconciliation, reconcile_class_names
 from .errors import ProlabError
+
+if TYPE_CHECKING:
+    from .artifact import LabelSpace
+    from .embed import EmbedOptions
 
 FORMAT = "prolab-property-json"
 
@@ -117,14 +123,12 @@ def read_property_file(path: str | os.PathLike) -> PropertyFile:
 
 
 def assignment(prop_file: PropertyFile, dataset_classes: list[str], source: str
-               ) -> tuple[dict[str, list[str]], dict[tuple[int, str], int], "object"]:
+               ) -> tuple[dict[str, list[str]], dict[tuple[int, str], int], Reconciliation]:
     """(descriptions {dataset class: [descriptions]} in dataset order, (class index, description)
     -> property id, the class-name :class:`~prolab_cli.classes.Reconciliation`).
 
     Class names are reconciled with ``dataset_classes``; a name matching no class, a dataset class
     with no entry, and one description listed under two properties are refused (one line)."""
-    from .classes import Reconciliation, reconcile_class_names
-
     written = list(dict.fromkeys(cls for members in prop_file.members for cls, _ in members))
     # one class may be written several ways in one file ("SKY", "sky"): each spelling is matched on its
     # own, and a match is reported under the dataset's class index
@@ -177,12 +181,12 @@ def member_means(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarr
 def run_import_properties(
     path: str | os.PathLike,
     classes_spec: str,
-    options=None,
+    options: "EmbedOptions | None" = None,
     name: str | None = None,
     out_dir: str | os.PathLike = "label_spaces",
     allow_collisions: bool = False,
     progress: bool = True,
-):
+) -> tuple["LabelSpace", Path, list[str]]:
     """The ``prolab import-properties`` stage: property file + class list + embedding model ->
     artifact under ``out_dir``; returns (space, path, report lines for stderr)."""
     from .build import build_label_space
