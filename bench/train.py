@@ -72,9 +72,10 @@ def main() -> int:
     for key, (head, space, space_all) in runs.items():
         cfg = apply_overrides(load_config("synth-vit-adapter-nano"), sets + [f"model.head={head}"])
         start = time.time()
-        run = train(cfg, data, out / f"run-{key}", space, progress=False)
+        run = train(cfg, data, out / f"run-{key}", space, progress=False, map_classes_by_name=True)
         seconds = time.time() - start
-        res = evaluate(run["checkpoint"], None, data, progress=False, output=out / f"eval-{key}.json")
+        res = evaluate(run["checkpoint"], None, data, progress=False, output=out / f"eval-{key}.json",
+                       map_classes_by_name=True)
         results[key] = {"mIoU": res["mIoU"], "mAcc": res["mAcc"], "aAcc": res["aAcc"],
                         "final_loss": run["loss"], "train_seconds": round(seconds, 1)}
         if space_all is None:

@@ -41,7 +41,10 @@ def check_inputs(emb: EmbeddingSet, clusters: Clustering, descriptions: dict | N
                  descriptions_path: str | os.PathLike | None = None) -> None:
     """Refuse files that were not made from each other; errors name both files."""
     if descriptions is not None:
-        # embed --drop-empty leaves classes without descriptions out of the embeddings
+        # embed --classes wrote the dataset's names for the file's (recorded); embed --drop-empty
+        # leaves classes without descriptions out of the embeddings
+        renamed = {r["from"]: r["to"] for r in (emb.model.get("classes") or {}).get("renamed", [])}
+        descriptions = {renamed.get(c, c): v for c, v in descriptions.items()}
         descriptions = {c: v for c, v in descriptions.items() if v or c in emb.descriptions}
         if descriptions_hash(descriptions) != emb.source_hash:
             raise ProlabError(
@@ -63,8 +66,10 @@ def build_label_space(
     name: str,
     allow_collisions: bool = False,
     provenance: dict | None = None,
+    property_names: list[str] | None = None,
 ) -> LabelSpace:
-    """Assemble the label space (multi-hot, property names, provenance) from checked inputs."""
+    """Assemble the label space (multi-hot, property names, provenance) from checked inputs;
+    ``property_names`` replace the default names (the member nearest each centre)."""
     multi_hot = clusters.multi_hot(emb.desc_class, len(emb.classes))
     groups = collision_groups(emb.classes, multi_hot)
     if groups and not allow_collisions:
@@ -76,9 +81,16 @@ def build_label_space(
     prov = dict(provenance or {})
     prov["embed"] = emb.model
     prov["cluster"] = clusters.info
-    prov["build"] = {"allow_collisions": allow_collisions, "property_names": "member description nearest the centre"}
+    properties = name_properties(emb, clusters, multi_hot)
+    if property_names is not None:
+        if len(property_names) != len(properties):
+            raise ProlabError(f"label space {name!r}: {len(property_names)} property names for K={len(properties)}")
+        for prop, given in zip(properties, property_names):
+            prop["name"] = given
+    named = "member description nearest the centre" if property_names is None else "given"
+    prov["build"] = {"allow_collisions": allow_collisions, "property_names": named}
     space = LabelSpace(
-        name, emb.classes, multi_hot, clusters.centres, name_properties(emb, clusters, multi_hot), emb.descriptions,
+        name, emb.classes, multi_hot, clusters.centres, properties, emb.descriptions,
         {"provenance": prov, "libraries": library_versions()},
         embeddings=emb.embeddings, desc_class=emb.desc_class, desc_cluster=clusters.labels,
     )

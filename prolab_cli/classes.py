@@ -8,8 +8,11 @@ are the same class when their normalised forms (:func:`normalise`) are equal.
 
 from __future__ import annotations
 
+import difflib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .errors import ProlabError
 from .paths import data_dir
@@ -142,3 +145,170 @@ def validated_names(entries: list[tuple[str, str]], source: str) -> list[str]:
     if not names:
         raise ProlabError(f"{source}: the class list is empty")
     return names
+
+
+# ------------------------------------------------------------------ reconciling class names
+#: spellings of one class in the published files and the built-in lists; names in one group are
+#: the same class. Compared in :func:`normalise` form. Kept small: only variants seen in real files.
+CLASS_NAME_ALIASES: tuple[frozenset[str], ...] = (
+    frozenset({"tank", "storage tank"}),        # ADE20K 122: ProLab's descriptors and banks say "storage tank"
+    frozenset({"pottedplant", "potted plant"}),  # Pascal Context / VOC vs COCO
+    frozenset({"tvmonitor", "tv monitor"}),      # Pascal Context / VOC
+    frozenset({"aeroplane", "airplane"}),        # Pascal vs ADE20K / COCO
+    frozenset({"motorbike", "motorcycle"}),      # Pascal vs COCO / Cityscapes
+    frozenset({"sofa", "couch"}),                # ADE20K / Pascal vs COCO
+    frozenset({"hair drier", "hair dryer"}),     # COCO's spelling vs the common one
+    frozenset({"conveyer belt", "conveyor belt"}),  # ADE20K's spelling vs the common one
+    frozenset({"bannister", "banister"}),        # ADE20K's spelling vs the common one
+)
+
+_ALIAS_GROUP: dict[str, frozenset[str]] = {name: group for group in CLASS_NAME_ALIASES for name in group}
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """One name that matched a dataset class other than exactly: ``how`` is "stripped",
+    "case-folded" (case, ``_`` or inner spacing) or "alias"."""
+
+    index: int
+    name: str
+    dataset_index: int
+    dataset_name: str
+    how: str
+
+    def line(self) -> str:
+        """The report line, e.g. ``class 122 'storage tank' -> 'tank' (alias)``."""
+        return f"class {self.index} {self.name!r} -> {self.dataset_name!r} ({self.how})"
+
+
+@dataclass
+class Reconciliation:
+    """How a list of class names maps onto a dataset's class list.
+
+    ``mapping[i]`` is the dataset index of ``names[i]`` (None when it has none); ``matches``
+    lists every non-exact match (to be reported); ``unmatched`` the names without a dataset
+    class and ``missing`` the dataset classes no name maps to (both empty unless ``partial``).
+    """
+
+    source: str
+    names: list[str]
+    dataset_classes: list[str]
+    mapping: list[int | None]
+    matches: list[NameMatch] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def renamed(self) -> list[str]:
+        """``names`` written as the dataset writes them (a name without a match kept as is)."""
+        return [self.dataset_classes[j] if j is not None else n for n, j in zip(self.names, self.mapping)]
+
+    def report_lines(self) -> list[str]:
+        """One line per non-exact match, unmatched name and missing dataset class."""
+        lines = [f"{self.source}: {m.line()}" for m in self.matches]
+        if self.unmatched:
+            lines.append(f"{self.source}: classes not in the dataset's list: {self.unmatched}")
+        if self.missing:
+            lines.append(f"{self.source}: dataset classes with no match (ignored): {self.missing}")
+        return lines
+
+    def to_dict(self) -> dict:
+        """The record kept in provenance and metrics files."""
+        return {
+            "renamed": [{"index": m.index, "from": m.name, "to": m.dataset_name, "how": m.how} for m in self.matches],
+            "unmatched": list(self.unmatched),
+            "missing": list(self.missing),
+        }
+
+
+def _match_one(name: str, dataset_classes: Sequence[str], source: str, index: int) -> tuple[int | None, str | None]:
+    """(dataset index, how) of ``name``: exact, stripped, case-folded, then alias; (None, None) if none."""
+    for j, candidate in enumerate(dataset_classes):
+        if name == candidate:
+            return j, None
+    stripped = name.strip()
+    for j, candidate in enumerate(dataset_classes):
+        if stripped == candidate:
+            return j, "stripped"
+    key = normalise(name)
+    folded = [j for j, candidate in enumerate(dataset_classes) if normalise(candidate) == key]
+    group = _ALIAS_GROUP.get(key)
+    aliased = [j for j, candidate in enumerate(dataset_classes) if group and normalise(candidate) in group]
+    for found, how in ((folded, "case-folded"), (aliased, "alias")):
+        if len(found) > 1:
+            shown = ", ".join(repr(dataset_classes[j]) for j in found)
+            raise ProlabError(f"{source}: class {index} {name!r} matches several dataset classes ({shown})")
+        if found:
+            return found[0], how
+    return None, None
+
+
+def reconcile_class_names(
+    names: Sequence[str],
+    dataset_classes: Sequence[str],
+    *,
+    source: str,
+    partial: bool = False,
+) -> Reconciliation:
+    """Match ``names`` (from a bank, a descriptor or property file, a label space) to
+    ``dataset_classes``: exact, then stripped, then case-folded (:func:`normalise`), then through
+    :data:`CLASS_NAME_ALIASES`. Every non-exact match is in ``matches`` for the caller to report.
+
+    Strict (default): the names must be the dataset's classes in the dataset's order, else one
+    :class:`ProlabError` line naming ``source`` and the first class at fault. ``partial``: names
+    without a match and dataset classes without a name are returned (``unmatched``/``missing``)
+    for a by-name mapping. Two names matching one dataset class are refused in both modes.
+    """
+    names, dataset_classes = list(names), list(dataset_classes)
+    mapping: list[int | None] = []
+    matches: list[NameMatch] = []
+    unmatched: list[str] = []
+    taken: dict[int, str] = {}
+    for i, name in enumerate(names):
+        j, how = _match_one(name, dataset_classes, source, i)
+        if j is None:
+            if not partial:
+                close = difflib.get_close_matches(normalise(name), [normalise(c) for c in dataset_classes], n=1)
+                hint = f"; closest: {close[0]!r}" if close else ""
+                raise ProlabError(
+                    f"{source}: class {i} {name!r} is not in the dataset's class list "
+                    f"({len(dataset_classes)} classes) and has no known alias{hint}"
+                )
+            unmatched.append(name)
+        elif j in taken:
+            raise ProlabError(
+                f"{source}: classes {taken[j]!r} and {name!r} both match dataset class {j} {dataset_classes[j]!r}"
+            )
+        else:
+            taken[j] = name
+            if how is not None:
+                matches.append(NameMatch(i, name, j, dataset_classes[j], how))
+        mapping.append(j)
+    missing = [c for j, c in enumerate(dataset_classes) if j not in taken]
+    if not partial:
+        if missing:
+            raise ProlabError(
+                f"{source}: {len(names)} classes but the dataset has {len(dataset_classes)}; "
+                f"dataset classes without a match: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+            )
+        for i, j in enumerate(mapping):
+            if j != i:
+                raise ProlabError(
+                    f"{source}: class order differs from the dataset's at index {i}: {names[i]!r} is the dataset's "
+                    f"class {j} ({dataset_classes[j]!r}), the dataset's class {i} is {dataset_classes[i]!r}"
+                )
+    return Reconciliation(source, names, dataset_classes, mapping, matches, unmatched, missing)
+
+
+def class_list_difference(classes: Sequence[str], dataset_classes: Sequence[str]) -> str | None:
+    """None when both lists name the same classes in the same order (compared in :func:`normalise`
+    form), else the first difference, e.g. ``"index 122: 'storage tank' vs 'tank'"``."""
+    for i, (a, b) in enumerate(zip(classes, dataset_classes)):
+        if normalise(a) != normalise(b):
+            return f"index {i}: {a!r} vs {b!r}"
+    if len(classes) != len(dataset_classes):
+        n = min(len(classes), len(dataset_classes))
+        a = repr(classes[n]) if len(classes) > n else "(none)"
+        b = repr(dataset_classes[n]) if len(dataset_classes) > n else "(none)"
+        return f"index {n}: {a} vs {b} ({len(classes)} classes vs {len(dataset_classes)})"
+    return None

@@ -397,8 +397,13 @@ def run_embed(
     options: EmbedOptions = EmbedOptions(),
     drop_empty: bool = False,
     progress: bool = True,
+    classes_spec: str | None = None,
 ) -> EmbeddingSet:
-    """The ``prolab embed`` stage: read a descriptor JSON, embed it, write the embeddings file."""
+    """The ``prolab embed`` stage: read a descriptor JSON, embed it, write the embeddings file.
+
+    With ``classes_spec`` (a dataset's class list) the file's class names are reconciled with it
+    (:func:`~prolab_cli.classes.reconcile_class_names`) and replaced by the dataset's; each
+    non-exact match is printed and kept in the embeddings' model record (``classes``)."""
     from .interop import read_descriptions, require_descriptions
 
     descriptions, report = read_descriptions(descriptions_path)
@@ -407,6 +412,18 @@ def run_embed(
     if drop_empty:
         descriptions = {k: v for k, v in descriptions.items() if v}
     require_descriptions(descriptions, str(descriptions_path))
+    record = None
+    if classes_spec:
+        from .classes import load_classes, reconcile_class_names
+
+        dataset_classes = load_classes(classes_spec)
+        rec = reconcile_class_names(list(descriptions), dataset_classes, source=str(descriptions_path))
+        for line in rec.report_lines():
+            print(line, file=sys.stderr)
+        descriptions = dict(zip(dataset_classes, descriptions.values()))
+        record = {"list": classes_spec, **rec.to_dict()}
     result = embed_descriptions(descriptions, options, progress=progress)
+    if record is not None:
+        result.model["classes"] = record
     result.save(output)
     return result

@@ -55,11 +55,11 @@ def test_bank_round_trip(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["export-bank", str(art), "-o", str(bank_path)])
     assert res.exit_code == 0, res.output
-    assert "bge_base_gpt3.5_cluster_5_embeddings_and_labels" in res.output
+    assert "bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels" in res.output
 
     # what ProLab's code reads: centres [D,K], multi-hot [K,C] float64
     raw = torch.load(bank_path, weights_only=True)
-    centres, hot = raw["bge_base_gpt3.5_cluster_5_embeddings_and_labels"]
+    centres, hot = raw["bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels"]
     assert centres.shape == (8, 5) and centres.dtype == torch.float32
     assert hot.shape == (5, 3) and hot.dtype == torch.float64
     assert list(raw["descriptions"]) == ["road", "car", "sky"]
@@ -73,10 +73,10 @@ def test_bank_round_trip(tmp_path):
     assert back.centres_hash == space.centres_hash
 
     again = tmp_path / "again.pth"
-    export_bank(back, again, key="bge_base_gpt3.5_cluster_5_embeddings_and_labels")
+    export_bank(back, again, key="bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels")
     raw2 = torch.load(again, weights_only=True)
-    for a, b in zip(raw["bge_base_gpt3.5_cluster_5_embeddings_and_labels"],
-                    raw2["bge_base_gpt3.5_cluster_5_embeddings_and_labels"]):
+    for a, b in zip(raw["bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels"],
+                    raw2["bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels"]):
         assert torch.equal(a, b)
 
 
@@ -116,9 +116,12 @@ def test_bank_errors(tmp_path):
     bad_shape = dict(good, **{"m_gpt3.5_cluster_2_embeddings_and_labels": [torch.randn(4, 3), torch.eye(2)]})
     with pytest.raises(ProlabError, match=r"shapes \[4, 3\] and \[2, 2\] are not \[D,K\] and \[K,C\]"):
         bank_to_label_space(bad_shape, "x")
-    with pytest.raises(ProlabError, match=r"2 classes but 3 class names"):
+    with pytest.raises(ProlabError, match=r"describes 2 classes but the class list \(given\) has 3"):
         bank_to_label_space(good, "x", classes=["a", "b", "c"])
-    assert bank_to_label_space(good, "x", classes=["road", "car"]).classes == ["road", "car"]
+    with pytest.raises(ProlabError, match=r"class 0 'a' is not in the dataset's class list"):
+        bank_to_label_space(good, "x", classes=["road", "car"])
+    no_text = {k: v for k, v in good.items() if k != "descriptions"}
+    assert bank_to_label_space(no_text, "x", classes=["road", "car"]).classes == ["road", "car"]
 
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x80\x04 not a torch file")
@@ -130,10 +133,10 @@ def test_bank_errors(tmp_path):
 
 def test_default_bank_key_names_the_model(tmp_path):
     space = _space(tmp_path)
-    assert default_bank_key(space) == "bge_base_gpt3.5_cluster_5_embeddings_and_labels"
+    assert default_bank_key(space) == "bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels"
     path = export_bank(space, tmp_path / "b.pth")
     assert json.dumps(sorted(torch.load(path, weights_only=True))) == json.dumps(
-        ["bge_base_gpt3.5_cluster_5_embeddings_and_labels", "descriptions"])
+        ["bge-base-en-v1.5_gpt3.5_cluster_5_embeddings_and_labels", "descriptions"])
 
 
 class Note:

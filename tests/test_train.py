@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,7 @@ def trained(synth):
     losses = []
     work = synth["root"] / "run"
     result = train(_config(), synth["data"], work, synth["seen"], progress=False,
-                   on_iteration=lambda it, rec: losses.append(rec["loss"]))
+                   on_iteration=lambda it, rec: losses.append(rec["loss"]), map_classes_by_name=True)
     return {"work": work, "losses": losses, "result": result}
 
 
@@ -68,14 +69,15 @@ def test_loss_falls_and_checkpoint_is_complete(trained, synth):
 
 def test_kill_and_resume_gives_the_same_weights(synth, tmp_path):
     cfg = _config(**{"schedule.max_iters": 6, "train.ckpt_interval": 3})
-    straight = train(cfg, synth["data"], tmp_path / "a", synth["seen"], progress=False)
+    straight = train(cfg, synth["data"], tmp_path / "a", synth["seen"], progress=False, map_classes_by_name=True)
 
     def kill(it, rec):
         if it == 5:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, synth["data"], tmp_path / "b", synth["seen"], progress=False, on_iteration=kill)
+        train(cfg, synth["data"], tmp_path / "b", synth["seen"], progress=False, on_iteration=kill,
+              map_classes_by_name=True)
     assert (tmp_path / "b" / "last_checkpoint").read_text().strip() == "iter_3.pth"
     resumed = train(cfg, synth["data"], tmp_path / "b", None, resume=True, progress=False)  # label space from the checkpoint
     a = load_checkpoint(straight["checkpoint"])["state_dict"]
@@ -88,9 +90,9 @@ def test_kill_and_resume_gives_the_same_weights(synth, tmp_path):
 def test_resume_with_a_raised_max_iters_extends_the_run(synth, tmp_path):
     flat = {"schedule.warmup_iters": 0, "schedule.power": 0, "train.ckpt_interval": 2}  # constant lr
     straight = train(_config(**flat, **{"schedule.max_iters": 4}), synth["data"], tmp_path / "a", synth["seen"],
-                     progress=False)
+                     progress=False, map_classes_by_name=True)
     short = _config(**flat, **{"schedule.max_iters": 2})
-    train(short, synth["data"], tmp_path / "b", synth["seen"], progress=False)
+    train(short, synth["data"], tmp_path / "b", synth["seen"], progress=False, map_classes_by_name=True)
     with pytest.raises(ProlabError, match=r"already trained 2 of schedule.max_iters=2 .*--set schedule.max_iters"):
         train(None, synth["data"], tmp_path / "b", resume=True, progress=False)
     with pytest.raises(ProlabError, match=r"--set 'model.preset=vit-adapter-t': a resumed run keeps"):
@@ -125,13 +127,19 @@ def test_resume_refuses_another_label_space(synth, trained):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path):
     cfg = _config(**{"optim.lr": 1e36, "schedule.warmup_iters": 0, "train.ckpt_interval": 1, "model.head": "onehot"})
     with pytest.raises(ProlabError, match=r"loss is (nan|inf) at iteration \d+: training stopped; the last good checkpoint is .*iter_\d+\.pth"):
-        train(cfg, synth["data"], tmp_path / "nan", synth["seen"], progress=False)
+        train(cfg, synth["data"], tmp_path / "nan", synth["seen"], progress=False, map_classes_by_name=True)
     assert list((tmp_path / "nan").glob("iter_*.pth"))
 
 
 def test_eval_on_synthetic_data_and_held_out_classes(synth, trained, tmp_path):
-    seen = evaluate(trained["work"], None, synth["data"], output=tmp_path / "seen.json", progress=False)
-    assert json.loads((tmp_path / "seen.json").read_text())["mIoU"] == seen["mIoU"]
+    with pytest.raises(ProlabError, match=r"the classes of .* differ from the ade20k dataset's \(9 classes\) at "
+                                          r".*--map-classes-by-name"):
+        evaluate(trained["work"], None, synth["data"], progress=False)
+    seen = evaluate(trained["work"], None, synth["data"], output=tmp_path / "seen.json", progress=False,
+                    map_classes_by_name=True)
+    written = json.loads((tmp_path / "seen.json").read_text())
+    assert written["mIoU"] == seen["mIoU"]
+    assert written["class_mapping"]["by_name"] and written["class_mapping"]["ignored_dataset_classes"] == synth["info"]["heldout"]
     assert [r["class"] for r in seen["per_class"]] == synth["info"]["seen"]
     assert 0 <= seen["mIoU"] <= 100 and seen["aAcc"] > 50 and not seen["swapped_class_rows"]
     full = evaluate(trained["work"], None, synth["data"], label_space=synth["all"], mode="slide",
@@ -169,7 +177,7 @@ def test_two_process_ddp_on_cpu(synth, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "prolab_cli.cli", "train", "--config", "synth-vit-adapter-nano", "--data-root", str(synth["data"]),
-           "--label-space", str(synth["seen"]), "--work-dir", str(tmp_path / "ddp"), "--device", "cpu",
+           "--label-space", str(synth["seen"]), "--map-classes-by-name", "--work-dir", str(tmp_path / "ddp"), "--device", "cpu",
            "--threads", "1", "--no-progress", "--set", "schedule.max_iters=3", "--set", "data.batch_size=2",
            "--set", "data.crop_size=[64,64]", "--set", "model.img_size=64", "--set", "train.log_interval=1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
@@ -184,7 +192,7 @@ def test_accumulation_clipping_and_bf16_autocast(synth, tmp_path):
     records = []
     cfg = _config(**{"schedule.max_iters": 2, "train.accum_steps": 2, "optim.grad_clip": 1.0, "train.amp": "bf16"})
     train(cfg, synth["data"], tmp_path / "acc", synth["seen"], progress=False,
-          on_iteration=lambda it, rec: records.append(rec))
+          on_iteration=lambda it, rec: records.append(rec), map_classes_by_name=True)
     assert len(records) == 2 and all(r["grad_norm"] > 0 for r in records)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
 
@@ -197,8 +205,11 @@ def test_label_space_with_foreign_classes_is_refused(synth, tmp_path):
     space = LabelSpace.from_arrays("zoo", ["ground", "zebra"], np.eye(2, dtype=np.float32), np.eye(2, 4, dtype=np.float32))
     path = space.save(tmp_path)
     cfg = _config(**{"schedule.max_iters": 1})
-    with pytest.raises(ProlabError, match=r"label space 'zoo': classes \['zebra'\] are not classes of the ade20k dataset"):
+    with pytest.raises(ProlabError, match=r"label space 'zoo': its class list differs from the ade20k dataset at .* "
+                                          r"\(9 classes\) at index 1: 'zebra' vs 'yellow dotted disc'"):
         train(cfg, synth["data"], tmp_path / "zoo-run", path, progress=False)
+    with pytest.raises(ProlabError, match=r"label space 'zoo': classes \['zebra'\] are not classes of the ade20k dataset"):
+        train(cfg, synth["data"], tmp_path / "zoo-run", path, progress=False, map_classes_by_name=True)
 
 
 def test_predict_refuses_two_images_with_one_stem(trained, tmp_path):
@@ -232,5 +243,32 @@ def test_bad_mask_found_by_a_loader_worker_is_a_one_line_error(synth, tmp_path):
         Image.fromarray(np.full((8, 8), 1, np.uint8)).save(mask)
     cfg = _config(**{"schedule.max_iters": 1, "data.num_workers": 1})
     with pytest.raises(ProlabError) as info:
-        train(cfg, data, tmp_path / "w", synth["seen"], progress=False)
+        train(cfg, data, tmp_path / "w", synth["seen"], progress=False, map_classes_by_name=True)
     assert "\n" not in info.value.message and "mask is 8x8 but its image is 64x64" in info.value.message
+
+
+def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_explicit(synth, trained, tmp_path):
+    from click.testing import CliRunner
+
+    from prolab_cli.cli import main
+
+    res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
+                                    "--no-progress"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and f"differ from the ade20k dataset's (9 classes) at index 7: (none) vs " \
+                                f"{synth['info']['heldout'][0]!r} (7 classes vs 9)" in lines[0]
+    res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
+                                    "--no-progress", "--map-classes-by-name", "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    assert f"dataset classes with no match (ignored): {synth['info']['heldout']}" in res.output
+    assert json.loads((tmp_path / "m.json").read_text())["class_mapping"]["ignored_dataset_classes"] == \
+        synth["info"]["heldout"]
+
+    image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[0]
+    first_new = re.escape(repr(synth["info"]["heldout"][0]))
+    with pytest.raises(ProlabError, match=r"label space 'toy-all': its class list differs from the classes of .* at "
+                                          rf"index 7: {first_new} vs \(none\) \(9 classes vs 7\); pass --map-classes-by-name"):
+        predict([image], trained["work"], tmp_path / "p", label_space=synth["all"])
+    summary = predict([image], trained["work"], tmp_path / "p", label_space=synth["all"], map_classes_by_name=True)[0]
+    assert summary["classes"] == synth["info"]["seen"] + synth["info"]["heldout"]

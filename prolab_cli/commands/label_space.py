@@ -22,14 +22,19 @@ _MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id,
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
 @click.option("--drop-empty", is_flag=True, help="leave out classes that have no descriptions")
+@click.option("--classes", "classes_spec", default=None,
+              help="the dataset's class list (built-in name or file): the file's class names are reconciled with "
+                   "it and replaced by its names (each non-exact match printed)")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="embeddings .safetensors")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, output, quiet):
+def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, classes_spec,
+          output, quiet):
     """Embed every description (and class name) of DESCRIPTIONS ({class: [descriptions]} JSON)."""
     from ..embed import EmbedOptions, run_embed
 
     options = EmbedOptions(model, backend, pooling, lowercase, batch_size, threads, download)
-    result = run_embed(descriptions, output, options, drop_empty=drop_empty, progress=not quiet)
+    result = run_embed(descriptions, output, options, drop_empty=drop_empty, progress=not quiet,
+                       classes_spec=classes_spec)
     click.echo(
         f"{len(result.texts)} descriptions of {len(result.classes)} classes -> {output}"
         f" (D={result.embeddings.shape[1]}, {result.encoded} embedded, rest from cache)"
@@ -99,24 +104,65 @@ def inspect(artifact, cls, prop, similar, top, plot):
 @click.option("--name", required=True, help="artifact name")
 @click.option("--key", default=None, help="bank entry, if the file holds several")
 @click.option("--classes", "classes_spec", default=None,
-              help="class list (built-in name or file) when the bank's descriptions do not name the classes")
+              help="the dataset's class list (built-in name or file); the bank's names are reconciled with it "
+                   "[default: implied by a released file name (ade_desc_... -> ade20k), else the bank's own names]")
 @click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
 @click.option("--trust-pickle", is_flag=True, help="allow a bank that holds more than tensors (runs pickle code)")
 def import_bank(bank, name, key, classes_spec, out_dir, trust_pickle):
     """Import ProLab's embedding-bank .pth as a verified artifact."""
-    from ..interop import run_import_bank
+    from ..interop import import_notes, run_import_bank
 
     space, path = run_import_bank(bank, name, out_dir, key, classes_spec, trust_pickle)
+    for line in import_notes(space):
+        click.echo(line, err=True)
     click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")
 
 
 @click.command("export-bank")
 @click.argument("artifact")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="bank .pth")
-@click.option("--key", default=None, help="entry name (default <model>_gpt3.5_cluster_<K>_embeddings_and_labels)")
-def export_bank(artifact, output, key):
-    """Export an artifact as ProLab's embedding-bank .pth."""
+@click.option("-o", "--output", default=None, type=click.Path(),
+              help="bank .pth file, or a folder for the released file name "
+                   "<dataset>_desc_<model>_gpt3.5_cluster_<K>_embedding_bank.pth  [default: embeddings/]")
+@click.option("--key", default=None,
+              help="entry name [default: <model>_gpt3.5_cluster_<K>_embeddings_and_labels, "
+                   "e.g. bge-base-en-v1.5_gpt3.5_cluster_256_embeddings_and_labels]")
+@click.option("--dataset", default=None,
+              help="dataset part of the file name: ade, coco_stuff_164k, pascal_context_59, cityscapes_bdd or any "
+                   "[default: from the artifact's class list]")
+def export_bank(artifact, output, key, dataset):
+    """Export an artifact as ProLab's embedding-bank .pth (the file and entry the released configs load)."""
     from ..interop import run_export_bank
 
-    path, key = run_export_bank(artifact, output, key)
+    path, key = run_export_bank(artifact, output, key, dataset)
     click.echo(f"{path}  entry {key!r}")
+
+
+@click.command("import-properties")
+@click.argument("properties", type=click.Path(dir_okay=False))
+@click.option("--classes", "classes_spec", required=True, help="the dataset's class list (built-in name or file)")
+@click.option("--model", default="minilm", show_default=True, help=_MODEL_HELP)
+@click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]), default="sentence-transformers",
+              show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
+              help="default: mean for bge-* (as the paper), else the model's own")
+@click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
+@click.option("--name", default=None, help="artifact name [default: <file stem>-<model>]")
+@click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
+@click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def import_properties(properties, classes_spec, model, backend, pooling, lowercase, batch_size, download, name,
+                      out_dir, allow_collisions, quiet):
+    """Build an artifact from the paper's property file ({property: ["class: description", ...]}):
+    its class-property assignment, its property names, centres = mean of each property's member
+    embeddings under MODEL."""
+    from ..embed import EmbedOptions
+    from ..properties import run_import_properties
+
+    options = EmbedOptions(model, backend, pooling, lowercase, batch_size, None, download)
+    space, path, notes = run_import_properties(properties, classes_spec, options, name, out_dir, allow_collisions,
+                                               progress=not quiet)
+    for line in notes:
+        click.echo(line, err=True)
+    click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")

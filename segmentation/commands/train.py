@@ -105,9 +105,12 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--threads", type=int, default=None, help="torch CPU threads per process")
+@click.option("--map-classes-by-name", is_flag=True,
+              help="train a label space whose classes are some of the dataset's (matched by name; the dataset's "
+                   "other classes are ignored and listed); without it the class lists must be equal")
 @click.option("--no-progress", is_flag=True)
 def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, init_from,
-          classes, skip_bad, device, threads, no_progress):
+          classes, skip_bad, device, threads, map_classes_by_name, no_progress):
     """Train a segmentation model (run under `torchrun` for several GPUs or nodes)."""
     _threads(threads)
     from segmentation.engine.config import apply_overrides, load_config
@@ -119,7 +122,7 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
         result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not no_progress,
-                           resume_overrides=overrides)
+                           resume_overrides=overrides, map_classes_by_name=map_classes_by_name)
         click.echo(json.dumps(result))
         return
     config = apply_overrides(load_config(config_name or "ade20k-vit-adapter-b-prolab"), overrides)
@@ -133,7 +136,8 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
         from pathlib import Path
 
         config.setdefault("train", {})["init_from"] = str(Path(init_from).resolve())
-    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not no_progress)
+    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not no_progress,
+                       map_classes_by_name=map_classes_by_name)
     click.echo(json.dumps(result))
 
 
@@ -154,16 +158,20 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="write the result as JSON")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
+@click.option("--map-classes-by-name", is_flag=True,
+              help="cross-dataset evaluation: match the dataset's classes to the model's by name; dataset classes "
+                   "without a row are ignored (printed and written in the result); without it the lists must be equal")
 @click.option("--no-progress", is_flag=True)
 def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, scale, crop, stride,
-             skip_bad, device, threads, output, as_json, no_progress):
+             skip_bad, device, threads, output, as_json, map_classes_by_name, no_progress):
     """mIoU, mAcc, aAcc and the per-class table (as MMSegmentation computes them)."""
     _threads(threads)
     from segmentation.engine.evaluate import evaluate as run_eval
     from segmentation.engine.metrics import format_table
 
     result = run_eval(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, _pair(scale),
-                      _pair(crop), _pair(stride), device, skip_bad, output, not no_progress)
+                      _pair(crop), _pair(stride), device, skip_bad, output, not no_progress,
+                      map_classes_by_name=map_classes_by_name)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
@@ -179,12 +187,15 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 @click.option("--top-properties", type=int, default=3, show_default=True, help="property maps per region")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads):
+@click.option("--map-classes-by-name", is_flag=True,
+              help="allow a --label-space whose classes differ from the checkpoint's (label ids then number its classes)")
+def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads,
+            map_classes_by_name):
     """Colour mask, overlay and per-property activation maps for each image."""
     _threads(threads)
     from segmentation.engine.predict import predict as run_predict
 
     for summary in run_predict(list(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
-                               top_properties, device=device):
+                               top_properties, device=device, map_classes_by_name=map_classes_by_name):
         parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
         click.echo(f"{summary['image']}: {', '.join(parts)}")

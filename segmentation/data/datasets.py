@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from prolab_cli.classes import load_classes, normalise
+from prolab_cli.classes import load_classes, reconcile_class_names
 from prolab_cli.errors import ProlabError
 
 from .layouts import SPLITS, Layout, get_layout
@@ -126,12 +126,14 @@ def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
 
 
 def class_lookup(dataset_classes: Sequence[str], target_classes: Sequence[str]) -> np.ndarray:
-    """A 256-entry table mapping dataset train ids to the target class list's ids by name;
+    """A 256-entry table mapping dataset train ids to the target class list's ids by name
+    (:func:`~prolab_cli.classes.reconcile_class_names`: exact, case-folded, aliases);
     dataset classes the target lacks become 255 (ignored)."""
-    index = {normalise(name): i for i, name in enumerate(target_classes)}
+    rec = reconcile_class_names(list(target_classes), list(dataset_classes), source="target classes", partial=True)
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    for i, name in enumerate(dataset_classes):
-        lut[i] = index.get(normalise(name), IGNORE_INDEX)
+    for i, j in enumerate(rec.mapping):
+        if j is not None:
+            lut[j] = i
     return lut
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from prolab_cli.atomic import write_json
+from prolab_cli.classes import class_list_difference, reconcile_class_names
 from prolab_cli.errors import ProlabError
 
 from ..data.datasets import SegDataset
@@ -92,6 +93,29 @@ def format_settings(used: dict) -> str:
     return "\n".join(lines)
 
 
+def check_eval_classes(model_classes: list[str], ds: SegDataset, info: dict, checkpoint: str,
+                       map_by_name: bool, verbose: bool = True) -> dict:
+    """Refuse a model class list that differs from the dataset's; with ``map_by_name``, report
+    (stderr) and return which dataset classes have no row (ignored) and which model classes no
+    ground truth."""
+    what = f"label space {info['label_space']['name']!r}" if info.get("swapped") else f"the classes of {checkpoint}"
+    where = f"the {ds.layout.name} dataset's ({len(ds.classes)} classes)"
+    if not map_by_name:
+        diff = class_list_difference(model_classes, ds.classes)
+        if diff:
+            raise ProlabError(
+                f"{what} differ from {where} at {diff}; pass --map-classes-by-name to evaluate across datasets "
+                "(dataset classes without a row are then ignored)"
+            )
+        return {"by_name": False}
+    rec = reconcile_class_names(model_classes, ds.classes, source=what, partial=True)
+    if verbose:
+        for line in rec.report_lines():
+            print(f"--map-classes-by-name: {line}", file=sys.stderr)
+    return {"by_name": True, "ignored_dataset_classes": rec.missing, "model_classes_without_ground_truth": rec.unmatched,
+            "renamed": rec.to_dict()["renamed"]}
+
+
 @torch.no_grad()
 def evaluate(
     checkpoint: str | Path,
@@ -110,11 +134,15 @@ def evaluate(
     output: str | Path | None = None,
     progress: bool = True,
     announce: bool = True,
+    map_classes_by_name: bool = False,
 ) -> dict:
     """mIoU / mAcc / aAcc and the per-class table of ``checkpoint`` on ``split``.
 
-    Ground-truth classes are matched to the model's classes by name; dataset classes the model
-    lacks are ignored. With ``label_space`` the model's class rows are swapped (same centres).
+    The model's classes (or ``label_space``'s, whose rows are swapped in over the same centres)
+    must be the dataset's class list, else a one-line error names the first difference. With
+    ``map_classes_by_name`` (cross-dataset evaluation) ground-truth classes are matched to the
+    model's by name; dataset classes without a row are ignored, which is printed and written in
+    the result (``class_mapping``).
     Under `torchrun` the split is shared out and the areas summed before the metric is formed.
     The settings used (:func:`settings_used`) are printed to stderr (``announce``) and returned
     under ``settings``.
@@ -138,6 +166,7 @@ def evaluate(
         print(format_settings(used), file=sys.stderr, flush=True)
     ds = SegDataset(dataset, data_root, split, pipeline=pipeline_for(settings), classes=classes,
                     target_classes=model_classes, skip_bad=skip_bad)
+    class_mapping = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name, rank == 0)
     metric = SegMetric(len(model_classes))
     indices = range(rank, len(ds), world)
     bar = None
@@ -162,7 +191,7 @@ def evaluate(
     result.update({
         "checkpoint": ckpt["path"], "dataset": dataset, "data_root": str(data_root), "split": split,
         "num_images": len(ds), "skipped": len(ds.skipped), "label_space": info["label_space"],
-        "swapped_class_rows": info["swapped"], "test": settings, "settings": used,
+        "swapped_class_rows": info["swapped"], "test": settings, "settings": used, "class_mapping": class_mapping,
     })
     if output is not None and rank == 0:
         write_json(output, result)

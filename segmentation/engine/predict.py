@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from PIL import Image
 
 from prolab_cli.atomic import write_bytes, write_json
-from prolab_cli.classes import load_classes, normalise
+from prolab_cli.classes import class_list_difference, load_classes, normalise, reconcile_class_names
 from prolab_cli.errors import ProlabError
 
 from ..data.datasets import read_image
@@ -71,8 +72,12 @@ def predict(
     min_area: float = 0.02,
     alpha: float = 0.5,
     device: str = "auto",
+    map_classes_by_name: bool = False,
 ) -> list[dict]:
-    """Predict every image; returns one summary dict per image (also written as ``<stem>.json``)."""
+    """Predict every image; returns one summary dict per image (also written as ``<stem>.json``).
+
+    A ``label_space`` whose class list differs from the checkpoint's (the model's dataset) is
+    refused unless ``map_classes_by_name``: the label ids then number the label space's classes."""
     if not images:
         raise ProlabError("give at least one image")
     stems: dict[str, Path] = {}
@@ -84,15 +89,21 @@ def predict(
     ckpt = load_checkpoint(checkpoint)
     space = load_label_space(label_space)
     model, model_classes, info = model_from_checkpoint(ckpt, space)
+    diff = class_list_difference(model_classes, ckpt["meta"]["classes"])
+    if diff and not map_classes_by_name:
+        raise ProlabError(
+            f"label space {space.name!r}: its class list differs from the classes of {ckpt['path']} at {diff}; "
+            "pass --map-classes-by-name to label with its classes (label ids then number its class list)"
+        )
     model.to(device)
     keep = list(range(len(model_classes)))
     if classes is not None:
-        wanted = load_classes(Path(classes))
-        index = {normalise(c): i for i, c in enumerate(model_classes)}
-        missing = [c for c in wanted if normalise(c) not in index]
-        if missing:
-            raise ProlabError(f"{classes}: classes {missing[:5]} are not classes of the model")
-        keep = [index[normalise(c)] for c in wanted]
+        rec = reconcile_class_names(load_classes(Path(classes)), model_classes, source=str(classes), partial=True)
+        if rec.unmatched:
+            raise ProlabError(f"{classes}: classes {rec.unmatched[:5]} are not classes of the model")
+        for line in rec.report_lines()[: len(rec.matches)]:
+            print(line, file=sys.stderr)
+        keep = [j for j in rec.mapping if j is not None]
     names = [model_classes[i] for i in keep]
     colours = palette(names)
     property_names = (space.property_names if space is not None else ckpt["meta"].get("property_names")) or []

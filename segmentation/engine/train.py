@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from prolab_cli.atomic import write_json
-from prolab_cli.classes import normalise
+from prolab_cli.classes import class_list_difference, reconcile_class_names
 from prolab_cli.errors import ProlabError
 
 from ..data.datasets import SegDataset
@@ -26,14 +26,25 @@ from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
 
 
-def _check_classes(space_classes: list[str], dataset: SegDataset, what: str) -> None:
-    known = {normalise(c) for c in dataset.classes}
-    foreign = [c for c in space_classes if normalise(c) not in known]
-    if foreign:
-        raise ProlabError(
-            f"{what}: classes {foreign[:5]} are not classes of the {dataset.layout.name} dataset at "
-            f"{dataset.root} ({len(dataset.classes)} classes)"
-        )
+def _check_classes(space_classes: list[str], dataset: SegDataset, what: str, map_by_name: bool,
+                   log: RunLogger) -> None:
+    """Refuse a label space whose class list is not the dataset's (same names, same order), unless
+    ``map_by_name``: then its classes must be dataset classes, and the dataset classes it lacks
+    (ignored in training) are reported."""
+    where = f"the {dataset.layout.name} dataset at {dataset.root} ({len(dataset.classes)} classes)"
+    if not map_by_name:
+        diff = class_list_difference(space_classes, dataset.classes)
+        if diff:
+            raise ProlabError(
+                f"{what}: its class list differs from {where} at {diff} (use a label space made for this "
+                "dataset's class list, or --map-classes-by-name to train on the classes they share)"
+            )
+        return
+    rec = reconcile_class_names(space_classes, dataset.classes, source=what, partial=True)
+    if rec.unmatched:
+        raise ProlabError(f"{what}: classes {rec.unmatched[:5]} are not classes of {where}")
+    for line in rec.report_lines():
+        log.message(f"--map-classes-by-name: {line}")
 
 
 def _amp_context(amp: str, device: str, log: RunLogger) -> tuple[Callable[[], Any], bool]:
@@ -60,6 +71,7 @@ def train(
     progress: bool = True,
     on_iteration: Callable[[int, dict], None] | None = None,
     resume_overrides: Sequence[str] = (),
+    map_classes_by_name: bool = False,
 ) -> dict:
     """Train the model ``config`` describes; returns {"iterations", "checkpoint", "loss"}.
 
@@ -68,6 +80,8 @@ def train(
     logging keys only, see :data:`~.config.RESUMABLE_KEYS`): raising ``schedule.max_iters``
     extends a run, the poly schedule then following the new length from the resumed iteration.
     ``on_iteration(it, record)`` is called after every optimiser step (benchmarks, tests).
+    ``map_classes_by_name`` trains a label space whose classes are some of the dataset's (the
+    others ignored); without it the class lists must be equal. A resumed run keeps its choice.
     """
     device = pick_device(device)
     rank, world, local_rank = D.init_distributed(device)
@@ -115,8 +129,10 @@ def train(
     target = list(space.classes) if space is not None else None
     dataset = SegDataset(config["dataset"], data_root, "train", pipeline=pipeline, classes=classes,
                          target_classes=target, skip_bad=skip_bad)
+    if ckpt is not None:
+        map_classes_by_name = map_classes_by_name or bool(ckpt["meta"].get("map_classes_by_name", False))
     if space is not None:
-        _check_classes(space.classes, dataset, f"label space {space.name!r}")
+        _check_classes(space.classes, dataset, f"label space {space.name!r}", map_classes_by_name, log)
     if dataset.skipped:
         log.message(f"skipped {len(dataset.skipped)} bad training samples (first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
     class_names = dataset.target_classes
@@ -169,6 +185,7 @@ def train(
 
         meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
+    meta["map_classes_by_name"] = map_classes_by_name
     bank = bank_of(space) if head == "property" else None
 
     def checkpoint(it: int) -> Path | None:
