@@ -162,11 +162,11 @@ def evaluate(
     settings = inference_settings(config, overrides)
     used = settings_used(ckpt, dataset, split, settings, model_classes, info,
                          [k for k, v in overrides.items() if v is not None])
-    if announce and rank == 0:
-        print(format_settings(used), file=sys.stderr, flush=True)
     ds = SegDataset(dataset, data_root, split, pipeline=pipeline_for(settings), classes=classes,
                     target_classes=model_classes, skip_bad=skip_bad)
     class_mapping = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name, rank == 0)
+    if announce and rank == 0:
+        print(format_settings(used), file=sys.stderr, flush=True)
     metric = SegMetric(len(model_classes))
     indices = range(rank, len(ds), world)
     bar = None
