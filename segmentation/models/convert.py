@@ -126,15 +126,11 @@ def _row_bank_key(row: Any, entries: dict[str, tuple[int, int]], where: str) -> 
 
 def _check_classes(space: Any, dataset: str) -> None:
     """Refuse a label space whose classes are not the dataset's, naming the first difference."""
-    from prolab_cli.classes import load_classes, normalise
+    from prolab_cli.classes import class_list_difference, load_classes
 
-    want = load_classes(dataset)
-    got = list(space.classes)
-    if len(got) != len(want):
-        raise ProlabError(f"label space {space.name!r} has {len(got)} classes, dataset {dataset} has {len(want)}")
-    for i, (a, b) in enumerate(zip(got, want)):
-        if normalise(a) != normalise(b):
-            raise ProlabError(f"label space {space.name!r} class {i} is {a!r} but dataset {dataset} class {i} is {b!r}")
+    difference = class_list_difference(list(space.classes), load_classes(dataset))
+    if difference:
+        raise ProlabError(f"label space {space.name!r}: its classes differ from the {dataset} dataset's at {difference}")
 
 
 def eval_settings_summary(config: dict, space: Any = None) -> str:
