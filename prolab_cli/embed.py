@@ -22,6 +22,7 @@ import numpy as np
 
 from .cache import Cache, content_key
 from .errors import ProlabError
+from .progress import progress_bar
 from .stage_files import read_stage_file, write_stage_file
 
 NAMESPACE = "embed"
@@ -287,12 +288,9 @@ class Embedder:
         return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
 
     def _encode_missing(self, missing: list[str], keys: dict[str, str], vectors: dict, progress: bool) -> None:
-        from tqdm import tqdm
-
         encoder = self.encoder
         chunk = self.options.batch_size * 16  # one model call per chunk; its vectors are cached at once
-        with tqdm(total=len(missing), desc=f"embed {self.spec.name}", unit="text", file=sys.stderr,
-                  disable=not progress, leave=False) as bar:
+        with progress_bar(len(missing), f"embed {self.spec.name}", "text", progress) as bar:
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
                 prepared = [t.lower() for t in part] if self.lowercase else part
@@ -301,7 +299,8 @@ class Embedder:
                     raise ProlabError(f"embedding model {self.spec.name!r} returned bad vectors {raw.shape}")
                 norm = np.linalg.norm(raw, axis=1, keepdims=True)
                 unit = (raw / np.maximum(norm, 1e-12)).astype("<f4")
-                self.cache.put_many(NAMESPACE, [(keys[t], v.tobytes()) for t, v in zip(part, unit)])
+                self.cache.put_many(NAMESPACE, [(keys[t], v.tobytes()) for t, v in zip(part, unit)],
+                                    backend=self.options.backend, model=self.spec.name)
                 vectors.update(zip(part, unit))
                 self.encoded += len(part)
                 bar.update(len(part))

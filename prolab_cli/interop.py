@@ -189,6 +189,9 @@ def bank_to_label_space(
     if match and int(match["k"]) != k:
         raise ProlabError(f"{source}: {key!r} names K={match['k']} but holds {k} clusters")
 
+    if not isinstance(bank.get("descriptions") or {}, dict):
+        kind = type(bank["descriptions"]).__name__
+        raise ProlabError(f"{source}: 'descriptions' is a {kind}, expected a dict {{class: [descriptions]}}")
     descriptions, _ = clean_descriptions(list((bank.get("descriptions") or {}).items()), source=f"{source}:descriptions")
     if classes is None:
         classes = list(descriptions)

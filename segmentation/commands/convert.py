@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from prolab_cli.progress import quiet_option
+
 
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
@@ -18,6 +20,7 @@ import click
 @click.option("--allow-missing", is_flag=True, help="Write the model even when checkpoint keys are missing.")
 @click.option("--trust-pickle", is_flag=True,
               help="Unpickle arbitrary objects in SRC (runs code from the file: trusted sources only).")
+@quiet_option
 def convert(src: str, dst: str, preset: str | None, label_space: str | None, classes: str | None,
             temperature: float, normalize_embedding: bool, allow_missing: bool, trust_pickle: bool) -> None:
     """Convert an mmseg 0.x checkpoint SRC (.pth) into a prolab checkpoint DST."""

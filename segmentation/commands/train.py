@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
+from pathlib import Path
 
 import click
 
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import is_quiet, quiet_option
 
 _DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k or generic"
 
@@ -58,6 +63,7 @@ def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, seed):
 @click.option("--data-root", required=True, type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
 @click.option("--classes", default=None, help="class list file (default: <data-root>/classes.txt or built-in)")
+@quiet_option
 def check(dataset, data_root, split, classes):
     """Read every image and mask of a split and report the bad ones (exit 1 if any)."""
     from segmentation.data.datasets import SegDataset
@@ -98,26 +104,36 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--resume", is_flag=True,
               help="continue from the work dir's newest checkpoint with its config (--set may change schedule.* "
                    "and logging keys, e.g. schedule.max_iters to extend the run)")
+@click.option("--overwrite", is_flag=True,
+              help="start afresh in a work dir that holds checkpoints, deleting them and the run's log")
 @click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--threads", type=int, default=None, help="torch CPU threads per process")
-@click.option("--no-progress", is_flag=True)
-def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, classes,
-          skip_bad, device, threads, no_progress):
+@quiet_option
+def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, overwrite,
+          classes, skip_bad, device, threads):
     """Train a segmentation model (run under `torchrun` for several GPUs or nodes)."""
+    if resume and overwrite:
+        raise ProlabError("--resume continues the run in the work dir, --overwrite deletes it: give one of them")
+    held = run_files(Path(work_dir))
+    if not resume and held and not overwrite:
+        raise ProlabError(
+            f"{work_dir}: holds checkpoints of an earlier run ({', '.join(p.name for p in held[:3])}); "
+            "continue it with --resume or start afresh with --overwrite")
     _threads(threads)
     from segmentation.engine.config import apply_overrides, load_config
     from segmentation.engine.train import train as run_train
 
+    started = time.time()
     if resume:
         fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--model", preset),
                                           ("--head", head)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
-        result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not no_progress,
+        result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not is_quiet(),
                            resume_overrides=overrides)
-        click.echo(json.dumps(result))
+        _report_training(result, Path(work_dir), time.time() - started)
         return
     config = apply_overrides(load_config(config_name or "ade20k-vit-adapter-b-prolab"), overrides)
     if dataset:
@@ -126,8 +142,54 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
         config["model"]["preset"] = preset
     if head:
         config["model"]["head"] = head
-    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not no_progress)
-    click.echo(json.dumps(result))
+    if held and _is_rank_zero():
+        _remove_run(Path(work_dir), held)
+    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not is_quiet())
+    _report_training(result, Path(work_dir), time.time() - started)
+
+
+#: what `prolab train` writes into its work dir besides the checkpoints (see run_files)
+_RUN_LOGS = ("last_checkpoint", "log.jsonl", "config.json", "train_result.json", "tensorboard")
+
+
+def run_files(work_dir: Path) -> list[Path]:
+    """The checkpoints of an earlier run in ``work_dir`` (``iter_<N>.pth``, ``last_checkpoint``)."""
+    if not work_dir.is_dir():
+        return []
+    found = sorted(work_dir.glob("iter_*.pth"), key=lambda p: (len(p.name), p.name))
+    if (work_dir / "last_checkpoint").is_file():
+        found.append(work_dir / "last_checkpoint")
+    return found
+
+
+def _remove_run(work_dir: Path, checkpoints: list[Path]) -> None:
+    """--overwrite: delete the earlier run's checkpoints and logs (nothing else in the folder)."""
+    for path in checkpoints + [work_dir / name for name in _RUN_LOGS]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    count = sum(p.suffix == ".pth" for p in checkpoints)
+    click.echo(f"--overwrite: deleted {count} checkpoint(s) and the log of the earlier run in {work_dir}", err=True)
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
+    """A readable summary on stdout; the same as JSON in ``<work_dir>/train_result.json``."""
+    if not _is_rank_zero():
+        return
+    from prolab_cli.atomic import write_json
+
+    record = dict(result, seconds=round(seconds, 3), work_dir=str(work_dir))
+    path = write_json(work_dir / "train_result.json", record)
+    loss = result.get("loss")
+    click.echo(f"trained {result['iterations']} iterations in {seconds:.1f} s"
+               + (f", final loss {loss:.4f}" if isinstance(loss, (int, float)) else ""))
+    click.echo(f"checkpoint: {result.get('checkpoint') or '(none written)'}")
+    click.echo(f"summary:    {path}")
 
 
 @click.command("eval")
@@ -147,16 +209,16 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="write the result as JSON")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
-@click.option("--no-progress", is_flag=True)
+@quiet_option
 def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, scale, crop, stride,
-             skip_bad, device, threads, output, as_json, no_progress):
+             skip_bad, device, threads, output, as_json):
     """mIoU, mAcc, aAcc and the per-class table (as MMSegmentation computes them)."""
     _threads(threads)
     from segmentation.engine.evaluate import evaluate as run_eval
     from segmentation.engine.metrics import format_table
 
     result = run_eval(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, _pair(scale),
-                      _pair(crop), _pair(stride), device, skip_bad, output, not no_progress)
+                      _pair(crop), _pair(stride), device, skip_bad, output, not is_quiet())
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
@@ -172,6 +234,7 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 @click.option("--top-properties", type=int, default=3, show_default=True, help="property maps per region")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
+@quiet_option
 def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads):
     """Colour mask, overlay and per-property activation maps for each image."""
     _threads(threads)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from prolab_cli.classes import load_classes, normalise
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import track
 
 from .layouts import SPLITS, Layout, get_layout
 
@@ -170,7 +171,7 @@ class SegDataset:
         self.skipped.extend((p, "image without a mask") for p in orphans)
         if skip_bad:
             good = []
-            for sample in samples:
+            for sample in track(samples, f"check {split}", "img"):
                 try:
                     self.load(sample)
                 except ProlabError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import progress_bar
 
 from .checkpoint_io import extract_state_dict, read_checkpoint
 from .presets import PRESETS, ModelConfig, build_segmentor
@@ -107,7 +108,9 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     from segmentation.engine.checkpoint import bank_of, make_meta, save_checkpoint
 
     where = str(src)
+    bar = progress_bar(4, f"convert {Path(src).name}", "step")  # read, build, load, write
     ckpt = read_checkpoint(src, trust_pickle)
+    bar.update(1)
     sd = extract_state_dict(ckpt, where)
     mmseg_meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     out_channels = _head_channels(sd, where)
@@ -143,6 +146,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
                               "(a ProLab embedding head? give --label-space)")
         model = build_segmentor(cfg, num_classes=out_channels)
 
+    bar.update(1)
     own = model.state_dict()
     filled = [k for k in own if k.endswith("relative_position_index") and k not in sd]
     sd = dict(sd)
@@ -157,6 +161,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     if missing and not allow_missing:
         raise ProlabError(f"{where}: {len(missing)} model keys missing from the checkpoint, first: "
                           f"{missing[:3]} (use --allow-missing to keep their fresh initialisation)")
+    bar.update(1)
 
     if cfg.backbone == "beit":
         kwargs["img_size"] = cfg.img_size
@@ -168,4 +173,6 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     if space is not None:
         payload["bank"] = bank_of(space)
     path = save_checkpoint(dst, payload)
+    bar.update(1)
+    bar.close()
     return ConvertReport(path, preset_name, cfg, head, names, missing, unexpected, filled)
