@@ -30,6 +30,10 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def _date(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
@@ -68,7 +72,7 @@ def info() -> None:
     files = [path, path.with_name(path.name + "-wal")]
     on_disk = sum(p.stat().st_size for p in files if p.is_file())
     total = sum(g["entries"] for g in groups)
-    click.echo(f"{path}: {total} entries, {human_bytes(on_disk)} on disk")
+    click.echo(f"{path}: {_entries(total)}, {human_bytes(on_disk)} on disk")
     if not groups:
         return
     rows = [("KIND", "BACKEND", "MODEL", "ENTRIES", "SIZE", "NEWEST")]
@@ -100,7 +104,7 @@ def clear(older_than: str | None, backend: str | None, yes: bool) -> None:
         return
     if seconds is None and backend is None and not yes:
         total = sum(g["entries"] for g in store.groups())
-        click.confirm(f"delete all {total} entries of {path}?", abort=True, err=True)
+        click.confirm(f"delete all {_entries(total)} of {path}?", abort=True, err=True)
     if backend is not None:
         known = {g["backend"] for g in store.groups()} | {g["namespace"] for g in store.groups()}
         if backend not in known:
@@ -110,4 +114,4 @@ def clear(older_than: str | None, backend: str | None, yes: bool) -> None:
     what = " ".join(filter(None, [f"of backend {backend!r}" if backend else "",
                                   f"older than {older_than}" if older_than else ""]))
     note = "" if compacted else " (the file shrinks later: another process is using it now)"
-    click.echo(f"deleted {deleted} entries{' ' + what if what else ''} from {path}{note}")
+    click.echo(f"deleted {_entries(deleted)}{' ' + what if what else ''} from {path}{note}")
