@@ -151,3 +151,19 @@ def test_cluster_sweep_reports_each_k(tmp_path):
                                        for i in range(1, 5)]
     assert "\r" not in res.stderr and res.stdout.splitlines()[0].split() == ["K", "inertia", "silhouette", "empty",
                                                                              "collisions"]
+
+
+def test_train_into_a_run_needs_overwrite_which_starts_afresh(run, data):
+    work = run["work"]
+    (work / "iter_1000.pth").write_bytes(b"stale")  # a later iteration than the new run will reach
+    res = _invoke(["train", "--data-root", data, "--work-dir", work, *TRAIN])
+    assert res.exit_code == 1 and "continue it with --resume or start afresh with --overwrite" in res.stderr
+    assert (work / "iter_1000.pth").exists()
+    res = _invoke(["train", "--data-root", data, "--work-dir", work, *TRAIN, "--overwrite", "-q"])
+    assert res.exit_code == 0, res.output
+    assert f"--overwrite: deleted 3 checkpoint(s) and the log of the earlier run in {work}" in res.stderr
+    assert sorted(p.name for p in work.glob("iter_*.pth")) == ["iter_1.pth", "iter_2.pth"]
+    assert (work / "last_checkpoint").read_text().strip() == "iter_2.pth"
+    log = [json.loads(line)["iter"] for line in (work / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2]  # the earlier run's lines went with it
+    assert "train:" not in res.stderr  # -q
