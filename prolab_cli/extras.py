@@ -58,16 +58,20 @@ def missing_message(module: str, what: str | None = None, reason: str = "is not 
     return f"{who} {package}, which {reason}: {hint}"
 
 
+def _import_error_message(module: str, exc: ImportError, what: str | None) -> str | None:
+    """:func:`missing_message` for ``exc`` raised while importing ``module``: "is not installed" when
+    ``module`` itself is absent, "cannot be imported (...)" when it is present but broken."""
+    missing = getattr(exc, "name", None) or module
+    if isinstance(exc, ModuleNotFoundError) and missing.split(".")[0] == module.split(".")[0]:
+        return missing_message(module, what)
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return missing_message(module, what, reason=f"cannot be imported ({first})")
+
+
 def missing_extra(exc: ImportError, what: str | None = None) -> MissingExtra | None:
     """The :class:`MissingExtra` for an ``ImportError`` of a module some extra provides, else None."""
     name = getattr(exc, "name", None)
-    if not name:
-        return None
-    if isinstance(exc, ModuleNotFoundError):
-        message = missing_message(name, what)
-    else:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        message = missing_message(name, what, reason=f"cannot be imported ({first})")
+    message = _import_error_message(name, exc, what) if name else None
     return None if message is None else MissingExtra(message)
 
 
@@ -78,12 +82,7 @@ def require(module: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        missing = getattr(exc, "name", None) or module
-        if isinstance(exc, ModuleNotFoundError) and missing.split(".")[0] == module.split(".")[0]:
-            message = missing_message(module, what)
-        else:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            message = missing_message(module, what, reason=f"cannot be imported ({first})")
+        message = _import_error_message(module, exc, what)
         if message is None:
             raise
         raise MissingExtra(message) from None
