@@ -9,6 +9,7 @@ progress off for the whole process.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, TextIO, TypeVar
@@ -168,8 +169,9 @@ class _Reporter:
 def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool = True, initial: int = 0,
                  stream: TextIO | None = None, leave: bool = False) -> _Reporter:
     """Progress of ``total`` units of ``desc``: tqdm when ``stream`` (default stderr) is a terminal,
-    plain periodic lines otherwise, nothing when ``enabled`` is false or the process is quiet."""
-    if not enabled or _quiet:
+    plain periodic lines otherwise, nothing when ``enabled`` is false, the process is quiet or it is
+    a torchrun worker other than rank 0."""
+    if not enabled or _quiet or os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports
         return _Reporter(_NoProgress())
     stream = stream if stream is not None else sys.stderr
     isatty = getattr(stream, "isatty", None)
