@@ -141,7 +141,11 @@ def test_train_refuses_a_work_dir_with_checkpoints(tmp_path):
          "continue it with --resume or start afresh with --overwrite")
     fail(["train", "--data-root", tmp_path, "--work-dir", work, "--resume", "--overwrite"],
          "--resume continues the run in the work dir, --overwrite deletes it: give one of them")
+    # the new run fails before its first checkpoint: the earlier one is back, untouched
+    fail(["train", "--data-root", tmp_path / "nowhere", "--work-dir", work, "--overwrite", "--head", "onehot",
+          "--config", "synth-vit-adapter-nano"], f"{tmp_path / 'nowhere'}: data root not found")
     assert (work / "iter_1000.pth").read_bytes() == b"an earlier run's weights"
+    assert (work / "last_checkpoint").read_text() == "iter_1000.pth\n" and not (work / ".overwritten").exists()
 
 
 # --------------------------------------------------------------------------------- permissions

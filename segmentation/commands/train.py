@@ -105,7 +105,8 @@ def subset_space(artifact, classes_file, name, out_dir):
               help="continue from the work dir's newest checkpoint with its config (--set may change schedule.* "
                    "and logging keys, e.g. schedule.max_iters to extend the run)")
 @click.option("--overwrite", is_flag=True,
-              help="start afresh in a work dir that holds checkpoints, deleting them and the run's log")
+              help="start afresh in a work dir that holds checkpoints: the earlier run's checkpoints and log "
+                   "are deleted when the new run finishes")
 @click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
@@ -142,9 +143,15 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
         config["model"]["preset"] = preset
     if head:
         config["model"]["head"] = head
-    if held and _is_rank_zero():
-        _remove_run(Path(work_dir), held)
-    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not is_quiet())
+    aside = _set_aside(Path(work_dir), held) if held and _is_rank_zero() else None
+    try:
+        result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not is_quiet())
+    except BaseException:
+        if aside is not None:
+            _after_failure(Path(work_dir), aside)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside)
     _report_training(result, Path(work_dir), time.time() - started)
 
 
@@ -162,15 +169,29 @@ def run_files(work_dir: Path) -> list[Path]:
     return found
 
 
-def _remove_run(work_dir: Path, checkpoints: list[Path]) -> None:
-    """--overwrite: delete the earlier run's checkpoints and logs (nothing else in the folder)."""
-    for path in checkpoints + [work_dir / name for name in _RUN_LOGS]:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    count = sum(p.suffix == ".pth" for p in checkpoints)
-    click.echo(f"--overwrite: deleted {count} checkpoint(s) and the log of the earlier run in {work_dir}", err=True)
+def _set_aside(work_dir: Path, checkpoints: list[Path]) -> Path:
+    """--overwrite: move the earlier run's checkpoints and logs into ``<work_dir>/.overwritten``; they
+    are deleted once the new run has finished and put back if it fails before its first checkpoint."""
+    aside = work_dir / ".overwritten"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for path in checkpoints + [work_dir / name for name in _RUN_LOGS if (work_dir / name).exists()]:
+        if path.exists():
+            os.replace(path, aside / path.name)
+    return aside
+
+
+def _after_failure(work_dir: Path, aside: Path) -> None:
+    """The new run failed: with no checkpoint of its own written, the earlier run goes back in place."""
+    if run_files(work_dir):
+        click.echo(f"the earlier run's checkpoints are kept in {aside}", err=True)
+        return
+    for path in aside.iterdir():
+        target = work_dir / path.name
+        if target.is_dir():
+            shutil.rmtree(target)  # the failed run's own tensorboard folder
+        os.replace(path, target)
+    aside.rmdir()
 
 
 def _is_rank_zero() -> bool:
