@@ -244,7 +244,7 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 
 
 @click.command()
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
 @click.option("--label-space", default=None, help="another artifact over the same centres")
 @click.option("--classes", default=None, type=click.Path(dir_okay=False), help="only choose among these classes")
@@ -257,11 +257,28 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @quiet_option
 def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads):
-    """Colour mask, overlay and per-property activation maps for each image."""
+    """Colour mask, overlay and per-property activation maps for each image (IMAGES: files or folders)."""
     _threads(threads)
     from segmentation.engine.predict import predict as run_predict
 
-    for summary in run_predict(list(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
+    for summary in run_predict(_image_files(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
                                top_properties, device=device):
         parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
         click.echo(f"{summary['image']}: {', '.join(parts)}")
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _image_files(paths: tuple[str, ...]) -> list[Path]:
+    """The files given, with each folder replaced by the images directly inside it (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+            if not found:
+                raise ProlabError(f"{path}: no images ({', '.join(_IMAGE_SUFFIXES)}) in this folder")
+            files += found
+        else:
+            files.append(path)
+    return files
