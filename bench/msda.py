@@ -25,7 +25,6 @@ memory cannot hide the peak.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -202,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         print("| " + " | ".join(cells) + " |", flush=True)
     print("x: time ratio reference/compiled (higher is better); memory ratio compiled/reference (lower is better)")
     if args.json:
-        args.json.write_text(json.dumps({"device": args.device, "torch": torch.__version__,
-                                         "repeats": args.repeats, "rows": rows}, indent=2))
+        from prolab_cli.atomic import write_json
+
+        write_json(args.json, {"device": args.device, "torch": torch.__version__, "repeats": args.repeats,
+                               "rows": rows})
     return 0
 
 

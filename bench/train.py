@@ -39,6 +39,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from prolab_cli.atomic import write_json
     from prolab_cli.build import run_build
     from prolab_cli.cluster import run_cluster
     from prolab_cli.embed import run_embed
@@ -87,7 +88,7 @@ def main() -> int:
         results[key]["all_classes"] = {"mIoU": res["mIoU"], "heldout_IoU": held,
                                        "heldout_mIoU": sum(values) / len(values) if values else None}
     results["note"] = "a one-hot model has no output for held-out classes: their IoU is 0 by construction"
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "results.json", results)
     print(f"{len(info['seen'])} seen classes, {args.iters} iterations, K={args.k}:")
     for key in runs:
         r = results[key]

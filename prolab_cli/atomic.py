@@ -10,23 +10,38 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from .errors import ProlabError
+
 
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: a temporary file in the same folder, renamed
     over ``path`` when the block ends; an exception in the block removes it and leaves ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            with _writing(path):
+                f.flush()
+                os.fsync(f.fileno())
+        with _writing(path):
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OS error while writing ``path`` (permission denied, disk full, a folder in the way) as one
+    line naming ``path`` rather than the temporary file."""
+    try:
+        yield
+    except OSError as exc:
+        raise ProlabError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -58,18 +73,20 @@ def directory(path: str | os.PathLike) -> Iterator[Path]:
     An existing directory at ``path`` is replaced only once the new one is complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        with _writing(path):
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -6,12 +6,17 @@ so ``prolab --help`` stays fast and never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+from typing import Callable, Iterator
 
 import click
 
 from . import __version__
+from .errors import ProlabError
+from .extras import missing_extra
+from .progress import set_quiet
 
 # command name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
@@ -25,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "import-bank": "prolab_cli.commands.label_space:import_bank",
     "export-bank": "prolab_cli.commands.label_space:export_bank",
     "import-properties": "prolab_cli.commands.label_space:import_properties",
+    "cache": "prolab_cli.commands.cache:cache",
     "ops": "segmentation.commands.ops:ops",
     "convert": "segmentation.commands.convert:convert",
     "zoo": "segmentation.commands.zoo:zoo",
@@ -36,7 +42,12 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    """A click group that imports a command's module on first use."""
+    """A click group that imports a command's module on first use.
+
+    Errors that escape a command as Python exceptions but are the user's to fix become one-line
+    errors here, for every command alike: a missing optional dependency (which ``prolab[EXTRA]``
+    brings it) and an operating-system error on a named file (permission denied, disk full, ...).
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._available(name)]
@@ -46,13 +57,38 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        module = importlib.import_module(module_name)
+        with user_errors(f"prolab {name}"):
+            module = importlib.import_module(module_name)
         return getattr(module, attr)
+
+    def invoke(self, ctx: click.Context):
+        set_quiet(False)  # until a command's -q/--quiet says otherwise
+        # the subcommand's name is known only once the group has resolved it
+        with user_errors(lambda: " ".join(["prolab", *filter(None, [ctx.invoked_subcommand])])):
+            return super().invoke(ctx)
 
     @staticmethod
     def _available(name: str) -> bool:
         module_name = COMMANDS[name].split(":")[0]
         return importlib.util.find_spec(module_name) is not None
+
+
+@contextlib.contextmanager
+def user_errors(what: str | Callable[[], str]) -> Iterator[None]:
+    """Turn a missing optional module into :class:`~.extras.MissingExtra` and an ``OSError`` that
+    names a file into a :class:`ProlabError` naming that file; anything else passes unchanged."""
+    try:
+        yield
+    except ImportError as exc:
+        error = missing_extra(exc, what() if callable(what) else what)
+        if error is None:
+            raise
+        raise error from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        reason = exc.strerror or type(exc).__name__
+        raise ProlabError(f"{exc.filename}: {reason}") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -147,8 +147,10 @@ def sweep(emb: EmbeddingSet, ks: list[int], seed: int = 0, n_init: str | int = "
     """One row per K: inertia, silhouette (on at most ``silhouette_sample`` points), collisions."""
     from sklearn.metrics import silhouette_score
 
+    from .progress import track
+
     rows = []
-    for k in ks:
+    for k in track(ks, "sweep", "K"):
         result = cluster_embeddings(emb, k, seed, n_init)
         distinct = len(np.unique(result.labels))
         n = len(result.labels)

@@ -11,7 +11,6 @@ while the other classes are kept.
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -29,6 +28,7 @@ from .llm import resolve_backend
 from .llm.base import Backend, Completion, TransientError
 from .llm.replies import parse_reply, validate
 from .llm.retry import RetryPolicy, call_with_retry
+from .progress import progress_bar
 from .templates import Template, display_name, load_template
 
 CACHE_NAMESPACE = "llm"
@@ -181,7 +181,7 @@ def describe_classes(
                     on_retry=on_retry,
                     stop=stop,
                 )
-                cache.put_json(CACHE_NAMESPACE, key, completion.to_json())
+                cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
                 record.calls += 1
                 record.new_tokens += (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
             record.attempts += 1
@@ -250,9 +250,7 @@ def _check_classes(classes: list[str]) -> None:
 
 
 def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="class", desc="describe", file=sys.stderr, disable=not enabled, leave=False)
+    return progress_bar(total, "describe", "class", enabled)
 
 
 def _provenance(

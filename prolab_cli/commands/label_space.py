@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from ..progress import quiet_option
+
 _MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id, or a local model directory"
 
 
@@ -48,6 +50,7 @@ def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads,
 @click.option("--n-init", default="auto", show_default=True, help="'auto' or a number of k-means restarts")
 @click.option("--sweep", "sweep_ks", default=None, help="comma-separated Ks: print inertia/silhouette/collisions")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="clusters .safetensors")
+@quiet_option
 def cluster(embeddings, k, seed, n_init, sweep_ks, output):
     """k-means over all description embeddings of EMBEDDINGS pooled."""
     from ..cluster import run_cluster
@@ -77,6 +80,7 @@ def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions):
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("--force", is_flag=True, help="re-run every stage even when nothing changed")
+@quiet_option
 def pipeline(config, force):
     """Run describe -> embed -> cluster -> build from a YAML CONFIG, skipping unchanged stages."""
     from ..pipeline import run_pipeline

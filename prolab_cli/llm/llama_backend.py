@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ProlabError
+from ..extras import require
 from ..templates import Prompt
 from .base import Backend, Completion
 from .replies import repeat_key
@@ -89,10 +90,7 @@ class LlamaCppBackend(Backend):
         fingerprint: str | None = None,
         kind: str | None = None,
     ):
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ProlabError("local GGUF models need llama-cpp-python: pip install 'prolab[llm]'") from None
+        Llama = require("llama_cpp", "a local GGUF model (--llm local, llama-cpp:PATH)").Llama
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise ProlabError(f"{path}: GGUF model file not found")

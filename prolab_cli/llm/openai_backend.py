@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import ProlabError
+from ..extras import require
 from ..templates import Prompt
 from .base import Backend, Completion, TransientError
 
@@ -71,10 +72,7 @@ class OpenAIBackend(Backend):
         timeout: float = 60.0,
         mode: str = "chat",
     ):
-        try:
-            import openai
-        except ImportError:
-            raise ProlabError("the OpenAI backend needs the openai package: pip install 'prolab[openai]'") from None
+        openai = require("openai", "the OpenAI backend (--llm NAME, openai:NAME, --base-url)")
         if mode not in ("chat", "completion"):
             raise ProlabError(f"--mode for an OpenAI-compatible server must be chat or completion, not {mode!r}")
         self._openai = openai

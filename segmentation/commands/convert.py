@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from prolab_cli.progress import quiet_option
+
 
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
@@ -26,6 +28,7 @@ import click
 @click.option("--allow-missing", is_flag=True, help="Write the model even when checkpoint keys are missing.")
 @click.option("--trust-pickle", is_flag=True,
               help="Unpickle arbitrary objects in SRC (runs code from the file: trusted sources only).")
+@quiet_option
 def convert(src: str, dst: str, row: str | None, bank: str | None, bank_key: str | None, preset: str | None,
             label_space: str | None, classes: str | None, temperature: float | None,
             normalize_embedding: bool | None, allow_missing: bool, trust_pickle: bool) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
+from pathlib import Path
 
 import click
 
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import is_quiet, quiet_option
 
 _DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k or generic"
 
@@ -58,6 +63,7 @@ def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, seed):
 @click.option("--data-root", required=True, type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
 @click.option("--classes", default=None, help="class list file (default: <data-root>/classes.txt or built-in)")
+@quiet_option
 def check(dataset, data_root, split, classes):
     """Read every image and mask of a split and report the bad ones (exit 1 if any)."""
     from segmentation.data.datasets import SegDataset
@@ -101,6 +107,9 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--init-from", "init_from", default=None, type=click.Path(),
               help="start from this checkpoint's (file or run directory) model weights, with a fresh optimiser, "
                    "schedule and iteration count (mmseg's load_from; the BEiTv2-L 896 recipe needs it)")
+@click.option("--overwrite", is_flag=True,
+              help="start afresh in a work dir that holds checkpoints: the earlier run's checkpoints and log "
+                   "are deleted when the new run finishes")
 @click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
@@ -108,22 +117,30 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--map-classes-by-name", is_flag=True,
               help="train a label space whose classes are some of the dataset's (matched by name; the dataset's "
                    "other classes are ignored and listed); without it the class lists must be equal")
-@click.option("--no-progress", is_flag=True)
-def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, init_from,
-          classes, skip_bad, device, threads, map_classes_by_name, no_progress):
+@quiet_option
+def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, overwrite,
+          init_from, classes, skip_bad, device, threads, map_classes_by_name):
     """Train a segmentation model (run under `torchrun` for several GPUs or nodes)."""
+    if resume and overwrite:
+        raise ProlabError("--resume continues the run in the work dir, --overwrite deletes it: give one of them")
+    held = run_files(Path(work_dir))
+    if not resume and held and not overwrite:
+        raise ProlabError(
+            f"{work_dir}: holds checkpoints of an earlier run ({', '.join(p.name for p in held[:3])}); "
+            "continue it with --resume or start afresh with --overwrite")
     _threads(threads)
     from segmentation.engine.config import apply_overrides, load_config
     from segmentation.engine.train import train as run_train
 
+    started = time.time()
     if resume:
         fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--model", preset),
                                           ("--head", head), ("--init-from", init_from)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
-        result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not no_progress,
+        result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not is_quiet(),
                            resume_overrides=overrides, map_classes_by_name=map_classes_by_name)
-        click.echo(json.dumps(result))
+        _report_training(result, Path(work_dir), time.time() - started)
         return
     config = apply_overrides(load_config(config_name or "ade20k-vit-adapter-b-prolab"), overrides)
     if dataset:
@@ -133,12 +150,76 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
     if head:
         config["model"]["head"] = head
     if init_from:
-        from pathlib import Path
-
         config.setdefault("train", {})["init_from"] = str(Path(init_from).resolve())
-    result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not no_progress,
-                       map_classes_by_name=map_classes_by_name)
-    click.echo(json.dumps(result))
+    aside = _set_aside(Path(work_dir), held) if held and _is_rank_zero() else None
+    try:
+        result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not is_quiet(),
+                           map_classes_by_name=map_classes_by_name)
+    except BaseException:
+        if aside is not None:
+            _after_failure(Path(work_dir), aside)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside)
+    _report_training(result, Path(work_dir), time.time() - started)
+
+
+#: what `prolab train` writes into its work dir besides the checkpoints (see run_files)
+_RUN_LOGS = ("last_checkpoint", "log.jsonl", "config.json", "train_result.json", "tensorboard")
+
+
+def run_files(work_dir: Path) -> list[Path]:
+    """The checkpoints of an earlier run in ``work_dir`` (``iter_<N>.pth``, ``last_checkpoint``)."""
+    if not work_dir.is_dir():
+        return []
+    found = sorted(work_dir.glob("iter_*.pth"), key=lambda p: (len(p.name), p.name))
+    if (work_dir / "last_checkpoint").is_file():
+        found.append(work_dir / "last_checkpoint")
+    return found
+
+
+def _set_aside(work_dir: Path, checkpoints: list[Path]) -> Path:
+    """--overwrite: move the earlier run's checkpoints and logs into ``<work_dir>/.overwritten``; they
+    are deleted once the new run has finished and put back if it fails before its first checkpoint."""
+    aside = work_dir / ".overwritten"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for path in checkpoints + [work_dir / name for name in _RUN_LOGS if (work_dir / name).exists()]:
+        if path.exists():
+            os.replace(path, aside / path.name)
+    return aside
+
+
+def _after_failure(work_dir: Path, aside: Path) -> None:
+    """The new run failed: with no checkpoint of its own written, the earlier run goes back in place."""
+    if run_files(work_dir):
+        click.echo(f"the earlier run's checkpoints are kept in {aside}", err=True)
+        return
+    for path in aside.iterdir():
+        target = work_dir / path.name
+        if target.is_dir():
+            shutil.rmtree(target)  # the failed run's own tensorboard folder
+        os.replace(path, target)
+    aside.rmdir()
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
+    """A readable summary on stdout; the same as JSON in ``<work_dir>/train_result.json``."""
+    if not _is_rank_zero():
+        return
+    from prolab_cli.atomic import write_json
+
+    record = dict(result, seconds=round(seconds, 3), work_dir=str(work_dir))
+    path = write_json(work_dir / "train_result.json", record)
+    loss = result.get("loss")
+    click.echo(f"trained {result['iterations']} iterations in {seconds:.1f} s"
+               + (f", final loss {loss:.4f}" if isinstance(loss, (int, float)) else ""))
+    click.echo(f"checkpoint: {result.get('checkpoint') or '(none written)'}")
+    click.echo(f"summary:    {path}")
 
 
 @click.command("eval")
@@ -161,22 +242,22 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
 @click.option("--map-classes-by-name", is_flag=True,
               help="cross-dataset evaluation: match the dataset's classes to the model's by name; dataset classes "
                    "without a row are ignored (printed and written in the result); without it the lists must be equal")
-@click.option("--no-progress", is_flag=True)
+@quiet_option
 def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, scale, crop, stride,
-             skip_bad, device, threads, output, as_json, map_classes_by_name, no_progress):
+             skip_bad, device, threads, output, as_json, map_classes_by_name):
     """mIoU, mAcc, aAcc and the per-class table (as MMSegmentation computes them)."""
     _threads(threads)
     from segmentation.engine.evaluate import evaluate as run_eval
     from segmentation.engine.metrics import format_table
 
     result = run_eval(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, _pair(scale),
-                      _pair(crop), _pair(stride), device, skip_bad, output, not no_progress,
+                      _pair(crop), _pair(stride), device, skip_bad, output, not is_quiet(),
                       map_classes_by_name=map_classes_by_name)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
 @click.command()
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
 @click.option("--label-space", default=None, help="another artifact over the same centres")
 @click.option("--classes", default=None, type=click.Path(dir_okay=False), help="only choose among these classes")
@@ -189,13 +270,31 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--map-classes-by-name", is_flag=True,
               help="allow a --label-space whose classes differ from the checkpoint's (label ids then number its classes)")
+@quiet_option
 def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads,
             map_classes_by_name):
-    """Colour mask, overlay and per-property activation maps for each image."""
+    """Colour mask, overlay and per-property activation maps for each image (IMAGES: files or folders)."""
     _threads(threads)
     from segmentation.engine.predict import predict as run_predict
 
-    for summary in run_predict(list(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
+    for summary in run_predict(_image_files(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
                                top_properties, device=device, map_classes_by_name=map_classes_by_name):
         parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
         click.echo(f"{summary['image']}: {', '.join(parts)}")
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _image_files(paths: tuple[str, ...]) -> list[Path]:
+    """The files given, with each folder replaced by the images directly inside it (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+            if not found:
+                raise ProlabError(f"{path}: no images ({', '.join(_IMAGE_SUFFIXES)}) in this folder")
+            files += found
+        else:
+            files.append(path)
+    return files

@@ -17,6 +17,7 @@ from PIL import Image
 
 from prolab_cli.classes import load_classes, reconcile_class_names
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import track
 
 from .layouts import SPLITS, Layout, get_layout
 
@@ -92,10 +93,26 @@ def _images_from_split_file(split_file: Path, img_dir: Path, layout: Layout) -> 
     return images
 
 
+_PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC, which close every PNG
+
+
+def _check_png_end(path: Path, image: Image.Image) -> None:
+    """A PNG cut short after its last pixel row still decodes; its missing IEND chunk gives it away."""
+    if image.format != "PNG":
+        return
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 65536))
+        tail = f.read()
+    if _PNG_END not in tail:
+        raise ProlabError(f"{path}: truncated PNG (the file ends before its IEND chunk)")
+
+
 def read_image(path: Path) -> np.ndarray:
     """An RGB image as uint8 [H,W,3]."""
     try:
         with Image.open(path) as im:
+            _check_png_end(path, im)
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise ProlabError(f"{path}: cannot read image ({exc})") from None
@@ -107,6 +124,7 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "I;16", "I"):
                 raise ProlabError(f"{path}: mask has mode {im.mode}, expected a single-channel PNG (L or P)")
+            _check_png_end(path, im)
             mask = np.asarray(im)
     except OSError as exc:
         raise ProlabError(f"{path}: cannot read mask ({exc})") from None
@@ -172,7 +190,7 @@ class SegDataset:
         self.skipped.extend((p, "image without a mask") for p in orphans)
         if skip_bad:
             good = []
-            for sample in samples:
+            for sample in track(samples, f"check {split}", "img"):
                 try:
                     self.load(sample)
                 except ProlabError as exc:

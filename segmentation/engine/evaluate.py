@@ -11,6 +11,7 @@ import torch
 from prolab_cli.atomic import write_json
 from prolab_cli.classes import class_list_difference, reconcile_class_names
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
 from ..data.transforms import TestPipeline
@@ -169,21 +170,15 @@ def evaluate(
         print(format_settings(used), file=sys.stderr, flush=True)
     metric = SegMetric(len(model_classes))
     indices = range(rank, len(ds), world)
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(indices), desc=f"eval {split}", unit="img", dynamic_ncols=True)
+    bar = progress_bar(len(indices), f"eval {split}", "img", progress and rank == 0)
     for i in indices:
         sample = ds[i]
         img = sample["img"].unsqueeze(0).to(torch_device)
         label = sample["label"]
         scores = scores_for(settings, model.encode_decode, img, len(model_classes), tuple(label.shape))
         metric.update(scores.argmax(1)[0].cpu(), label)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     state = metric.state().to(torch_device)
     D.all_reduce_sum(state)
     metric.load_state(state.cpu())

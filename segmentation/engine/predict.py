@@ -22,6 +22,7 @@ from PIL import Image
 from prolab_cli.atomic import write_bytes, write_json
 from prolab_cli.classes import class_list_difference, load_classes, normalise, reconcile_class_names
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import track
 
 from ..data.datasets import read_image
 from .builder import load_label_space, model_from_checkpoint, pick_device
@@ -111,7 +112,7 @@ def predict(
     pipeline = pipeline_for(settings)
     out_dir = Path(out_dir)
     summaries = []
-    for image_path in images:
+    for image_path in track(images, "predict", "img"):
         image_path = Path(image_path)
         if not image_path.is_file():
             raise ProlabError(f"{image_path}: image not found")

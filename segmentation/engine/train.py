@@ -14,6 +14,7 @@ import torch
 from prolab_cli.atomic import write_json
 from prolab_cli.classes import class_list_difference, reconcile_class_names
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
@@ -204,11 +205,7 @@ def train(
     max_iters = int(scfg["max_iters"])
     grad_clip = ocfg.get("grad_clip")
     log_every, ckpt_every = int(tcfg.get("log_interval", 50)), int(tcfg.get("ckpt_interval", 1000))
-    bar = None
-    if rank == 0 and progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=max_iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
+    bar = progress_bar(max_iters, "train", "it", rank == 0 and progress, initial=start)
     last_path: Path | None = None
     record: dict = {}
     model.train()

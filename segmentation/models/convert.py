@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import progress_bar
 
 from .checkpoint_io import extract_state_dict, read_checkpoint
 from .presets import PRESETS, ModelConfig, build_segmentor
@@ -167,7 +168,9 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     where = str(src)
     if label_space is not None and bank is not None:
         raise ProlabError("give --label-space or --bank, not both")
+    bar = progress_bar(4, f"convert {Path(src).name}", "step")  # read, build, load, write
     ckpt = read_checkpoint(src, trust_pickle)
+    bar.update(1)
     sd = extract_state_dict(ckpt, where)
     mmseg_meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     out_channels = _head_channels(sd, where)
@@ -248,6 +251,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
                               "(a ProLab embedding head? give --label-space or --bank)")
         model = build_segmentor(cfg, num_classes=out_channels)
 
+    bar.update(1)
     own = model.state_dict()
     filled = [k for k in own if k.endswith("relative_position_index") and k not in sd]
     sd = dict(sd)
@@ -262,6 +266,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     if missing and not allow_missing:
         raise ProlabError(f"{where}: {len(missing)} model keys missing from the checkpoint, first: "
                           f"{missing[:3]} (use --allow-missing to keep their fresh initialisation)")
+    bar.update(1)
 
     dataset = config["dataset"] if config is not None else None
     meta = make_meta(preset_name or "custom", kwargs, head, names, space, dataset)
@@ -277,6 +282,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     if config is not None:
         payload["config"] = config
     path = save_checkpoint(dst, payload)
+    bar.update(1)
+    bar.close()
     report = ConvertReport(path, preset_name, cfg, head, names, missing, unexpected, filled)
     if match is not None:
         report.row = match.row.id

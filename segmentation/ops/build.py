@@ -21,6 +21,7 @@ import torch
 
 from prolab_cli import paths
 from prolab_cli.errors import ProlabError
+from prolab_cli.progress import is_quiet
 
 VARIANTS = ("cpu", "cuda")
 CPU_SOURCES = ("msda_ops.cpp", "msda_cpu.cpp")
@@ -184,6 +185,9 @@ def build_and_load(variant: str, verbose: bool = False) -> BuildResult:
     library = directory / f"{name}.so"  # library_path(variant), without hashing the sources again
     directory.mkdir(parents=True, exist_ok=True)
     was_built = library.is_file()
+    if not was_built and not is_quiet():  # compiling takes minutes: say so before going silent
+        print(f"compiling the {variant} deformable-attention kernels into {directory} (first use only)",
+              file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         from torch.utils.cpp_extension import load
