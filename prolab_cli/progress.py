@@ -91,7 +91,9 @@ class PlainProgress:
         now = self.clock()
         step = self._step(self.n)
         finished = self.total is not None and self.n >= self.total
-        if not finished and (step > self.last_step or now - self.last_time >= self.every_seconds):
+        # a step that ends within a second (or fails at once) gets no progress lines, only its own output
+        quarter = step > self.last_step and now - self.started >= 1.0
+        if not finished and (quarter or now - self.last_time >= self.every_seconds):
             self._write(now)
         self.last_step = step
 

@@ -87,7 +87,7 @@ def test_bank_files_that_are_not_banks(tmp_path):
     entry = [torch.randn(8, 2), torch.eye(2, 3, dtype=torch.float64)]
     torch.save({"descriptions": ["a wall", "a floor", "a door"], key: entry}, tmp_path / "list.pth")
     fail(["import-bank", tmp_path / "list.pth", "--name", "x", "-o", tmp_path / "spaces"],
-         "list.pth: 'descriptions' is a list, expected a dict {class: [descriptions]}")
+         "list.pth: 'descriptions' must be a dict {class: [descriptions]}, got list")
     torch.save({"descriptions": {"wall": ["a wall"]}, key: entry}, tmp_path / "bank.pth")
     fail(["import-bank", truncate(tmp_path / "bank.pth"), "--name", "x", "-o", tmp_path / "spaces"],
          "bank.pth: not a loadable bank")

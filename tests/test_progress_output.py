@@ -147,8 +147,8 @@ def test_cluster_sweep_reports_each_k(tmp_path):
     EmbeddingSet(descriptions, vectors, vectors[:3].copy(), {"model": "synthetic"}).save(tmp_path / "e.safetensors")
     res = _invoke(["cluster", tmp_path / "e.safetensors", "--sweep", "2,3,4,6"])
     assert res.exit_code == 0, res.output
-    assert res.stderr.splitlines() == [f"sweep: {i}/4 K ({25 * i}%), " + res.stderr.splitlines()[i - 1].split(", ", 1)[1]
-                                       for i in range(1, 5)]
+    # a sweep this small ends within the first second: no quarter lines, only the closing one
+    assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("sweep: 4/4 K (100%), done in"), res.stderr
     assert "\r" not in res.stderr and res.stdout.splitlines()[0].split() == ["K", "inertia", "silhouette", "empty",
                                                                              "collisions"]
 
