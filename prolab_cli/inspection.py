@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import LabelSpace
-from .errors import ProlabError
+from .errors import MissingDependencyError, ProlabError
 
 
 def summary(space: LabelSpace) -> str:
@@ -106,7 +106,7 @@ def plot_matrix(space: LabelSpace, out: str | os.PathLike) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ProlabError("--plot needs matplotlib: pip install 'prolab[plot]'") from None
+        raise MissingDependencyError("--plot needs matplotlib: pip install 'prolab[plot]'", "plot") from None
     import io
 
     from .atomic import write_bytes

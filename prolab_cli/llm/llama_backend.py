@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ProlabError
+from ..errors import MissingDependencyError, ProlabError
 from ..templates import Prompt
 from .base import Backend, Completion
 from .replies import repeat_key
@@ -92,7 +92,7 @@ class LlamaCppBackend(Backend):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ProlabError("local GGUF models need llama-cpp-python: pip install 'prolab[llm]'") from None
+            raise MissingDependencyError("local GGUF models need llama-cpp-python: pip install 'prolab[llm]'", "llm") from None
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise ProlabError(f"{path}: GGUF model file not found")

