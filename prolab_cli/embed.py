@@ -29,6 +29,7 @@ FORMAT = "prolab-embeddings"
 FORMAT_VERSION = "1"
 BACKENDS = ("sentence-transformers", "flag")
 POOLINGS = ("mean", "cls")
+ST_FLOOR = "sentence-transformers>=5.4"  # Pooling in sentence_transformer.modules, .embedding_dimension
 
 #: short names of remote models (paper: bge-base)
 ALIASES: dict[str, str] = {
@@ -149,10 +150,17 @@ class SentenceTransformerEncoder:
 
     def __init__(self, spec: ModelSpec, pooling: str):
         try:
+            import sentence_transformers
+        except ImportError:
+            raise MissingDependencyError("the sentence-transformers backend needs: pip install 'prolab[embed]'", "embed") from None
+        try:
             from sentence_transformers import SentenceTransformer
             from sentence_transformers.sentence_transformer.modules import Pooling
         except ImportError:
-            raise MissingDependencyError("the sentence-transformers backend needs: pip install 'prolab[embed]'", "embed") from None
+            raise MissingDependencyError(
+                f"sentence-transformers {sentence_transformers.__version__} is too old: the backend needs "
+                f"{ST_FLOOR} (pip install -U 'prolab[embed]')", "embed"
+            ) from None
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory
