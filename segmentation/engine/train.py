@@ -156,14 +156,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     if ckpt is not None:
         set_rng_state(ckpt["rng"])  # after the loader drew its base seed
 
-    meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
-    meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
-    if meta["label_space"] is not None:
-        from prolab_cli.artifact import resolve_artifact_path
-
-        meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
-    meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
-    bank = bank_of(space) if head == "property" else None
+    meta, bank = _checkpoint_meta(config, model, kwargs, class_names, space, label_space)
     if rank == 0:
         write_json(work_dir / "config.json", config)
     return _Run(config=config, work_dir=work_dir, rank=rank, world=world, device=torch_device, log=log,
@@ -247,6 +240,22 @@ def _load_initial_state(ckpt: dict | None, model: torch.nn.Module, optimizer: to
     changed = f" with {', '.join(resume_overrides)}" if resume_overrides else ""
     log.message(f"resuming {ckpt['path']} at iteration {start}{changed}")
     return start
+
+
+def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_names: list[str], space: Any,
+                     label_space: str | Path | None) -> tuple[dict, dict | None]:
+    """The ``meta`` block and the property ``bank`` every checkpoint of this run stores."""
+    mcfg = config["model"]
+    head = mcfg.get("head", "property")
+    meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
+    meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
+    if meta["label_space"] is not None:
+        from prolab_cli.artifact import resolve_artifact_path
+
+        meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
+    meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
+    bank = bank_of(space) if head == "property" else None
+    return meta, bank
 
 
 def _batches(dataset: SegDataset, config: dict, seed: int, rank: int, world: int, start: int,
