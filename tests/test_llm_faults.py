@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from email.utils import formatdate
 
@@ -99,10 +100,10 @@ def test_completion_mode_uses_the_completions_endpoint(server):
 
 
 def test_jobs_overlap_calls():
-    with FakeOpenAIServer(latency=0.2) as slow:
-        run(slow, classes=[f"class {i}" for i in range(8)], jobs=8)
-        assert slow.requests == 8
-        assert slow.peak_in_flight >= 4
+    with FakeOpenAIServer(gate=threading.Barrier(4)) as gated:  # fewer than 4 requests in flight breaks it
+        result = run(gated, classes=[f"class {i}" for i in range(8)], jobs=8, timeout=60.0)
+        assert gated.requests == 8 and not gated.gate.broken and result.failed == []
+        assert gated.peak_in_flight >= 4
     with FakeOpenAIServer(latency=0.05) as serial:
         run(serial, classes=[f"class {i}" for i in range(3)], jobs=1)
         assert serial.requests == 3 and serial.peak_in_flight == 1
