@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import directory, json_bytes
-from .errors import ProlabError
+from .errors import IntegrityError, ProlabError
 
 FORMAT = "prolab-label-space"
 FORMAT_VERSION = 1
@@ -355,11 +355,11 @@ class LabelSpace:
             try:
                 payload[fname] = (path / fname).read_bytes()
             except FileNotFoundError:
-                raise ProlabError(f"{path / fname}: missing from the artifact") from None
+                raise IntegrityError(f"{path / fname}: missing from the artifact") from None
             if _sha256(payload[fname]) != files[fname]:
-                raise ProlabError(f"{path / fname}: hash mismatch (file tampered with or truncated)")
+                raise IntegrityError(f"{path / fname}: hash mismatch (file tampered with or truncated)")
         if manifest.get("version") != payload_version(files):
-            raise ProlabError(f"{manifest_path}: 'version' does not match the payload hashes")
+            raise IntegrityError(f"{manifest_path}: 'version' does not match the payload hashes")
         return cls._from_payload(path, manifest, payload)
 
     @classmethod
@@ -382,7 +382,7 @@ class LabelSpace:
         )
         for key, value in (("num_classes", space.num_classes), ("num_properties", space.num_properties), ("dim", space.dim)):
             if manifest.get(key) != value:
-                raise ProlabError(f"{path / 'manifest.json'}: {key!r} is {manifest.get(key)!r}, tensors say {value}")
+                raise IntegrityError(f"{path / 'manifest.json'}: {key!r} is {manifest.get(key)!r}, tensors say {value}")
         return space
 
 

@@ -1,7 +1,8 @@
 """The ``prolab`` command line: a click group whose commands are imported only when run.
 
 Each command lives next to the stage it drives and only parses options and calls that stage,
-so ``prolab --help`` stays fast and never imports torch.
+so ``prolab --help`` stays fast and never imports torch. The library below raises plain
+:class:`~prolab_cli.errors.ProlabError`; this group is the one place that turns it into a click error.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class LazyGroup(click.Group):
     Errors that escape a command as Python exceptions but are the user's to fix become one-line
     errors here, for every command alike: a missing optional dependency (which ``prolab[EXTRA]``
     brings it) and an operating-system error on a named file (permission denied, disk full, ...).
+    Every :class:`~prolab_cli.errors.ProlabError` is shown as click's one-line ``Error: ...``, exit 1.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -64,8 +66,11 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         set_quiet(False)  # until a command's -q/--quiet says otherwise
         # the subcommand's name is known only once the group has resolved it
-        with user_errors(lambda: " ".join(["prolab", *filter(None, [ctx.invoked_subcommand])])):
-            return super().invoke(ctx)
+        try:
+            with user_errors(lambda: " ".join(["prolab", *filter(None, [ctx.invoked_subcommand])])):
+                return super().invoke(ctx)
+        except ProlabError as exc:  # the one place a library error becomes click's "Error: ..." (exit 1)
+            raise click.ClickException(exc.message) from exc
 
     @staticmethod
     def _available(name: str) -> bool:
@@ -75,7 +80,7 @@ class LazyGroup(click.Group):
 
 @contextlib.contextmanager
 def user_errors(what: str | Callable[[], str]) -> Iterator[None]:
-    """Turn a missing optional module into :class:`~.extras.MissingExtra` and an ``OSError`` that
+    """Turn a missing optional module into :class:`~.errors.MissingDependencyError` and an ``OSError`` that
     names a file into a :class:`ProlabError` naming that file; anything else passes unchanged."""
     try:
         yield

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from .cache import Cache, content_key
-from .errors import ProlabError
+from .errors import IntegrityError, MissingDependencyError, ProlabError
 from .extras import require
 from .progress import progress_bar
 from .stage_files import read_stage_file, write_stage_file
@@ -31,6 +31,7 @@ FORMAT = "prolab-embeddings"
 FORMAT_VERSION = "1"
 BACKENDS = ("sentence-transformers", "flag")
 POOLINGS = ("mean", "cls")
+ST_FLOOR = "sentence-transformers>=5.4"  # Pooling in sentence_transformer.modules, .embedding_dimension
 
 #: short names of remote models (paper: bge-base)
 ALIASES: dict[str, str] = {
@@ -146,8 +147,15 @@ class SentenceTransformerEncoder:
 
     def __init__(self, spec: ModelSpec, pooling: str):
         what = "the sentence-transformers backend"
-        SentenceTransformer = require("sentence_transformers", what).SentenceTransformer
-        Pooling = require("sentence_transformers.sentence_transformer.modules", what).Pooling
+        sentence_transformers = require("sentence_transformers", what)
+        try:
+            from sentence_transformers.sentence_transformer.modules import Pooling
+        except ImportError:
+            raise MissingDependencyError(
+                f"sentence-transformers {sentence_transformers.__version__} is too old: the backend needs "
+                f"{ST_FLOOR} (pip install -U 'prolab[embed]')", "embed"
+            ) from None
+        SentenceTransformer = sentence_transformers.SentenceTransformer
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory
@@ -356,13 +364,13 @@ class EmbeddingSet:
             raise ProlabError(f"{path}: missing or malformed field {e}") from None
         n, c = sum(len(v) for v in descriptions.values()), len(descriptions)
         if out.embeddings.ndim != 2 or out.embeddings.shape[0] != n:
-            raise ProlabError(f"{path}: 'embeddings' has {out.embeddings.shape[0]} rows for {n} descriptions")
+            raise IntegrityError(f"{path}: 'embeddings' has {out.embeddings.shape[0]} rows for {n} descriptions")
         if out.class_embeddings.shape != (c, out.embeddings.shape[1]):
-            raise ProlabError(f"{path}: 'class_embeddings' shape {list(out.class_embeddings.shape)} != [{c},D]")
+            raise IntegrityError(f"{path}: 'class_embeddings' shape {list(out.class_embeddings.shape)} != [{c},D]")
         if not np.array_equal(out.desc_class, tensors.get("desc_class", out.desc_class)):
-            raise ProlabError(f"{path}: 'desc_class' disagrees with the descriptions")
+            raise IntegrityError(f"{path}: 'desc_class' disagrees with the descriptions")
         if meta.get("descriptions_hash") != out.source_hash:
-            raise ProlabError(f"{path}: 'descriptions_hash' does not match its descriptions")
+            raise IntegrityError(f"{path}: 'descriptions_hash' does not match its descriptions")
         return out
 
 

@@ -1,11 +1,47 @@
-"""The one exception type that the CLI turns into a one-line error message."""
+"""The errors prolab raises for problems a user can fix: plain Python, no CLI framework.
 
-import click
+Every one is a :class:`ProlabError`; the message names the file, class or field at fault and
+fits on one line. The command line (``prolab_cli.cli``) alone turns them into ``Error: ...`` and
+exit status 1, without a traceback. The subclasses exist for callers that branch on the kind of
+failure; anything else raises :class:`ProlabError` itself.
+"""
+
+from __future__ import annotations
 
 
-class ProlabError(click.ClickException):
+class ProlabError(Exception):
     """A user-facing error: bad input, missing file, failed remote call.
 
-    The message must name the file, class or field at fault; the CLI prints it on one line
-    (``Error: ...``) and exits with status 1, without a traceback.
+    ``message`` is the one-line text the CLI prints after ``Error:``.
     """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(ProlabError):
+    """A file, class name or option value given by the user is missing, unreadable or invalid."""
+
+
+class IntegrityError(ProlabError):
+    """A stored file does not match what recorded it: a hash, count or shape disagrees."""
+
+
+class MissingDependencyError(ProlabError):
+    """An optional package is not installed; ``extra`` names the ``pip install 'prolab[EXTRA]'``
+    extra that provides it (None when no extra does)."""
+
+    def __init__(self, message: str, extra: str | None = None):
+        super().__init__(message)
+        self.extra = extra
+
+    def __reduce__(self):  # keep ``extra`` across pickling (DataLoader workers, multiprocessing)
+        return type(self), (self.message, self.extra)
+
+
+class RemoteCallError(ProlabError):
+    """A call to a remote service (an LLM or embedding server) failed for good."""

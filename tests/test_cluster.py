@@ -45,15 +45,20 @@ def test_kmeans_recovers_blobs_and_is_seeded():
     assert "K=4" in a.summary() and "empty clusters=none" in a.summary()
 
 
-def test_matches_sklearn_call():
-    from sklearn.cluster import KMeans
-
-    emb = blobs(seed=3)
-    ours = cluster_embeddings(emb, 6, seed=7, n_init=3)
-    ref = KMeans(n_clusters=6, random_state=7, n_init=3).fit(emb.embeddings)
-    np.testing.assert_array_equal(ours.labels, ref.labels_)
-    np.testing.assert_allclose(ours.centres, ref.cluster_centers_, rtol=0, atol=0)
-    assert ours.info["inertia"] == pytest.approx(ref.inertia_)
+def test_result_is_a_k_means_fixed_point():
+    """Whatever ran, the answer must be k-means': every label is the nearest centre, every centre
+    is the mean of its members, and the inertia is their squared distance."""
+    emb = blobs(n_classes=5, per_class=6, seed=3)
+    x = emb.embeddings.astype(np.float64)
+    ours = cluster_embeddings(emb, 7, seed=7, n_init=3)  # more clusters than classes: some classes split
+    centres = ours.centres.astype(np.float64)
+    dist = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(ours.labels, dist.argmin(1))
+    members = [np.flatnonzero(ours.labels == j) for j in range(7)]
+    assert all(len(m) for m in members) and ours.empty == []
+    for j, m in enumerate(members):
+        np.testing.assert_allclose(centres[j], x[m].mean(0), atol=1e-5)
+    assert ours.info["inertia"] == pytest.approx(dist[np.arange(len(x)), ours.labels].sum(), rel=1e-4)
 
 
 def test_k_too_large_and_bad_n_init():

@@ -28,9 +28,10 @@ class Scripted(Backend):
 
     kind, model, mode = "scripted", "v1", "chat"
 
-    def __init__(self, answer, delay: float = 0.0):
+    def __init__(self, answer, delay: float = 0.0, gate: threading.Barrier | None = None):
         self.answer = answer
         self.delay = delay
+        self.gate = gate  # each call waits until gate.parties calls are in flight together
         self.calls: list[tuple[str, int, dict]] = []
         self.active = 0
         self.peak = 0
@@ -43,6 +44,8 @@ class Scripted(Backend):
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
+            if self.gate is not None:
+                self.gate.wait(timeout=60)
             if self.delay:
                 time.sleep(self.delay)
             return self.answer(name, seed, sampling)
@@ -113,9 +116,9 @@ def test_class_still_short_is_reported_and_the_rest_kept(tmp_path):
 
 def test_jobs_run_calls_concurrently_but_respect_backend_limit():
     names = [f"class {i}" for i in range(8)]
-    backend = Scripted(good, delay=0.05)
-    describe_classes(names, backend, "prolab", jobs=4, progress=False)
-    assert backend.peak == 4
+    backend = Scripted(good, gate=threading.Barrier(4))  # a run with fewer than 4 calls in flight breaks it
+    result = describe_classes(names, backend, "prolab", jobs=4, progress=False)
+    assert backend.peak == 4 and not backend.gate.broken and result.failed == []
     serial = Scripted(good, delay=0.01)
     serial.max_concurrency = 1
     describe_classes([n + "x" for n in names], serial, "prolab", jobs=4, progress=False)

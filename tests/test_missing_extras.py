@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prolab_cli.extras import MODULE_EXTRAS, MissingExtra, install_hint, require
+from prolab_cli.errors import MissingDependencyError
+from prolab_cli.extras import MODULE_EXTRAS, install_hint, require
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,11 +105,11 @@ def test_require_tells_missing_from_broken(tmp_path, monkeypatch):
     (tmp_path / "fakepkg" / "__init__.py").write_text("import surely_missing_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(MODULE_EXTRAS, "fakepkg", ("fake-pkg", "embed"))
-    with pytest.raises(MissingExtra, match=r"^x needs fake-pkg, which cannot be imported \(No module named "
+    with pytest.raises(MissingDependencyError, match=r"^x needs fake-pkg, which cannot be imported \(No module named "
                                            r"'surely_missing_dependency_xyz'\): pip install 'prolab\[embed\]'$"):
         require("fakepkg", "x")
     monkeypatch.setitem(sys.modules, "fakepkg", None)
-    with pytest.raises(MissingExtra, match=r"^x needs fake-pkg, which is not installed: pip install 'prolab\[embed\]'$"):
+    with pytest.raises(MissingDependencyError, match=r"^x needs fake-pkg, which is not installed: pip install 'prolab\[embed\]'$"):
         require("fakepkg.sub", "x")
     assert install_hint("torch.nn") == "pip install 'prolab[seg]'"
     assert install_hint("yaml") == "pip install --force-reinstall prolab"

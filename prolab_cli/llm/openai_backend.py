@@ -3,7 +3,7 @@
 The client's own retries are off (``max_retries=0``): the describe stage retries, so it can
 count retries, honour Retry-After and stop early. 429, 5xx, timeouts (408 included), connection
 errors and unreadable replies are :class:`TransientError`; any other 4xx (409 included, which
-the openai client itself would retry) is a :class:`ProlabError` carrying the server's message.
+the openai client itself would retry) is a :class:`RemoteCallError` carrying the server's message.
 
 API key: ``OPENAI_API_KEY``. When it is unset and ``--base-url`` points at this machine
 (127.0.0.1, localhost, ::1), a placeholder key is sent, since local servers do not check it.
@@ -18,7 +18,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import ProlabError
+from ..errors import ProlabError, RemoteCallError
 from ..extras import require
 from ..templates import Prompt
 from .base import Backend, Completion, TransientError
@@ -139,7 +139,7 @@ class OpenAIBackend(Backend):
                 f"{self.base_url}: HTTP {status}: {message}",
                 retry_after=parse_retry_after(getattr(exc.response, "headers", None)),
             )
-        return ProlabError(f"{self.base_url} (model {self.model}): HTTP {status}: {message}")
+        return RemoteCallError(f"{self.base_url} (model {self.model}): HTTP {status}: {message}")
 
     def close(self) -> None:
         self.client.close()

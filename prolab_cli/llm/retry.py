@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from ..errors import ProlabError
+from ..errors import RemoteCallError
 from .base import TransientError
 
 T = TypeVar("T")
@@ -42,7 +42,7 @@ def call_with_retry(
     rng: random.Random | None = None,
 ) -> T:
     """Call ``fn`` until it returns; retry :class:`TransientError` up to ``policy.max_attempts``
-    calls in all, then raise :class:`ProlabError` naming ``what`` and the last error. Other
+    calls in all, then raise :class:`RemoteCallError` naming ``what`` and the last error. Other
     exceptions pass through at once. A set ``stop`` event ends the waiting early."""
     rng = rng or random.Random()
     for attempt in range(policy.max_attempts):
@@ -50,13 +50,13 @@ def call_with_retry(
             return fn()
         except TransientError as exc:
             if attempt + 1 >= policy.max_attempts:
-                raise ProlabError(f"{what}: gave up after {policy.max_attempts} attempts: {exc}") from None
+                raise RemoteCallError(f"{what}: gave up after {policy.max_attempts} attempts: {exc}") from None
             wait = policy.delay(attempt, exc.retry_after, rng)
             if on_retry is not None:
                 on_retry(exc, wait)
             if stop is not None:
                 if stop.wait(wait):
-                    raise ProlabError(f"{what}: stopped while waiting to retry ({exc})") from None
+                    raise RemoteCallError(f"{what}: stopped while waiting to retry ({exc})") from None
             else:
                 time.sleep(wait)
     raise AssertionError("unreachable")

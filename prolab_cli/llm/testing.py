@@ -56,8 +56,10 @@ class FakeOpenAIServer:
         latency: float = 0.0,
         reply: Callable[[dict[str, Any]], str] = canned_reply,
         model: str = "fake-model",
+        gate: threading.Barrier | None = None,
     ):
         self.latency = latency
+        self.gate = gate  # when set, each request waits until gate.parties requests are in flight
         self.reply = reply
         self.model = model
         self.faults: deque[Fault] = deque()
@@ -129,6 +131,8 @@ class FakeOpenAIServer:
             self.requests += 1
             self.counts[prompt_of(body)] += 1
             fault = self.faults.popleft() if self.faults else None
+        if self.gate is not None:
+            self.gate.wait(timeout=30)
         if self.latency:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "slow":

@@ -1,7 +1,7 @@
 """Segmentation datasets in their users' folder layouts: finding samples, reading and checking masks.
 
 Every bad input (missing folder, image without its mask, mask of another size than its image,
-label out of range, unreadable file) raises :class:`ProlabError` naming the file, unless the
+label out of range, unreadable file) raises :class:`InputError` naming the file, unless the
 dataset was opened with ``skip_bad=True``: then all samples are checked up front and the bad ones
 are left out and counted (``dataset.skipped``).
 """
@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from prolab_cli.classes import load_classes, reconcile_class_names
-from prolab_cli.errors import ProlabError
+from prolab_cli.errors import InputError, ProlabError
 from prolab_cli.progress import track
 
 from .layouts import SPLITS, Layout, get_layout
@@ -115,7 +115,7 @@ def read_image(path: Path) -> np.ndarray:
             _check_png_end(path, im)
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as exc:
-        raise ProlabError(f"{path}: cannot read image ({exc})") from None
+        raise InputError(f"{path}: cannot read image ({exc})") from None
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -123,14 +123,14 @@ def read_mask(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "I;16", "I"):
-                raise ProlabError(f"{path}: mask has mode {im.mode}, expected a single-channel PNG (L or P)")
+                raise InputError(f"{path}: mask has mode {im.mode}, expected a single-channel PNG (L or P)")
             _check_png_end(path, im)
             mask = np.asarray(im)
     except OSError as exc:
-        raise ProlabError(f"{path}: cannot read mask ({exc})") from None
+        raise InputError(f"{path}: cannot read mask ({exc})") from None
     if mask.dtype != np.uint8:
         if mask.max(initial=0) > 255:
-            raise ProlabError(f"{path}: label {int(mask.max())} out of range (at most 255)")
+            raise InputError(f"{path}: label {int(mask.max())} out of range (at most 255)")
         mask = mask.astype(np.uint8)
     return mask
 
@@ -193,7 +193,7 @@ class SegDataset:
             for sample in track(samples, f"check {split}", "img"):
                 try:
                     self.load(sample)
-                except ProlabError as exc:
+                except InputError as exc:
                     self.skipped.append((sample.image, exc.message))
                 else:
                     good.append(sample)
@@ -210,7 +210,7 @@ class SegDataset:
         image = read_image(sample.image)
         raw = read_mask(sample.mask)
         if raw.shape != image.shape[:2]:
-            raise ProlabError(
+            raise InputError(
                 f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image is "
                 f"{image.shape[1]}x{image.shape[0]}"
             )
@@ -218,7 +218,7 @@ class SegDataset:
         valid = label[label != IGNORE_INDEX]
         if valid.size and int(valid.max()) >= len(self.classes):
             raw_value = int(valid.max()) + (1 if self.reduce_zero_label else 0)
-            raise ProlabError(
+            raise InputError(
                 f"{sample.mask}: label {raw_value} out of range ({len(self.classes)} classes"
                 f"{', reduce_zero_label' if self.reduce_zero_label else ''})"
             )

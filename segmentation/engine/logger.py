@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import click
 
 
 class RunLogger:
@@ -40,7 +39,7 @@ class RunLogger:
     def message(self, text: str) -> None:
         """A human-readable line on stderr (rank 0 only)."""
         if self.enabled:
-            click.echo(text, err=True)
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Flush TensorBoard."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -60,6 +62,37 @@ def _amp_context(amp: str, device: str, log: RunLogger) -> tuple[Callable[[], An
     return (lambda: torch.autocast(device_type=device, dtype=dtype)), amp == "fp16"
 
 
+@dataclass
+class _Run:
+    """Everything the loop needs, built once by :func:`_set_up`."""
+
+    config: dict
+    work_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    log: RunLogger
+    model: torch.nn.Module
+    ddp: torch.nn.Module  # the model, or its DDP wrapper: model(img, label) is the training step
+    optimizer: torch.optim.Optimizer
+    scheduler: PolyWarmup
+    scaler: torch.amp.GradScaler | None
+    autocast: Callable[[], Any]
+    batches: Iterator[dict]
+    start: int
+    meta: dict
+    bank: dict | None
+    last_checkpoint: Path | None = None
+
+    @property
+    def max_iters(self) -> int:
+        return int(self.config["schedule"]["max_iters"])
+
+    @property
+    def accum_steps(self) -> int:
+        return int(self.config["train"].get("accum_steps", 1))
+
+
 def train(
     config: dict | None,
     data_root: str | Path,
@@ -84,23 +117,90 @@ def train(
     ``map_classes_by_name`` trains a label space whose classes are some of the dataset's (the
     others ignored); without it the class lists must be equal. A resumed run keeps its choice.
     """
+    run = _set_up(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, resume_overrides,
+                  map_classes_by_name)
+    record = _loop(run, progress, on_iteration)
+    if run.rank == 0:
+        run.log.message(f"trained {run.max_iters} iterations; checkpoint {run.last_checkpoint}")
+    checkpoint = str(run.last_checkpoint) if run.last_checkpoint else None
+    return {"iterations": run.max_iters, "checkpoint": checkpoint, "loss": record.get("loss")}
+
+
+# --- set-up ------------------------------------------------------------------------------------
+
+def _set_up(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, resume_overrides,
+            map_classes_by_name: bool) -> _Run:
+    """Config, label space, data, model, optimiser and loader of a fresh or resumed run.
+
+    The order of the random draws (model initialisation, then the per-rank seed or the
+    checkpoint's RNG state, then the loader's base seed) is what makes a resumed run
+    bit-identical to an uninterrupted one; keep it when changing this function.
+    """
     device = pick_device(device)
     rank, world, local_rank = D.init_distributed(device)
     work_dir = Path(work_dir)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(work_dir)
-        config = apply_resume_overrides(ckpt["config"], resume_overrides)
-    elif resume_overrides:
-        raise ProlabError("resume_overrides are for resume=True; a fresh run's config carries its overrides")
+    config, ckpt = _run_config(config, work_dir, resume, resume_overrides)
     work_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(work_dir, enabled=rank == 0)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
-
-    mcfg, dcfg, ocfg, scfg, tcfg = (config[k] for k in ("model", "data", "optim", "schedule", "train"))
+    mcfg, ocfg, scfg, tcfg = (config[k] for k in ("model", "optim", "schedule", "train"))
     head = mcfg.get("head", "property")
     if ckpt is not None and label_space is None:
         label_space = (ckpt["meta"].get("label_space") or {}).get("path")
+    space = _checked_label_space(config, ckpt, label_space)
+    if ckpt is not None:
+        map_classes_by_name = map_classes_by_name or bool(ckpt["meta"].get("map_classes_by_name", False))
+    dataset = _training_dataset(config, data_root, space, classes, skip_bad, map_classes_by_name, log)
+    class_names = dataset.target_classes
+
+    seed = int(tcfg.get("seed", 0))
+    torch.manual_seed(seed)
+    random.seed(seed)
+    kwargs = model_kwargs_from_config(mcfg)
+    # SyncBN needs CUDA; gloo/CPU process groups train with per-process BN statistics
+    sync_bn = world > 1 and device == "cuda"
+    model = build_model(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
+    optimizer = build_optimizer(model, ocfg)
+    scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg.get("warmup_iters", 0)),
+                           float(scfg.get("warmup_ratio", 1e-6)), float(scfg.get("power", 1.0)),
+                           float(scfg.get("min_lr", 0.0)), base_lr=float(ocfg["lr"]))
+    autocast, use_scaler = _amp_context(tcfg.get("amp", "none"), device, log)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    start = _load_initial_state(ckpt, model, optimizer, scaler, log, resume_overrides)
+    if ckpt is None:
+        init_from_checkpoint(model, config, log.message)  # --init-from: weights only, before DDP wraps the model
+        torch.manual_seed(seed + rank)
+    ddp: torch.nn.Module = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device == "cuda" else None)
+    batches = _batches(dataset, config, seed, rank, world, start, device)
+    if ckpt is not None:
+        set_rng_state(ckpt["rng"])  # after the loader drew its base seed
+
+    meta, bank = _checkpoint_meta(config, model, kwargs, class_names, space, label_space)
+    meta["map_classes_by_name"] = map_classes_by_name
+    if rank == 0:
+        write_json(work_dir / "config.json", config)
+    return _Run(config=config, work_dir=work_dir, rank=rank, world=world, device=torch_device, log=log,
+                model=model, ddp=ddp, optimizer=optimizer, scheduler=scheduler, scaler=scaler, autocast=autocast,
+                batches=batches, start=start, meta=meta, bank=bank)
+
+
+def _run_config(config: dict | None, work_dir: Path, resume: bool,
+                resume_overrides: Sequence[str]) -> tuple[dict, dict | None]:
+    """The run's config and, for ``resume``, the checkpoint it continues (its config + overrides)."""
+    if resume:
+        ckpt = load_checkpoint(work_dir)
+        return apply_resume_overrides(ckpt["config"], resume_overrides), ckpt
+    if resume_overrides:
+        raise ProlabError("resume_overrides are for resume=True; a fresh run's config carries its overrides")
+    return config, None
+
+
+def _checked_label_space(config: dict, ckpt: dict | None, label_space: str | Path | None) -> Any:
+    """The run's label space (or None for the one-hot head), checked against the preset's K and
+    against the label space a resumed run was trained with; a resumed run must have steps left."""
+    head = config["model"].get("head", "property")
     space = load_label_space(label_space)
     if head == "property" and space is None:
         raise ProlabError("the property head needs --label-space ARTIFACT (or --head onehot for the baseline)")
@@ -117,12 +217,18 @@ def train(
                 f"{ckpt['path']}: trained with label space {trained.get('name')!r} version {trained['version']}, "
                 f"not {space.name!r} version {space.version}"
             )
-    if ckpt is not None and int(ckpt["iteration"]) >= int(scfg["max_iters"]):
+    if ckpt is not None and int(ckpt["iteration"]) >= int(config["schedule"]["max_iters"]):
         raise ProlabError(
-            f"{ckpt['path']}: already trained {ckpt['iteration']} of schedule.max_iters={scfg['max_iters']} "
-            "iterations (--set schedule.max_iters=N to extend the run)"
+            f"{ckpt['path']}: already trained {ckpt['iteration']} of schedule.max_iters="
+            f"{config['schedule']['max_iters']} iterations (--set schedule.max_iters=N to extend the run)"
         )
+    return space
 
+
+def _training_dataset(config: dict, data_root, space: Any, classes, skip_bad: bool, map_classes_by_name: bool,
+                      log: RunLogger) -> SegDataset:
+    """The augmented training split, its labels mapped to the label space's classes."""
+    dcfg = config["data"]
     pipeline = TrainPipeline(
         scale=tuple(dcfg["scale"]), ratio_range=tuple(dcfg["ratio_range"]), crop_size=tuple(dcfg["crop_size"]),
         cat_max_ratio=float(dcfg["cat_max_ratio"]), photometric=bool(dcfg.get("photometric", True)),
@@ -130,55 +236,40 @@ def train(
     target = list(space.classes) if space is not None else None
     dataset = SegDataset(config["dataset"], data_root, "train", pipeline=pipeline, classes=classes,
                          target_classes=target, skip_bad=skip_bad)
-    if ckpt is not None:
-        map_classes_by_name = map_classes_by_name or bool(ckpt["meta"].get("map_classes_by_name", False))
     if space is not None:
         _check_classes(space.classes, dataset, f"label space {space.name!r}", map_classes_by_name, log)
     if dataset.skipped:
-        log.message(f"skipped {len(dataset.skipped)} bad training samples (first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
-    class_names = dataset.target_classes
+        first = dataset.skipped[0]
+        log.message(f"skipped {len(dataset.skipped)} bad training samples (first: {first[0]}: {first[1]})")
+    return dataset
 
-    seed = int(tcfg.get("seed", 0))
-    torch.manual_seed(seed)
-    random.seed(seed)
-    kwargs = model_kwargs_from_config(mcfg)
-    # SyncBN needs CUDA; gloo/CPU process groups train with per-process BN statistics
-    sync_bn = world > 1 and device == "cuda"
-    model = build_model(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
+
+def _load_initial_state(ckpt: dict | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None, log: RunLogger, resume_overrides: Sequence[str]) -> int:
+    """Load the weights training starts from; returns the iteration it starts at.
+
+    A resumed run takes weights, optimiser and loss-scaler state from its checkpoint (the lr
+    schedule is the config's, set per iteration); a fresh run keeps the model's initialisation
+    (pretrained backbone weights included) and starts at 0. Weights a fresh run starts from
+    belong here, before DDP wraps the model and the optimiser takes its first step.
+    """
     if ckpt is None:
-        init_from_checkpoint(model, config, log.message)
-    optimizer = build_optimizer(model, ocfg)
-    scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg.get("warmup_iters", 0)),
-                           float(scfg.get("warmup_ratio", 1e-6)), float(scfg.get("power", 1.0)),
-                           float(scfg.get("min_lr", 0.0)), base_lr=float(ocfg["lr"]))
-    autocast, use_scaler = _amp_context(tcfg.get("amp", "none"), device, log)
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        return 0
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    start = int(ckpt["iteration"])
+    changed = f" with {', '.join(resume_overrides)}" if resume_overrides else ""
+    log.message(f"resuming {ckpt['path']} at iteration {start}{changed}")
+    return start
 
-    start = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])  # the schedule is the config's, set per iteration
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start = int(ckpt["iteration"])
-        changed = f" with {', '.join(resume_overrides)}" if resume_overrides else ""
-        log.message(f"resuming {ckpt['path']} at iteration {start}{changed}")
-    else:
-        torch.manual_seed(seed + rank)
-    ddp: torch.nn.Module = model  # model(img, label) is the training step, so DDP's hooks see it
-    if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device == "cuda" else None)
 
-    batch, accum = int(dcfg["batch_size"]), int(tcfg.get("accum_steps", 1))
-    sampler = D.ResumableInfiniteSampler(len(dataset), seed, rank, world, start=start * batch * accum)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, sampler=sampler, num_workers=int(dcfg.get("num_workers", 0)),
-        collate_fn=collate, pin_memory=device == "cuda", drop_last=True,
-    )
-    batches = iter(loader)  # draws the loader's base seed before RNG state is restored below
-    if ckpt is not None:
-        set_rng_state(ckpt["rng"])
-
+def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_names: list[str], space: Any,
+                     label_space: str | Path | None) -> tuple[dict, dict | None]:
+    """The ``meta`` block and the property ``bank`` every checkpoint of this run stores."""
+    mcfg = config["model"]
+    head = mcfg.get("head", "property")
     meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
     meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
     if meta["label_space"] is not None:
@@ -186,97 +277,156 @@ def train(
 
         meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
-    meta["map_classes_by_name"] = map_classes_by_name
     bank = bank_of(space) if head == "property" else None
+    return meta, bank
 
-    def checkpoint(it: int) -> Path | None:
-        if rank != 0:
-            return None
-        state = {
-            "state_dict": model.state_dict(), "meta": meta, "bank": bank, "iteration": it,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(), "config": config,
-        }
-        return save_run_checkpoint(work_dir, it, state, int(tcfg.get("max_keep", 2)))
 
-    if rank == 0:
-        write_json(work_dir / "config.json", config)
-    max_iters = int(scfg["max_iters"])
-    grad_clip = ocfg.get("grad_clip")
-    log_every, ckpt_every = int(tcfg.get("log_interval", 50)), int(tcfg.get("ckpt_interval", 1000))
-    bar = progress_bar(max_iters, "train", "it", rank == 0 and progress, initial=start)
-    last_path: Path | None = None
+def _batches(dataset: SegDataset, config: dict, seed: int, rank: int, world: int, start: int,
+             device: str) -> Iterator[dict]:
+    """This rank's endless batch stream, positioned after the ``start`` optimiser steps already taken."""
+    batch, accum = int(config["data"]["batch_size"]), int(config["train"].get("accum_steps", 1))
+    sampler = D.ResumableInfiniteSampler(len(dataset), seed, rank, world, start=start * batch * accum)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=int(config["data"].get("num_workers", 0)),
+        collate_fn=collate, pin_memory=device == "cuda", drop_last=True,
+    )
+    return iter(loader)  # draws the loader's base seed
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+def _loop(run: _Run, progress: bool, on_iteration: Callable[[int, dict], None] | None) -> dict:
+    """Optimiser steps from ``run.start`` to ``max_iters`` with logging and periodic checkpoints;
+    the last step's record."""
+    tcfg = run.config["train"]
+    ckpt_every = int(tcfg.get("ckpt_interval", 1000))
+    reporter = _Reporter(run, progress, log_every=int(tcfg.get("log_interval", 50)))
     record: dict = {}
-    model.train()
-    tick, tick_iter = time.time(), start
+    run.model.train()
     try:
-        for it in range(start, max_iters):
-            scheduler.step_to(it)
-            totals: dict[str, float] = {}
-            for micro in range(accum):
-                data = _next_batch(batches)
-                img = data["img"].to(torch_device, non_blocking=True)
-                label = data["label"].to(torch_device, non_blocking=True)
-                sync = contextlib.nullcontext() if (world == 1 or micro == accum - 1) else ddp.no_sync()
-                with sync:
-                    with autocast():
-                        losses = ddp(img, label)
-                    loss = sum(losses.values()) / accum
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                for key, value in losses.items():
-                    totals[key] = totals.get(key, 0.0) + float(value.detach()) / accum
-            summary = torch.tensor([sum(totals.values())] + list(totals.values()), dtype=torch.float64, device=torch_device)
-            D.all_reduce_sum(summary)
-            summary /= world
-            loss_value = float(summary[0])
-            if not math.isfinite(loss_value):
-                where = f"; the last good checkpoint is {last_path}" if last_path else "; no checkpoint was written yet"
-                raise ProlabError(f"loss is {loss_value} at iteration {it + 1}: training stopped{where}")
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            grad_norm = None
-            if grad_clip:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip)))
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        for it in range(run.start, run.max_iters):
+            record = _step(run, it)
             done = it + 1
-            lr = optimizer.param_groups[-1]["lr"]
-            record = {"iter": done, "lr": lr, "loss": loss_value,
-                      **{k: float(v) for k, v in zip(totals, summary[1:].tolist())}}
-            if grad_norm is not None:
-                record["grad_norm"] = grad_norm
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-                bar.update(1)
-            if done % log_every == 0 or done == max_iters:
-                now = time.time()
-                record["sec_per_iter"] = (now - tick) / (done - tick_iter)
-                tick, tick_iter = now, done
-                log.log(record)
+            reporter.report(done, record)
             if on_iteration is not None:
                 on_iteration(done, record)
-            if done % ckpt_every == 0 or done == max_iters:
-                last_path = checkpoint(done) or last_path
-                D.barrier()
+            if done % ckpt_every == 0 or done == run.max_iters:
+                _save_checkpoint(run, done)
     finally:
-        if bar is not None:
-            bar.close()
-        log.close()
-    if rank == 0:
-        log.message(f"trained {max_iters} iterations; checkpoint {last_path}")
-    return {"iterations": max_iters, "checkpoint": str(last_path) if last_path else None, "loss": record.get("loss")}
+        reporter.close()
+    return record
 
 
-def _next_batch(batches) -> dict:
-    """The next batch; a bad sample's error raised in a loader worker keeps its one-line message."""
+def _step(run: _Run, it: int) -> dict:
+    """One optimiser step at iteration ``it`` over ``accum_steps`` micro-batches; its record
+    (iter, lr, loss and its parts averaged over ranks, grad_norm when clipping)."""
+    run.scheduler.step_to(it)
+    totals = _accumulate_gradients(run)
+    summary = torch.tensor([sum(totals.values())] + list(totals.values()), dtype=torch.float64, device=run.device)
+    D.all_reduce_sum(summary)
+    summary /= run.world
+    loss_value = float(summary[0])
+    if not math.isfinite(loss_value):
+        last = run.last_checkpoint
+        where = f"; the last good checkpoint is {last}" if last else "; no checkpoint was written yet"
+        raise ProlabError(f"loss is {loss_value} at iteration {it + 1}: training stopped{where}")
+    grad_norm = _apply_gradients(run)
+    record = {"iter": it + 1, "lr": run.optimizer.param_groups[-1]["lr"], "loss": loss_value,
+              **{k: float(v) for k, v in zip(totals, summary[1:].tolist())}}
+    if grad_norm is not None:
+        record["grad_norm"] = grad_norm
+    return record
+
+
+def _accumulate_gradients(run: _Run) -> dict[str, float]:
+    """Forward and backward ``accum_steps`` micro-batches (DDP syncs on the last); this rank's
+    mean of each loss term."""
+    accum = run.accum_steps
+    totals: dict[str, float] = {}
+    for micro in range(accum):
+        data = _next_batch(run.batches)
+        img = data["img"].to(run.device, non_blocking=True)
+        label = data["label"].to(run.device, non_blocking=True)
+        sync = contextlib.nullcontext() if (run.world == 1 or micro == accum - 1) else run.ddp.no_sync()
+        with sync:
+            with run.autocast():
+                losses = run.ddp(img, label)
+            loss = sum(losses.values()) / accum
+            (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0.0) + float(value.detach()) / accum
+    return totals
+
+
+def _apply_gradients(run: _Run) -> float | None:
+    """Clip (when ``optim.grad_clip`` is set), step and zero the gradients; the pre-clip norm."""
+    grad_clip = run.config["optim"].get("grad_clip")
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    grad_norm = None
+    if grad_clip:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), float(grad_clip)))
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def _save_checkpoint(run: _Run, it: int) -> None:
+    """Rank 0 writes ``iter_<it>.pth`` with everything an exact resume needs; all ranks wait."""
+    if run.rank == 0:
+        state = {
+            "state_dict": run.model.state_dict(), "meta": run.meta, "bank": run.bank, "iteration": it,
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "rng": rng_state(), "config": run.config,
+        }
+        run.last_checkpoint = save_run_checkpoint(run.work_dir, it, state, int(run.config["train"].get("max_keep", 2)))
+    D.barrier()
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+class _Reporter:
+    """Rank 0's progress bar and every ``log_every``-th record (with seconds per iteration) in the run log."""
+
+    def __init__(self, run: _Run, progress: bool, log_every: int):
+        self.log, self.log_every, self.max_iters = run.log, log_every, run.max_iters
+        self.bar = progress_bar(run.max_iters, "train", "it", run.rank == 0 and progress, initial=run.start)
+        self.tick, self.tick_iter = time.time(), run.start
+
+    def report(self, done: int, record: dict) -> None:
+        """Show iteration ``done``; log its record when it is due (adds ``sec_per_iter``)."""
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        self.bar.update(1)
+        if done % self.log_every == 0 or done == self.max_iters:
+            now = time.time()
+            record["sec_per_iter"] = (now - self.tick) / (done - self.tick_iter)
+            self.tick, self.tick_iter = now, done
+            self.log.log(record)
+
+    def close(self) -> None:
+        """Close the bar and flush the log."""
+        self.bar.close()
+        self.log.close()
+
+
+def _next_batch(batches: Iterator[dict]) -> dict:
+    """The next batch; a bad sample's error raised in a loader worker keeps its one-line message
+    (the worker's traceback is dropped) and its class."""
     try:
         return next(batches)
     except ProlabError as exc:
-        last = exc.message.strip().splitlines()[-1]
-        raise ProlabError(last.split("ProlabError: ", 1)[-1]) from None
+        lines = exc.message.strip().splitlines()
+        if len(lines) <= 1:  # raised in this process: already one line
+            raise
+        raise type(exc)(_WORKER_PREFIX.sub("", lines[-1], count=1)) from None
 
+
+# the last line of a worker's traceback: "prolab_cli.errors.InputError: <message>"
+_WORKER_PREFIX = re.compile(r"^(?:[\w.]+\.)?\w*Error: ")
