@@ -14,8 +14,6 @@ import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, TextIO, TypeVar
 
-import click
-
 T = TypeVar("T")
 
 #: a plain progress line is written at least this often while work goes on
@@ -35,18 +33,6 @@ def set_quiet(quiet: bool) -> None:
 def is_quiet() -> bool:
     """Whether ``-q/--quiet`` turned progress off."""
     return _quiet
-
-
-def quiet_option(func: Callable) -> Callable:
-    """The ``-q/--quiet`` option of a command (``--no-progress`` is the older spelling); it calls
-    :func:`set_quiet` while the command line is parsed and passes nothing to the command."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-        set_quiet(value)
-        return value
-
-    return click.option("-q", "--quiet", "--no-progress", "quiet", is_flag=True, expose_value=False,
-                        callback=callback, help="No progress output.")(func)
 
 
 def _format_seconds(seconds: float) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from ..progress import quiet_option
+from .options import quiet_option
 
 _MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id, or a local model directory"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from prolab_cli.progress import quiet_option
+from prolab_cli.commands.options import quiet_option
 
 
 @click.command()

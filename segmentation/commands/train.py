@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from prolab_cli.errors import ProlabError
-from prolab_cli.progress import is_quiet, quiet_option
+from prolab_cli.commands.options import quiet_option
+from prolab_cli.progress import is_quiet
 
 _DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k or generic"
 

@@ -105,7 +105,7 @@ def _check_png_end(path: Path, image: Image.Image) -> None:
         f.seek(max(0, f.tell() - 65536))
         tail = f.read()
     if _PNG_END not in tail:
-        raise ProlabError(f"{path}: truncated PNG (the file ends before its IEND chunk)")
+        raise InputError(f"{path}: truncated PNG (the file ends before its IEND chunk)")
 
 
 def read_image(path: Path) -> np.ndarray:
