@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "train": "segmentation.commands.train:train",
     "eval": "segmentation.commands.train:evaluate",
     "predict": "segmentation.commands.train:predict",
+    "mmseg": "segmentation.commands.mmseg:mmseg",
 }
 
 
