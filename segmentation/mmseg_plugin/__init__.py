@@ -8,7 +8,8 @@
 - the ``LabelSpaceCheckHook`` and the ``ProLabFolderDataset``,
 
 after making mmseg importable with mmcv-lite (a stand-in for the compiled ``mmcv._ext``, only when
-full mmcv is absent) and allow-listing the globals of mmengine checkpoints for ``torch.load``.
+full mmcv is absent) and allow-listing, while mmengine reads a checkpoint, exactly the globals its
+checkpoints need under torch's weights-only ``torch.load``.
 The rest of prolab never imports mmseg, mmengine or mmcv; only this package does.
 """
 
@@ -35,7 +36,7 @@ from ._mmcv_ext import install_standin  # noqa: E402
 from .safe_load import install_allow_list  # noqa: E402
 
 USING_MMCV_STANDIN = install_standin()
-ALLOWED_GLOBALS = install_allow_list()
+install_allow_list()
 
 from .backbones import MMSegBEiTAdapter, MMSegViTAdapter  # noqa: E402
 from .datasets import ProLabFolderDataset  # noqa: E402

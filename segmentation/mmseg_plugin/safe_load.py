@@ -4,14 +4,16 @@ mmengine 0.10.7 reads checkpoints with a plain ``torch.load`` (no ``weights_only
 torch >= 2.6 the default ``weights_only=True`` refuses what a Runner checkpoint holds besides
 tensors: the ``message_hub``'s ``HistoryBuffer`` records (numpy arrays and scalars inside, and
 ``getattr(HistoryBuffer, 'mean')``-style references to its statistics methods). This adds exactly
-those globals, with ``getattr`` replaced by one that resolves only those methods, so the
-protection stays on for everything else.
+those globals, with ``getattr`` replaced by one that resolves only those methods, and only while
+mmengine reads a local checkpoint (its local-file loader is wrapped), so the protection stays on for
+everything else and for every other ``torch.load``.
 """
 
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -46,10 +48,31 @@ def mmengine_checkpoint_globals() -> list:
             (history_buffer_getattr, "builtins.getattr")]
 
 
-def install_allow_list() -> list:
-    """Add :func:`mmengine_checkpoint_globals` to torch's weights-only allow-list (process-wide,
-    since mmengine's own ``torch.load`` calls need it); returns what was added."""
+@contextmanager
+def mmengine_safe_globals() -> Iterator[list]:
+    """``torch.load`` inside this block accepts mmengine checkpoints (weights-only, with
+    :func:`mmengine_checkpoint_globals`); the allow-list is removed again on exit."""
     allowed = mmengine_checkpoint_globals()
-    if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals(allowed)
-    return allowed
+    with torch.serialization.safe_globals(allowed):
+        yield allowed
+
+
+_WRAPPED_MARK = "_prolab_allow_list"
+
+
+def install_allow_list() -> bool:
+    """Wrap mmengine's local-file checkpoint loader (``load_from``, ``--resume``, tools/test.py)
+    so that it reads inside :func:`mmengine_safe_globals`; idempotent. True when wrapped now."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    original = CheckpointLoader._schemes[""]
+    if getattr(original, _WRAPPED_MARK, False):
+        return False
+
+    def load_from_local(filename, map_location):
+        with mmengine_safe_globals():
+            return original(filename, map_location)
+
+    setattr(load_from_local, _WRAPPED_MARK, True)
+    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
+    return True

@@ -2,7 +2,7 @@
 # Row 'cityscapes-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
 # K=32, T=0.04, e normalised: False, crop 768, scale (2048, 1024), slide stride 512, lr 6e-05,
 # wd 0.01, layer decay 0.95 over 12 layers, 1 images/GPU x 8 GPUs, 160k iterations.
-_base_ = ['./_base_/prolab_runtime.py', 'mmseg::_base_/datasets/cityscapes.py']
+_base_ = ['./_base_/prolab_runtime.py']
 
 # A prolab label-space artifact with the released assignment (K=32, D=768 bge-base-en-v1.5):
 # `prolab import-bank embeddings/cityscapes_bdd_desc_bge-base-en-v1.5_gpt3.5_cluster_32_embedding_bank.pth ...`
@@ -76,8 +76,27 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-train_dataloader = dict(batch_size=1, num_workers=4, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=1, num_workers=4, dataset=dict(pipeline=test_pipeline))
+data_root = 'data/cityscapes/'
+train_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='CityscapesDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='CityscapesDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

@@ -2,7 +2,7 @@
 # Row 'coco-stuff-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
 # K=256, T=0.01, e normalised: True, crop 512, scale (2048, 512), slide stride 341, lr 6e-05,
 # wd 0.01, layer decay 0.95 over 12 layers, 2 images/GPU x 8 GPUs, 160k iterations.
-_base_ = ['./_base_/prolab_runtime.py', 'mmseg::_base_/datasets/coco-stuff164k.py']
+_base_ = ['./_base_/prolab_runtime.py']
 
 # A prolab label-space artifact with the released assignment (K=256, D=768 bge-base-en-v1.5):
 # `prolab import-bank embeddings/coco_stuff_164k_desc_bge-base-en-v1.5_gpt3.5_cluster_256_embedding_bank.pth ...`
@@ -76,8 +76,27 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-train_dataloader = dict(batch_size=2, num_workers=4, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=1, num_workers=4, dataset=dict(pipeline=test_pipeline))
+data_root = 'data/coco_stuff164k'
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='COCOStuffDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='images/train2017', seg_map_path='annotations/train2017'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='COCOStuffDataset',
+        data_root=data_root,
+        data_prefix=dict(img_path='images/val2017', seg_map_path='annotations/val2017'),
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

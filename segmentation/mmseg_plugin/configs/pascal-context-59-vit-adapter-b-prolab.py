@@ -2,7 +2,7 @@
 # Row 'pascal-context-59-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
 # K=128, T=0.04, e normalised: False, crop 512, scale (2048, 512), slide stride 341, lr 6e-05,
 # wd 0.01, layer decay 0.95 over 12 layers, 2 images/GPU x 8 GPUs, 160k iterations.
-_base_ = ['./_base_/prolab_runtime.py', 'mmseg::_base_/datasets/pascal_context_59.py']
+_base_ = ['./_base_/prolab_runtime.py']
 
 # A prolab label-space artifact with the released assignment (K=128, D=768 bge-base-en-v1.5):
 # `prolab import-bank embeddings/pascal_context_59_desc_bge-base-en-v1.5_gpt3.5_cluster_128_embedding_bank.pth ...`
@@ -76,8 +76,29 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-train_dataloader = dict(batch_size=2, num_workers=4, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=1, num_workers=4, dataset=dict(pipeline=test_pipeline))
+data_root = 'data/VOCdevkit/VOC2010/'
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='PascalContextDataset59',
+        data_root=data_root,
+        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
+        ann_file='ImageSets/SegmentationContext/train.txt',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='PascalContextDataset59',
+        data_root=data_root,
+        data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
+        ann_file='ImageSets/SegmentationContext/val.txt',
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
