@@ -358,3 +358,45 @@ def test_core_never_imports_mmseg_and_missing_extra_is_one_line(tmp_path):
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'prolab[mmseg]'" in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_paper_row_configs_build_the_published_parameter_counts(tmp_path):
+    """ADE20K ViT-Adapter-B rows built from the MMSeg configs have the parameter counts of the
+    original code (ProLab-B 134,112,736; one-hot B 133,636,876; DESIGN.md section 2)."""
+    from mmengine.config import Config
+    from mmseg.datasets import ADE20KDataset
+    from mmseg.registry import MODELS
+
+    from prolab_cli.artifact import LabelSpace
+
+    rng = np.random.default_rng(0)
+    rows = (rng.random((150, 256)) < 0.05).astype(np.float32)
+    rows[np.arange(150), np.arange(150)] = 1
+    space = LabelSpace.from_arrays("ade-random", list(ADE20KDataset.METAINFO["classes"]), rows,
+                                   rng.normal(size=(256, 768)).astype(np.float32)).save(tmp_path)
+    counts = {}
+    for name in ("prolab", "onehot"):
+        cfg = Config.fromfile(str(CONFIGS / f"ade20k-vit-adapter-b-{name}.py"))
+        cfg.model.backbone.pretrained = None
+        for head in ("decode_head", "auxiliary_head"):
+            if "label_space" in cfg.model[head]:
+                cfg.model[head].label_space = str(space)
+        with torch.device("meta"):
+            counts[name] = sum(p.numel() for p in MODELS.build(cfg.model).parameters())
+    assert counts == {"prolab": 134_112_736, "onehot": 133_636_876}
+
+
+def test_prolab_checkpoint_of_another_label_space_version_is_refused(synth):
+    from types import SimpleNamespace
+
+    from segmentation.mmseg_plugin.hooks import LabelSpaceCheckHook
+
+    _, model = _models(synth)
+    hook = LabelSpaceCheckHook()
+    version = model.decode_head.label_space.version
+    runner = SimpleNamespace(model=model)
+    hook.after_load_checkpoint(runner, {"meta": {"label_space": {"name": "toy", "version": version}}})
+    hook.after_load_checkpoint(runner, {"meta": {"dataset_meta": {}}})  # an MMSeg checkpoint: nothing to check
+    with pytest.raises(ProlabError, match="trained with label space 'toy' version 0000"):
+        hook.after_load_checkpoint(runner, {"meta": {"label_space": {"name": "toy", "version": "0000"}}})
