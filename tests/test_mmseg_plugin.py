@@ -400,3 +400,23 @@ def test_prolab_checkpoint_of_another_label_space_version_is_refused(synth):
     hook.after_load_checkpoint(runner, {"meta": {"dataset_meta": {}}})  # an MMSeg checkpoint: nothing to check
     with pytest.raises(ProlabError, match="trained with label space 'toy' version 0000"):
         hook.after_load_checkpoint(runner, {"meta": {"label_space": {"name": "toy", "version": "0000"}}})
+
+
+def test_backbones_are_prolabs_own_with_preset_arch(synth):
+    from mmseg.registry import MODELS
+
+    from segmentation.models import backbone as prolab_backbone
+    from segmentation.ops import MSDeformAttn
+
+    vit = MODELS.build(dict(type="ViTAdapter", arch="vit-adapter-nano"))
+    assert isinstance(vit, prolab_backbone.ViTAdapter) and vit.embed_dim == 96
+    beit = MODELS.build(dict(type="BEiTAdapter", arch=None, img_size=64, embed_dim=96, depth=4, num_heads=3,
+                             deform_num_heads=3, conv_inplane=16, deform_ratio=1.0,
+                             interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]]))
+    assert isinstance(beit, prolab_backbone.BEiTAdapter)
+    assert any(isinstance(m, MSDeformAttn) for m in beit.modules())  # prolab's op, not mmcv's
+    with torch.no_grad():
+        feats = beit.eval()(torch.randn(1, 3, 64, 64))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    with pytest.raises(ProlabError, match="is a beit preset"):
+        MODELS.build(dict(type="ViTAdapter", arch="beit-adapter-l"))
