@@ -1,5 +1,6 @@
 # One-hot baseline of 'cityscapes-vit-adapter-b-prolab' (paper: 79.9 mIoU): the same backbone, data and schedule,
-# with mmseg's own UPerHead / FCNHead and cross-entropy over the 19 classes.
+# with mmseg's own UPerHead / FCNHead and cross-entropy over the 19 classes (mean over the
+# labelled pixels, as prolab computes it).
 _base_ = ['./cityscapes-vit-adapter-b-prolab.py']
 
 model = dict(
@@ -14,7 +15,7 @@ model = dict(
         num_classes=19,
         norm_cfg={{_base_.norm_cfg}},
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=1.0)),
     auxiliary_head=dict(
         _delete_=True,
         type='FCNHead',
@@ -27,4 +28,4 @@ model = dict(
         num_classes=19,
         norm_cfg={{_base_.norm_cfg}},
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)))
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=0.4)))
