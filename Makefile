@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.prolab-installed
+MMSEG_STAMP := $(VENV)/.prolab-mmseg-installed
 TORCH  ?= torch==2.13.0
 # llama-cpp-python has no Linux wheel: build only the library its Python binding loads, for a
 # portable CPU (no tools, server, examples, tests, BLAS, OpenMP or curl).
@@ -23,12 +24,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 		$(BIN)/python -m pip install -e '.[all,test]'
 	touch $@
 
+# The MMSegmentation 1.x plugin's extra (pure-Python wheels, ~25 s), which `make test` exercises.
+# mmcv-lite pulls opencv-python (GUI build, needs libGL/libxcb), which overwrites the cv2 package of the
+# seg extra's opencv-python-headless: put the headless files back last.
+$(MMSEG_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e '.[mmseg]'
+	$(BIN)/python -m pip install --force-reinstall --no-deps 'opencv-python-headless>=4.5'
+	$(BIN)/python -c "import cv2"
+	touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/demo.sh
 
-test: $(STAMP)
+test: $(STAMP) $(MMSEG_STAMP)
 	$(BIN)/python -m pytest tests
 
 # Compile-only check of the CUDA kernels against the CUDA build of torch (no GPU needed).

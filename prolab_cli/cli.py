@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "train": "segmentation.commands.train:train",
     "eval": "segmentation.commands.train:evaluate",
     "predict": "segmentation.commands.train:predict",
+    "mmseg": "segmentation.commands.mmseg:mmseg",
 }
 
 

@@ -32,7 +32,7 @@ from prolab_cli.commands.options import quiet_option
 def convert(src: str, dst: str, row: str | None, bank: str | None, bank_key: str | None, preset: str | None,
             label_space: str | None, classes: str | None, temperature: float | None,
             normalize_embedding: bool | None, allow_missing: bool, trust_pickle: bool) -> None:
-    """Convert an mmseg 0.x checkpoint SRC (.pth) into a prolab checkpoint DST that `prolab eval`
+    """Convert an mmseg 0.x or 1.x checkpoint SRC (.pth) into a prolab checkpoint DST that `prolab eval`
     evaluates as the released test config (paper rows) with no other option."""
     from segmentation.models.convert import convert_checkpoint
 

@@ -66,6 +66,27 @@ def _plain_meta(meta: dict) -> dict:
     return out
 
 
+class _MMEngineRecord:
+    """Stands in for the mmengine objects an MMSeg 1.x checkpoint pickles (the message hub's
+    HistoryBuffer records), so its weights read without mmengine and without trusting pickle."""
+
+
+def _mmengine_record_getattr(obj: Any, name: str) -> Any:
+    if obj is _MMEngineRecord and name in ("min", "max", "current", "mean"):
+        return name  # a HistoryBuffer statistics method; convert needs only the weights
+    raise ProlabError(f"checkpoint asks for getattr({type(obj).__name__}, {name!r}); not allowed")
+
+
+def _mmseg1_globals() -> list:
+    """What torch.load(weights_only=True) needs for an MMSeg 1.x (mmengine) checkpoint."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [(_MMEngineRecord, "mmengine.logging.history_buffer.HistoryBuffer"),
+            (_mmengine_record_getattr, "builtins.getattr"), np.ndarray, multiarray._reconstruct,
+            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
+
+
 def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("relative_position_index")}
 
@@ -148,7 +169,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
                        temperature: float | None = None, normalize_embedding: bool | None = None,
                        allow_missing: bool = False, trust_pickle: bool = False, row: str | None = None,
                        bank: str | os.PathLike | None = None, bank_key: str | None = None) -> ConvertReport:
-    """Load an mmseg 0.x ``.pth`` (``state_dict``/``meta``, optional ``module.`` prefixes, BEiT
+    """Load an mmseg 0.x or 1.x ``.pth`` (``state_dict``/``meta``, optional ``module.`` prefixes, BEiT
     ``relative_position_index`` buffers possibly absent) into our model and write a prolab
     checkpoint (``segmentation.engine.checkpoint`` format).
 
@@ -169,7 +190,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     if label_space is not None and bank is not None:
         raise ProlabError("give --label-space or --bank, not both")
     bar = progress_bar(4, f"convert {Path(src).name}", "step")  # read, build, load, write
-    ckpt = read_checkpoint(src, trust_pickle)
+    with torch.serialization.safe_globals(_mmseg1_globals()):
+        ckpt = read_checkpoint(src, trust_pickle)
     bar.update(1)
     sd = extract_state_dict(ckpt, where)
     mmseg_meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
@@ -243,7 +265,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         model = build_segmentor(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
     else:
         head = "onehot"
-        names = list(classes) if classes else [str(c) for c in (mmseg_meta.get("CLASSES") or [])]
+        mmseg1_classes = (mmseg_meta.get("dataset_meta") or {}).get("classes")  # MMSeg 1.x
+        names = list(classes) if classes else [str(c) for c in (mmseg_meta.get("CLASSES") or mmseg1_classes or [])]
         if not names:
             names = [f"class_{i}" for i in range(out_channels)]
         if len(names) != out_channels:
