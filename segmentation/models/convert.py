@@ -155,6 +155,29 @@ def _check_classes(space: Any, dataset: str) -> None:
         raise ProlabError(f"label space {space.name!r}: its classes differ from the {dataset} dataset's at {difference}")
 
 
+def head_settings_from_mmseg_cfg(cfg_text: Any) -> dict:
+    """``temperature`` and ``normalize_embedding`` of the decode head in the config text an MMSeg 1.x
+    checkpoint carries (``meta.cfg``, written by mmengine's Runner with the ProLab plugin heads);
+    {} when there is none. Read with ``ast`` (literals only), so the core never imports mmengine."""
+    import ast
+
+    if not isinstance(cfg_text, str):
+        return {}
+    try:
+        tree = ast.parse(cfg_text)
+    except SyntaxError:
+        return {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.keyword) and node.arg == "decode_head" and isinstance(node.value, ast.Call)):
+            continue
+        found = {}
+        for kw in node.value.keywords:
+            if kw.arg in ("temperature", "normalize_embedding") and isinstance(kw.value, ast.Constant):
+                found[kw.arg] = kw.value.value
+        return found
+    return {}
+
+
 def eval_settings_summary(config: dict, space: Any = None) -> str:
     """One line of what `prolab eval` will use for a converted checkpoint's config."""
     m, t = config["model"], config["test"]
@@ -250,6 +273,10 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             space = bank_to_label_space(raw_bank, Path(bank).stem, key=bank_key, classes=classes, source=str(bank))
         kwargs = {}
         if space is not None:
+            recorded = head_settings_from_mmseg_cfg(mmseg_meta.get("cfg"))
+            temperature = recorded.get("temperature") if temperature is None else temperature
+            if normalize_embedding is None:
+                normalize_embedding = recorded.get("normalize_embedding", False)
             if temperature is None:
                 raise ProlabError(f"{where}: fits no paper row (see `prolab zoo`), so T is unknown: give --temperature "
                                   "and --normalize-embedding/--no-normalize-embedding, or --row")
