@@ -223,7 +223,8 @@ def test_checkpoints_cross_between_engines_and_eval_matches(run, synth, tmp_path
     mmseg_ckpt = run["work"] / "iter_6.pth"
     converted = tmp_path / "converted.pth"
     res = CliRunner().invoke(main, ["convert", str(mmseg_ckpt), str(converted), "--preset", "vit-adapter-nano",
-                                    "--label-space", str(synth["space"])])
+                                    "--label-space", str(synth["space"]), "--temperature", "0.04",
+                                    "--no-normalize-embedding"])  # the tiny config's head
     assert res.exit_code == 0, res.output
     prolab_sd = torch.load(converted)["state_dict"]
     with mmengine_safe_globals():
