@@ -135,8 +135,7 @@ ROWS: dict[str, Row] = {row.id: row for row in (
         pad_short_side=896,
         note="80k iterations fine-tuned from a 160k run of the same config (load_from); the file named "
              "upernet_beitv2_adapter_large_896_160k_ade20k_bge_base.py at commit 24cdb17 is this same 80k fine-tune "
-             "(older bank names), so the 160k run's own config is not released; test images are padded to a short "
-             "side of 896 (PadShortSide)"),
+             "(older bank names), so the 160k run's own config is not released"),
 )}
 
 
