@@ -38,6 +38,7 @@ class Row:
     data_root: str              # MMSegmentation's usual folder for the dataset
     embed_dim: int = 768        # D of bge-base-en-v1.5: the heads' output channels
     init_from_iters: int | None = None  # the recipe fine-tunes a run of this many iterations (load_from)
+    pad_short_side: int | None = None   # the test pipeline's PadShortSide (== the preset's test.pad_short_side)
     note: str = ""
 
     @property
@@ -131,7 +132,10 @@ ROWS: dict[str, Row] = {row.id: row for row in (
     Row("ade20k-beitv2-adapter-l-896-prolab", "ADE20K, BEiTv2-Adapter-L 896", "ade20k", 150, 256, 0.04, False, 58.7,
         "configs/ADE20K/upernet_beitv2_adapter_large_896_80k_ade20k_bge_base.py", "1bJXd04eWeVvQT12fQPlLKT_bXQTdSNJN",
         *_bank("ade", 256), "ade20k-bge-base-k256", "data/ade/ADEChallengeData2016", init_from_iters=160_000,
-        note="80k iterations fine-tuned from a 160k run of the same config (load_from); the README links the 160k config"),
+        pad_short_side=896,
+        note="80k iterations fine-tuned from a 160k run of the same config (load_from); the file named "
+             "upernet_beitv2_adapter_large_896_160k_ade20k_bge_base.py at commit 24cdb17 is this same 80k fine-tune "
+             "(older bank names), so the 160k run's own config is not released"),
 )}
 
 
@@ -161,6 +165,8 @@ def format_table() -> str:
                   f"{r.num_classes} classes ({r.dataset})",
                   f"  checkpoint: {r.checkpoint}  <- {r.checkpoint_url}",
                   f"  bank:       embeddings/{r.bank_file}  entry {r.bank_key}"]
+        if r.pad_short_side:
+            lines.append(f"  test:       pad short side {r.pad_short_side} (PadShortSide, after Normalize)")
         if r.note:
             lines.append(f"  note:       {r.note}")
         lines += ["  convert + eval:", f"    {r.convert_command()}", f"    {r.eval_command()}",

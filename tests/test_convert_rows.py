@@ -95,7 +95,7 @@ def test_dataset_hints_ignore_the_shared_cityscapes_bdd_bank_name():
 TINY_PRESET = """base: _base
 model: {preset: vit-adapter-nano, img_size: 64, temperature: 0.02, normalize_embedding: true}
 label_space: {num_properties: 8}
-test: {mode: slide, crop_size: [64, 64], stride: [43, 43], scale: [160, 64], size_divisor: 32}
+test: {mode: slide, crop_size: [64, 64], stride: [43, 43], scale: [160, 64], size_divisor: 32, pad_short_side: 96}
 """
 
 
@@ -156,12 +156,13 @@ def test_converted_row_checkpoint_evaluates_as_its_preset_with_no_other_option(t
     res = CliRunner().invoke(main, ["convert", str(src), str(dst), "--bank", str(bank)])
     assert res.exit_code == 0, res.output
     assert "row tiny-ade (inferred;" in res.output
-    assert ("eval will use: dataset ade20k, slide 64/43, scale (160, 64), size_divisor 32, K 8, T 0.02, "
+    assert ("eval will use: dataset ade20k, slide 64/43, scale (160, 64), size_divisor 32, pad short side 96, K 8, T 0.02, "
             "embedding normalised") in res.output
 
     ckpt = load_checkpoint(dst)
     assert ckpt["meta"]["row"] == "tiny-ade" and ckpt["meta"]["dataset"] == "ade20k"
     assert ckpt["meta"]["classes"] == ADE and ckpt["config"]["test"]["size_divisor"] == 32
+    assert ckpt["config"]["test"]["pad_short_side"] == 96
     assert ckpt["meta"]["model_kwargs"]["temperature"] == 0.02 and ckpt["meta"]["model_kwargs"]["normalize_embedding"]
     loaded, classes, _ = model_from_checkpoint(ckpt)
     original.eval()
@@ -175,13 +176,16 @@ def test_converted_row_checkpoint_evaluates_as_its_preset_with_no_other_option(t
                                     "--no-progress", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "evaluating" in res.output and "(row tiny-ade)" in res.output
-    assert "slide crop 64x64 stride 43x43, resize to 160x64 (keep ratio), size_divisor 32" in res.output
+    assert ("slide crop 64x64 stride 43x43, resize to 160x64 (keep ratio), size_divisor 32, pad short side 96, "
+            "flip off") in res.output
     used = json.loads(out.read_text())["settings"]
     assert {k: used[k] for k in ("row", "dataset", "num_classes", "head", "K", "T", "normalize_embedding", "mode",
-                                 "crop_size", "stride", "scale", "size_divisor", "flip", "overridden")} == {
+                                 "crop_size", "stride", "scale", "size_divisor", "pad_short_side", "flip",
+                                 "overridden")} == {
         "row": "tiny-ade", "dataset": "ade20k", "num_classes": 150, "head": "property", "K": 8, "T": 0.02,
         "normalize_embedding": True, "mode": "slide", "crop_size": [64, 64], "stride": [43, 43], "scale": [160, 64],
-        "size_divisor": 32, "flip": False, "overridden": []}
+        "size_divisor": 32, "pad_short_side": 96, "flip": False, "overridden": []}
+    assert json.loads(out.read_text())["test"]["pad_short_side"] == 96
 
 
 def test_named_row_with_a_label_space_and_explicit_overrides(tiny_rows, tmp_path):

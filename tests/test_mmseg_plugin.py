@@ -223,7 +223,8 @@ def test_checkpoints_cross_between_engines_and_eval_matches(run, synth, tmp_path
     mmseg_ckpt = run["work"] / "iter_6.pth"
     converted = tmp_path / "converted.pth"
     res = CliRunner().invoke(main, ["convert", str(mmseg_ckpt), str(converted), "--preset", "vit-adapter-nano",
-                                    "--label-space", str(synth["space"])])
+                                    "--label-space", str(synth["space"]), "--temperature", "0.04",
+                                    "--no-normalize-embedding"])  # the tiny config's head
     assert res.exit_code == 0, res.output
     prolab_sd = torch.load(converted)["state_dict"]
     with mmengine_safe_globals():
@@ -420,3 +421,40 @@ def test_backbones_are_prolabs_own_with_preset_arch(synth):
     assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     with pytest.raises(ProlabError, match="is a beit preset"):
         MODELS.build(dict(type="ViTAdapter", arch="beit-adapter-l"))
+
+
+def test_pad_short_side_preprocessor_gives_prolab_eval_scores(synth):
+    """The BEiTv2 row's PadShortSide in MMSeg 1.x (ProLabSegDataPreProcessor): the same class scores
+    as prolab's eval path, where MMSeg's own test_cfg padding (cropped from the prediction) differs."""
+    from mmengine.config import ConfigDict
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    from segmentation.engine.evaluate import inference_settings, pipeline_for, scores_for
+
+    ours, theirs = _models(synth)
+    theirs.test_cfg = ConfigDict(mode="slide", crop_size=(64, 64), stride=(40, 40))
+    rgb = np.random.default_rng(5).integers(0, 256, (21, 150, 3), dtype=np.uint8)
+    settings = inference_settings({"test": {"mode": "slide", "crop_size": [64, 64], "stride": [40, 40], "scale": None,
+                                            "pad_short_side": 64}}, {})
+    x = pipeline_for(settings)(rgb, np.zeros(rgb.shape[:2], np.uint8))["img"][None]
+    norm = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0, seg_pad_val=255)
+
+    def mmseg_probs(preprocessor: dict) -> torch.Tensor:
+        theirs.data_preprocessor = MODELS.build(preprocessor)
+        bgr = torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1].transpose(2, 0, 1)))
+        sample = SegDataSample(metainfo=dict(ori_shape=rgb.shape[:2], img_shape=rgb.shape[:2]))
+        with torch.no_grad():
+            out = theirs.test_step({"inputs": [bgr], "data_samples": [sample]})
+        return torch.softmax(out[0].seg_logits.data, dim=0)
+
+    with torch.no_grad():
+        want = scores_for(settings, ours.encode_decode, x, len(synth["classes"]), rgb.shape[:2])[0]
+    got = mmseg_probs(dict(type="ProLabSegDataPreProcessor", pad_short_side=64, **norm))
+    diff = (got - want).abs().max().item()
+    print(f"PadShortSide: max |class probability difference| = {diff:.3e}")
+    assert diff <= TOL and torch.equal(got.argmax(0), want.argmax(0))
+    cropped = mmseg_probs(dict(type="SegDataPreProcessor", test_cfg=dict(size=(64, 64)), **norm))
+    assert (cropped - want).abs().max().item() > 1e-3
+    with pytest.raises(ProlabError, match="pad_short_side must be a positive integer or null"):
+        MODELS.build(dict(type="ProLabSegDataPreProcessor", pad_short_side=0, **norm))

@@ -2,9 +2,10 @@
 
 Train: random resize (ratio 0.5-2.0 of ``scale``, aspect kept) -> random crop with
 ``cat_max_ratio`` -> horizontal flip -> photometric distortion -> normalise -> pad (image 0,
-label 255). Test: resize to ``scale`` (aspect kept) -> for the BEiT rows resize up to multiples of
-``size_divisor`` (mmseg's ResizeToMultiple) -> normalise; the label stays at its original size, as
-MMSegmentation evaluates at the original resolution.
+label 255). Test: resize to ``scale`` (aspect kept) -> resize up to multiples of ``size_divisor``
+(mmseg's ResizeToMultiple) -> normalise -> for the BEiTv2 row pad to a short side of
+``pad_short_side`` (ViT-Adapter's PadShortSide, applied at inference: :func:`pad_short_side`); the
+label stays at its original size, as MMSegmentation evaluates at the original resolution.
 Resizing is mmcv's: its rescale rule and cv2's bilinear (images) / nearest (labels) results, which
 Pillow does not reproduce (it antialiases when shrinking and rounds differently).
 All randomness comes from the ``np.random.Generator`` passed in.
@@ -39,6 +40,28 @@ def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
 def multiple_size(h: int, w: int, divisor: int) -> tuple[int, int]:
     """(h, w) rounded up to multiples of ``divisor`` (mmcv.imresize_to_multiple at scale 1)."""
     return math.ceil(h / divisor) * divisor, math.ceil(w / divisor) * divisor
+
+
+def check_positive_or_none(value: Any, key: str) -> int | None:
+    """``value`` if it is a positive integer or None, else a one-line error naming the ``key``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ProlabError(f"{key} must be a positive integer or null, got {value!r}")
+    return value
+
+
+def pad_short_side(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """ViT-Adapter's ``PadShortSide(size, pad_val=0)`` on a normalised [..., H, W] image: when a side
+    is under ``size``, zeros (the mean colour: it runs after Normalize) are added at the bottom and
+    right until both sides are at least ``size`` (mmcv.impad); otherwise the image is unchanged.
+    The original then resizes the whole padded prediction to the image's size (mmseg 0.x
+    slide_inference), so no crop follows: the caller resizes the padded scores as they are."""
+    check_positive_or_none(size, "test.pad_short_side")
+    if size is None:
+        return x
+    h, w = x.shape[-2:]
+    if h >= size and w >= size:
+        return x
+    return torch.nn.functional.pad(x, (0, max(size - w, 0), 0, max(size - h, 0)), value=0.0)
 
 
 def _cv2():
@@ -146,9 +169,10 @@ class TrainPipeline:
 
 @dataclass
 class TestPipeline:
-    """Resize (aspect kept), then up to multiples of ``size_divisor`` when set (the BEiT rows'
+    """Resize (aspect kept), then up to multiples of ``size_divisor`` when set (the released rows'
     ResizeToMultiple), and normalise; the label keeps the original size (mmseg's test pipeline
-    loads no label: metrics are taken at the original resolution)."""
+    loads no label: metrics are taken at the original resolution). The BEiTv2 row's PadShortSide
+    comes after the flip in the original pipeline, so inference applies it (:func:`pad_short_side`)."""
 
     __test__ = False  # not a pytest class
 
@@ -156,10 +180,7 @@ class TestPipeline:
     size_divisor: int | None = None
 
     def __post_init__(self) -> None:
-        if self.size_divisor is not None and (isinstance(self.size_divisor, bool)
-                                              or not isinstance(self.size_divisor, int)
-                                              or self.size_divisor < 1):
-            raise ProlabError(f"test.size_divisor must be a positive integer or null, got {self.size_divisor!r}")
+        check_positive_or_none(self.size_divisor, "test.size_divisor")
 
     def __call__(self, img: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, Any]:
         if self.scale is not None:

@@ -9,6 +9,8 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
+from ..data.transforms import pad_short_side as pad_to_short_side
+
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -73,13 +75,17 @@ def infer_scores(
     stride: tuple[int, int] = (341, 341),
     flip: bool = False,
     to_probs: Transform | None = None,
+    pad_short_side: int | None = None,
 ) -> torch.Tensor:
     """Scores [B,num_out,*out_size]: slide or whole on ``img``, resized (bilinear) to the label's
     ``out_size`` and passed through ``to_probs`` (e.g. :func:`class_probabilities`; identity when
     None). With ``flip`` the same is done for the horizontally flipped image, flipped back, and the
-    two are averaged: mmseg's aug_test averages softmax(resized scores) of each pass."""
+    two are averaged: mmseg's aug_test averages softmax(resized scores) of each pass.
+    ``pad_short_side`` pads each pass's image (after its flip, as the original pipeline does) to that
+    short side; the padded scores are resized to ``out_size`` whole, as mmseg 0.x does."""
 
     def once(x: torch.Tensor) -> torch.Tensor:
+        x = pad_to_short_side(x, pad_short_side)
         if mode == "slide":
             out = slide_scores(score_fn, x, num_out, crop, stride)
         elif mode == "whole":

@@ -4,6 +4,7 @@
 - heads ``ProLabUPerHead``, ``ProLabFCNHead``, ``ProLabSegformerHead`` (the ProLab property
   classifier over a prolab label-space artifact),
 - ``ProLabLayerDecayOptimizerConstructor`` (layer-wise lr decay with prolab's layer ids),
+- ``ProLabSegDataPreProcessor`` (the BEiTv2 row's test-time PadShortSide, as the original),
 - losses ``PropertyCosineLoss`` and ``PropertyBCELoss``,
 - the ``LabelSpaceCheckHook`` and the ``ProLabFolderDataset``,
 
@@ -44,8 +45,9 @@ from .heads import ProLabFCNHead, ProLabSegformerHead, ProLabUPerHead  # noqa: E
 from .hooks import LabelSpaceCheckHook  # noqa: E402
 from .losses import PropertyBCELoss, PropertyCosineLoss  # noqa: E402
 from .optim import ProLabLayerDecayOptimizerConstructor  # noqa: E402
+from .preprocess import ProLabSegDataPreProcessor  # noqa: E402
 
 __all__ = ["INSTALL_LINE", "LabelSpaceCheckHook", "MMSegBEiTAdapter", "MMSegViTAdapter", "ProLabFCNHead",
-           "ProLabFolderDataset", "ProLabLayerDecayOptimizerConstructor",
+           "ProLabFolderDataset", "ProLabLayerDecayOptimizerConstructor", "ProLabSegDataPreProcessor",
            "ProLabSegformerHead", "ProLabUPerHead", "PropertyBCELoss", "PropertyCosineLoss",
            "USING_MMCV_STANDIN"]

@@ -183,7 +183,7 @@ def eval_settings_summary(config: dict, space: Any = None) -> str:
     m, t = config["model"], config["test"]
     k = f"K {space.num_properties}, " if space is not None else ""
     return (f"dataset {config['dataset']}, {t['mode']} {t['crop_size'][0]}/{t['stride'][0]}, scale {tuple(t['scale'])}, "
-            f"size_divisor {t.get('size_divisor')}, {k}T {m['temperature']:g}, "
+            f"size_divisor {t.get('size_divisor')}, pad short side {t.get('pad_short_side')}, {k}T {m['temperature']:g}, "
             f"embedding {'normalised' if m['normalize_embedding'] else 'not normalised'}")
 
 

@@ -103,9 +103,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters, fp16.
+# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters; fp32, as
+# the released config (it sets no fp16).
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-05, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='ProLabLayerDecayOptimizerConstructor',
     paramwise_cfg=dict(num_layers=24, decay_rate=0.9))

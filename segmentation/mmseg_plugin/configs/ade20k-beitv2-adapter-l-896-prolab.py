@@ -11,8 +11,11 @@ label_space = 'label_spaces/ade20k-bge-base-k256'
 pretrained = 'pretrained/beitv2_large_patch16_224_pt1k_ft21k.pth'
 crop_size = (896, 896)
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # plain BN when not distributed (the Runner reverts it)
+# ProLabSegDataPreProcessor: the released test pipeline's PadShortSide(896) after Normalize, the padded
+# prediction resized whole to the image as mmseg 0.x does (MMSeg 1.x's test_cfg padding would crop it).
 data_preprocessor = dict(
-    type='SegDataPreProcessor',
+    type='ProLabSegDataPreProcessor',
+    pad_short_side=896,
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     bgr_to_rgb=True,
@@ -103,9 +106,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters, fp16.
+# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters; fp32, as
+# the released config (it sets no fp16).
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=4e-05, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='ProLabLayerDecayOptimizerConstructor',
     paramwise_cfg=dict(num_layers=24, decay_rate=0.9))

@@ -73,6 +73,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='ResizeToMultiple', size_divisor=32),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
@@ -101,9 +102,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters, fp16.
+# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters, fp16 with
+# a dynamic loss scale starting at 512 (the released `fp16 = dict(loss_scale=dict(init_scale=512))`).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
+    loss_scale=dict(init_scale=512),
     optimizer=dict(type='AdamW', lr=6e-05, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='ProLabLayerDecayOptimizerConstructor',
     paramwise_cfg=dict(num_layers=12, decay_rate=0.95))

@@ -7,7 +7,7 @@ _base_ = ['./_base_/prolab_runtime.py']
 # A prolab label-space artifact with the released assignment (K=32, D=768 bge-base-en-v1.5):
 # `prolab import-bank embeddings/cityscapes_bdd_desc_bge-base-en-v1.5_gpt3.5_cluster_32_embedding_bank.pth ...`
 # or `prolab pipeline`; its class list must equal the dataset's metainfo classes.
-label_space = 'label_spaces/cityscapes-bdd100k-bge-base-k32'
+label_space = 'label_spaces/cityscapes-bdd-bge-base-k32'
 pretrained = 'pretrained/deit_base_patch16_224-b5f2ef4d.pth'
 crop_size = (768, 768)
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # plain BN when not distributed (the Runner reverts it)
@@ -73,6 +73,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
+    dict(type='ResizeToMultiple', size_divisor=32),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
@@ -101,9 +102,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters, fp16.
+# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters; fp32, as
+# the released config (it sets no fp16).
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-05, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='ProLabLayerDecayOptimizerConstructor',
     paramwise_cfg=dict(num_layers=12, decay_rate=0.95))
