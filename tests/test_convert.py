@@ -184,3 +184,16 @@ def test_convert_refuses_arbitrary_pickles_unless_trusted(tmp_path):
     assert result.exit_code == 1 and "--trust-pickle" in result.output and "_Opaque" in result.output
     report = convert_checkpoint(src, tmp_path / "o.pth", preset="vit-adapter-nano", trust_pickle=True)
     assert report.missing == [] and report.unexpected == []
+
+
+def test_head_settings_are_read_from_an_mmseg1_checkpoint_config():
+    """An MMSeg 1.x checkpoint written with the plugin heads carries its config text (meta.cfg):
+    convert takes T and the normalisation from its decode head, never from a default."""
+    from segmentation.models.convert import head_settings_from_mmseg_cfg
+
+    cfg = ("norm_cfg = dict(type='BN')\nmodel = dict(type='EncoderDecoder',\n"
+           "    decode_head=dict(type='ProLabUPerHead', temperature=0.01, normalize_embedding=True, channels=8),\n"
+           "    auxiliary_head=dict(type='ProLabFCNHead', temperature=0.5))\n")
+    assert head_settings_from_mmseg_cfg(cfg) == {"temperature": 0.01, "normalize_embedding": True}
+    assert head_settings_from_mmseg_cfg("model = dict(decode_head=dict(type='UPerHead'))") == {}
+    assert head_settings_from_mmseg_cfg(None) == {} and head_settings_from_mmseg_cfg("not python (") == {}
