@@ -73,15 +73,15 @@ def main() -> int:
     for key, (head, space, space_all) in runs.items():
         cfg = apply_overrides(load_config("synth-vit-adapter-nano"), sets + [f"model.head={head}"])
         start = time.time()
-        run = train(cfg, data, out / f"run-{key}", space, progress=False, map_classes_by_name=True)
+        run = train(cfg, data, work_dir=out / f"run-{key}", label_space=space, progress=False, map_classes_by_name=True)
         seconds = time.time() - start
-        res = evaluate(run["checkpoint"], None, data, progress=False, output=out / f"eval-{key}.json",
+        res = evaluate(run["checkpoint"], data, progress=False, output=out / f"eval-{key}.json",
                        map_classes_by_name=True)
         results[key] = {"mIoU": res["mIoU"], "mAcc": res["mAcc"], "aAcc": res["aAcc"],
                         "final_loss": run["loss"], "train_seconds": round(seconds, 1)}
         if space_all is None:
             continue
-        res = evaluate(out / f"run-{key}", None, data, label_space=space_all, progress=False,
+        res = evaluate(out / f"run-{key}", data, label_space=space_all, progress=False,
                        output=out / f"eval-{key}-all-classes.json")
         held = {r["class"]: r["IoU"] for r in res["per_class"] if r["class"] in info["heldout"]}
         values = [v for v in held.values() if v is not None]
