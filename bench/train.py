@@ -43,6 +43,7 @@ def main() -> int:
     from prolab_cli.build import run_build
     from prolab_cli.cluster import run_cluster
     from prolab_cli.embed import run_embed
+    from prolab_cli.stage_options import ClusterOptions
     from segmentation.data.synth import attribute_label_space, subset_label_space, write_synth
     from segmentation.engine.config import apply_overrides, load_config
     from segmentation.engine.evaluate import evaluate
@@ -52,9 +53,10 @@ def main() -> int:
     data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, 64, args.seen, args.heldout, args.seed)
     info = json.loads((data / "synth.json").read_text())
     run_embed(data / "descriptions.json", out / "emb.safetensors", progress=False)
-    print(run_cluster(out / "emb.safetensors", out / "clusters.safetensors", args.k, seed=0), file=sys.stderr)
+    print(run_cluster(out / "emb.safetensors", out / "clusters.safetensors", options=ClusterOptions(k=args.k, seed=0)),
+          file=sys.stderr)
     _, full = run_build(out / "emb.safetensors", out / "clusters.safetensors", f"synth-all-k{args.k}",
-                        out / "spaces", data / "descriptions.json")
+                        out / "spaces", descriptions_path=data / "descriptions.json")
     seen = subset_label_space(full, data / "descriptions_seen.json", f"synth-seen-k{args.k}", out / "spaces")
     oracle_full = attribute_label_space(data, "synth-oracle-all").save(out / "spaces")
     oracle_seen = attribute_label_space(data, "synth-oracle-seen", info["seen"]).save(out / "spaces")

@@ -47,7 +47,7 @@ def test_layer_ids_and_lr_scales():
 
 
 def test_poly_schedule_with_linear_warmup_follows_mmcv():
-    opt = build_optimizer(_Toy(), {"lr": 0.1, "weight_decay": 0.01, "layer_decay": 0.5})
+    opt = build_optimizer(_Toy(), {"lr": 0.1, "weight_decay": 0.01, "layer_decay": 0.5, "betas": [0.9, 0.999]})
     sched = PolyWarmup(opt, max_iters=100, warmup_iters=10, warmup_ratio=1e-6, power=1.0)
     assert sched.lr_at(0) == pytest.approx(0.1 * 1e-6)
     assert sched.lr_at(5) == pytest.approx(0.1 * 0.95 * (1 - 0.5 * (1 - 1e-6)))
