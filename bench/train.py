@@ -43,6 +43,7 @@ def main() -> int:
     from prolab_cli.build import run_build
     from prolab_cli.cluster import run_cluster
     from prolab_cli.embed import run_embed
+    from prolab_cli.stage_options import ClusterOptions
     from segmentation.data.synth import attribute_label_space, subset_label_space, write_synth
     from segmentation.engine.config import apply_overrides, load_config
     from segmentation.engine.evaluate import evaluate
@@ -52,9 +53,10 @@ def main() -> int:
     data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, 64, args.seen, args.heldout, args.seed)
     info = json.loads((data / "synth.json").read_text())
     run_embed(data / "descriptions.json", out / "emb.safetensors", progress=False)
-    print(run_cluster(out / "emb.safetensors", out / "clusters.safetensors", args.k, seed=0), file=sys.stderr)
+    print(run_cluster(out / "emb.safetensors", out / "clusters.safetensors", options=ClusterOptions(k=args.k, seed=0)),
+          file=sys.stderr)
     _, full = run_build(out / "emb.safetensors", out / "clusters.safetensors", f"synth-all-k{args.k}",
-                        out / "spaces", data / "descriptions.json")
+                        out / "spaces", descriptions_path=data / "descriptions.json")
     seen = subset_label_space(full, data / "descriptions_seen.json", f"synth-seen-k{args.k}", out / "spaces")
     oracle_full = attribute_label_space(data, "synth-oracle-all").save(out / "spaces")
     oracle_seen = attribute_label_space(data, "synth-oracle-seen", info["seen"]).save(out / "spaces")
@@ -73,15 +75,15 @@ def main() -> int:
     for key, (head, space, space_all) in runs.items():
         cfg = apply_overrides(load_config("synth-vit-adapter-nano"), sets + [f"model.head={head}"])
         start = time.time()
-        run = train(cfg, data, out / f"run-{key}", space, progress=False, map_classes_by_name=True)
+        run = train(cfg, data, work_dir=out / f"run-{key}", label_space=space, progress=False, map_classes_by_name=True)
         seconds = time.time() - start
-        res = evaluate(run["checkpoint"], None, data, progress=False, output=out / f"eval-{key}.json",
+        res = evaluate(run["checkpoint"], data, progress=False, output=out / f"eval-{key}.json",
                        map_classes_by_name=True)
         results[key] = {"mIoU": res["mIoU"], "mAcc": res["mAcc"], "aAcc": res["aAcc"],
                         "final_loss": run["loss"], "train_seconds": round(seconds, 1)}
         if space_all is None:
             continue
-        res = evaluate(out / f"run-{key}", None, data, label_space=space_all, progress=False,
+        res = evaluate(out / f"run-{key}", data, label_space=space_all, progress=False,
                        output=out / f"eval-{key}-all-classes.json")
         held = {r["class"]: r["IoU"] for r in res["per_class"] if r["class"] in info["heldout"]}
         values = [v for v in held.values() if v is not None]

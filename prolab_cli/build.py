@@ -16,6 +16,7 @@ from .artifact import LabelSpace, collision_groups, library_versions, property_c
 from .cluster import Clustering, embeddings_hash
 from .embed import EmbeddingSet, descriptions_hash
 from .errors import ProlabError
+from .stage_options import DEFAULT_OUT_DIR, BuildOptions
 
 
 def name_properties(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarray) -> list[dict]:
@@ -121,9 +122,10 @@ def run_build(
     embeddings_path: str | os.PathLike,
     clusters_path: str | os.PathLike,
     name: str,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+    *,
     descriptions_path: str | os.PathLike | None = None,
-    allow_collisions: bool = False,
+    options: BuildOptions = BuildOptions(),
     provenance: dict | None = None,
 ) -> tuple[LabelSpace, Path]:
     """The ``prolab build`` stage: load and cross-check the inputs, build, save atomically."""
@@ -136,5 +138,5 @@ def run_build(
     provenance = dict(provenance or {})
     if descriptions_path and "describe" not in provenance:
         provenance["describe"] = describe_provenance(Path(descriptions_path))
-    space = build_label_space(emb, clusters, name, allow_collisions, provenance)
+    space = build_label_space(emb, clusters, name, options.allow_collisions, provenance)
     return space, space.save(out_dir)

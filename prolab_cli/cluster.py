@@ -20,6 +20,7 @@ from .artifact import collision_groups
 from .embed import EmbeddingSet
 from .errors import ProlabError
 from .stage_files import read_stage_file, write_stage_file
+from .stage_options import ClusterOptions
 
 FORMAT = "prolab-clusters"
 FORMAT_VERSION = "1"
@@ -186,14 +187,14 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
-def run_cluster(embeddings_path: str | os.PathLike, output: str | os.PathLike | None, k: int | None,
-                seed: int = 0, n_init: str | int = "auto", sweep_ks: str | None = None) -> str:
+def run_cluster(embeddings_path: str | os.PathLike, output: str | os.PathLike | None, *,
+                options: ClusterOptions = ClusterOptions(), sweep_ks: str | None = None) -> str:
     """The ``prolab cluster`` stage; returns the report to print."""
     emb = EmbeddingSet.load(embeddings_path)
     if sweep_ks:
-        return format_sweep(sweep(emb, parse_ks(sweep_ks), seed, n_init))
-    if k is None or output is None:
+        return format_sweep(sweep(emb, parse_ks(sweep_ks), options.seed, options.n_init))
+    if options.k is None or output is None:
         raise ProlabError("prolab cluster needs -k and -o (or --sweep K1,K2,...)")
-    result = cluster_embeddings(emb, k, seed, n_init)
+    result = cluster_embeddings(emb, options.k, options.seed, options.n_init)
     result.save(output)
     return result.summary()

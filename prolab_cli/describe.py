@@ -29,6 +29,7 @@ from .llm.base import Backend, Completion, TransientError
 from .llm.replies import parse_reply, validate
 from .llm.retry import RetryPolicy, call_with_retry
 from .progress import progress_bar
+from .stage_options import DescribeOptions
 from .templates import Template, display_name, load_template
 
 CACHE_NAMESPACE = "llm"
@@ -81,26 +82,25 @@ def run_describe(
     classes: str | Path,
     output: str | Path,
     *,
-    llm: str = "local",
-    template: str | Path = "prolab",
+    options: DescribeOptions = DescribeOptions(),
     backend: Backend | None = None,
-    base_url: str | None = None,
-    threads: int = 1,
-    n_ctx: int = 2048,
-    timeout: float = 60.0,
-    mode: str = "auto",
-    **options: Any,
+    progress: bool = True,
 ) -> DescribeResult:
     """The ``prolab describe`` stage: a class list (built-in name or file) -> the descriptions file
-    and its sidecar. ``backend`` replaces the one ``llm`` names (tests, servers); ``options`` go to
-    :func:`describe_classes`. Classes that failed are left out of the file; the caller reports them."""
+    and its sidecar. ``backend`` replaces the one ``options.llm`` names (tests, servers). Classes
+    that failed are left out of the file; the caller reports them."""
     names = load_classes(classes)
-    prompt_template = load_template(template)
+    prompt_template = load_template(options.template)
     own = backend is None
     if own:
-        backend = resolve_backend(llm, base_url=base_url, threads=threads, n_ctx=n_ctx, timeout=timeout, mode=mode)
+        backend = resolve_backend(options.llm, base_url=options.base_url, threads=options.threads,
+                                  n_ctx=options.n_ctx, timeout=options.timeout, mode=options.mode)
     try:
-        result = describe_classes(names, backend, prompt_template, **options)
+        result = describe_classes(
+            names, backend, prompt_template, min_descriptions=options.min, attempts=options.attempts,
+            seed=options.seed, jobs=options.jobs, retry=options.retry_policy(), sampling=options.sampling,
+            progress=progress,
+        )
     finally:
         if own:
             backend.close()

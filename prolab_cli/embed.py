@@ -25,6 +25,7 @@ from .errors import IntegrityError, MissingDependencyError, ProlabError
 from .extras import require
 from .progress import progress_bar
 from .stage_files import read_stage_file, write_stage_file
+from .stage_options import EmbedOptions  # noqa: F401  (the embed stage's options; re-exported)
 
 NAMESPACE = "embed"
 FORMAT = "prolab-embeddings"
@@ -214,19 +215,6 @@ def get_encoder(spec: ModelSpec, backend: str, pooling: str) -> Encoder:
 
 
 # ----------------------------------------------------------------------------------- embedder
-@dataclass(frozen=True)
-class EmbedOptions:
-    """Options of the embed stage; ``None`` pooling/lowercase take the model's defaults."""
-
-    model: str = "minilm"
-    backend: str = "sentence-transformers"
-    pooling: str | None = None
-    lowercase: bool | None = None
-    batch_size: int = 64
-    threads: int | None = None
-    download: bool = False
-
-
 class Embedder:
     """Embeds texts through the cache with one resolved model, backend and option set."""
 
@@ -392,8 +380,8 @@ def embed_descriptions(
 def run_embed(
     descriptions_path: str | os.PathLike,
     output: str | os.PathLike,
+    *,
     options: EmbedOptions = EmbedOptions(),
-    drop_empty: bool = False,
     progress: bool = True,
     classes_spec: str | None = None,
 ) -> EmbeddingSet:
@@ -407,7 +395,7 @@ def run_embed(
     descriptions, report = read_descriptions(descriptions_path)
     for line in report.lines():
         print(f"{descriptions_path}: {line}", file=sys.stderr)
-    if drop_empty:
+    if options.drop_empty:
         descriptions = {k: v for k, v in descriptions.items() if v}
     require_descriptions(descriptions, str(descriptions_path))
     record = None

@@ -18,6 +18,11 @@ A config (paths relative to the config file)::
     cluster: {k: 32, seed: 0, n_init: auto}
     build: {allow_collisions: false}
 
+A stage section holds the fields of that stage's options (:mod:`prolab_cli.stage_options`:
+DescribeOptions plus ``classes``, EmbedOptions, ClusterOptions with ``k`` required,
+BuildOptions); keys left out take the defaults written there, which ``prolab describe|embed|
+cluster|build`` share. An unknown key is refused with the nearest valid one.
+
 Every stage writes a stamp (``<stage>.stamp.json``) with the hash of its inputs and options and
 the hash of what it wrote; a stage whose stamp matches and whose output is intact is skipped.
 """
@@ -27,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,16 +40,18 @@ from .artifact import LabelSpace
 from .atomic import write_json
 from .cache import content_key
 from .errors import ProlabError
+from .stage_options import DEFAULT_OUT_DIR, BuildOptions, ClusterOptions, DescribeOptions, EmbedOptions, from_mapping
+from .typed_options import unknown_key
 
 STAGES = ("describe", "embed", "cluster", "build")
-_KNOWN = {
-    "top": {"name", "out_dir", "work_dir", "describe", "descriptions", "embed", "cluster", "build"},
-    "describe": {"classes", "llm", "template", "base_url", "min", "attempts", "seed", "jobs", "threads",
-                 "n_ctx", "timeout", "mode", "sampling"},
-    "embed": {"model", "backend", "pooling", "lowercase", "batch_size", "threads", "download", "drop_empty"},
-    "cluster": {"k", "seed", "n_init"},
-    "build": {"allow_collisions"},
-}
+_TOP_KEYS = ["name", "out_dir", "work_dir", "describe", "descriptions", "embed", "cluster", "build"]
+
+
+@dataclass(frozen=True)
+class DescribeSection(DescribeOptions):
+    """The ``describe:`` section: the describe stage's options and the class list to describe."""
+
+    classes: str | None = None
 
 
 @dataclass
@@ -54,11 +61,11 @@ class PipelineConfig:
     name: str
     out_dir: Path
     work_dir: Path
-    describe: dict[str, Any] | None
+    describe: DescribeSection | None
     descriptions: Path | None
-    embed: dict[str, Any]
-    cluster: dict[str, Any]
-    build: dict[str, Any]
+    embed: EmbedOptions
+    cluster: ClusterOptions
+    build: BuildOptions
     source: str
 
 
@@ -71,14 +78,11 @@ class PipelineResult:
     ran: dict[str, bool] = field(default_factory=dict)
 
 
-def _section(data: dict, key: str, source: str) -> dict:
+def _section(data: dict, key: str, cls: type, source: str) -> Any:
     value = data.get(key) or {}
     if not isinstance(value, dict):
         raise ProlabError(f"{source}: '{key}' must be a mapping")
-    unknown = sorted(set(value) - _KNOWN[key])
-    if unknown:
-        raise ProlabError(f"{source}: unknown field(s) {', '.join(f'{key}.{u}' for u in unknown)}")
-    return dict(value)
+    return from_mapping(cls, value, source, prefix=f"{key}.")
 
 
 def load_config(path: str | os.PathLike) -> PipelineConfig:
@@ -95,9 +99,9 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         raise ProlabError(f"{source}: malformed YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ProlabError(f"{source}: a pipeline config must be a YAML mapping")
-    unknown = sorted(set(data) - _KNOWN["top"])
-    if unknown:
-        raise ProlabError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise unknown_key(source, str(key), _TOP_KEYS)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ProlabError(f"{source}: 'name' must be a non-empty artifact name without '/'")
@@ -105,32 +109,31 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ProlabError(f"{source}: '{key}' must be a path, not {type(data[key]).__name__}")
     base = path.resolve().parent
-    describe = _section(data, "describe", source) if data.get("describe") is not None else None
+    describe = _section(data, "describe", DescribeSection, source) if data.get("describe") is not None else None
     descriptions = base / data["descriptions"] if data.get("descriptions") else None
     if (describe is None) == (descriptions is None):
         raise ProlabError(f"{source}: give exactly one of 'describe' (run the LLM) or 'descriptions' (a file)")
     if describe is not None:
         from .classes import builtin_name
 
-        if not describe.get("classes") or not isinstance(describe["classes"], str):
+        if not describe.classes:
             raise ProlabError(f"{source}: 'describe.classes' is required (a built-in list or a file)")
-        if builtin_name(str(describe["classes"])) is None:
-            describe["classes"] = str(base / describe["classes"])
-        template = str(describe.get("template", ""))
-        if template.endswith((".yaml", ".yml")):
-            describe["template"] = str(base / template)
-    cluster = _section(data, "cluster", source)
-    if not isinstance(cluster.get("k"), int) or isinstance(cluster["k"], bool):
+        if builtin_name(describe.classes) is None:
+            describe = replace(describe, classes=str(base / describe.classes))
+        if describe.template.endswith((".yaml", ".yml")):
+            describe = replace(describe, template=str(base / describe.template))
+    cluster = _section(data, "cluster", ClusterOptions, source)
+    if cluster.k is None:
         raise ProlabError(f"{source}: 'cluster.k' (an integer) is required")
     return PipelineConfig(
         name=name,
-        out_dir=base / data.get("out_dir", "label_spaces"),
+        out_dir=base / data.get("out_dir", DEFAULT_OUT_DIR),
         work_dir=base / data.get("work_dir", f"{name}.work"),
         describe=describe,
         descriptions=descriptions,
-        embed=_section(data, "embed", source),
+        embed=_section(data, "embed", EmbedOptions, source),
         cluster=cluster,
-        build=_section(data, "build", source),
+        build=_section(data, "build", BuildOptions, source),
         source=source,
     )
 
@@ -171,16 +174,12 @@ def _output_hash(path: Path) -> str | None:
     return _file_sha(path)
 
 
-def _describe(cfg: PipelineConfig, out: Path, backend) -> None:
+def _describe(cfg: PipelineConfig, out: Path, backend, progress: bool) -> None:
     from .describe import run_describe
 
     d = cfg.describe
-    result = run_describe(
-        d["classes"], out, llm=d.get("llm", "local"), template=d.get("template", "prolab"), backend=backend,
-        base_url=d.get("base_url"), threads=d.get("threads", 1), n_ctx=d.get("n_ctx", 2048),
-        timeout=d.get("timeout", 60.0), mode=d.get("mode", "auto"), min_descriptions=d.get("min", 3),
-        attempts=d.get("attempts", 3), seed=d.get("seed", 0), jobs=d.get("jobs", 1), sampling=d.get("sampling"),
-    )
+    options = DescribeOptions(**{k: v for k, v in asdict(d).items() if k != "classes"})
+    result = run_describe(d.classes, out, options=options, backend=backend, progress=progress)
     if result.failed:
         raise ProlabError(
             f"{cfg.source}: describe left out {len(result.failed)} class(es) with too few descriptions:"
@@ -188,11 +187,11 @@ def _describe(cfg: PipelineConfig, out: Path, backend) -> None:
         )
 
 
-def _llm_identity(d: dict[str, Any]) -> dict[str, Any]:
+def _llm_identity(d: DescribeOptions) -> dict[str, Any]:
     """The configured LLM without loading it; a GGUF's fingerprint is part of it, so new weights
     at the same path (or a new local model package) re-run describe."""
-    spec = str(d.get("llm", "local")).strip()
-    identity = {"llm": d.get("llm", "local"), "base_url": d.get("base_url")}
+    spec = d.llm.strip()
+    identity = {"llm": d.llm, "base_url": d.base_url}
     if spec == "local":
         from .llm.local_model import local_model_sha256
 
@@ -211,8 +210,8 @@ def _describe_key(cfg: PipelineConfig, backend) -> str:
 
     d = cfg.describe
     llm = backend.identity() if backend is not None else _llm_identity(d)
-    template = load_template(d.get("template", "prolab")).sha256
-    return content_key("describe", load_classes(d["classes"]), llm, template, d)
+    template = load_template(d.template).sha256
+    return content_key("describe", load_classes(d.classes), llm, template, asdict(d))
 
 
 def run_pipeline(
@@ -225,7 +224,7 @@ def run_pipeline(
     """Run the four stages of ``config``; ``backend`` replaces the configured LLM (tests, servers)."""
     from .build import run_build
     from .cluster import run_cluster
-    from .embed import Embedder, EmbedOptions, run_embed
+    from .embed import Embedder, run_embed
 
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
@@ -244,33 +243,26 @@ def run_pipeline(
 
     if cfg.describe is not None:
         descriptions = cfg.work_dir / "descriptions.json"
-        stage("describe", _describe_key(cfg, backend), descriptions, lambda: _describe(cfg, descriptions, backend))
+        stage("describe", _describe_key(cfg, backend), descriptions, lambda: _describe(cfg, descriptions, backend, progress))
     else:
         descriptions = cfg.descriptions
         if not descriptions.is_file():
             raise ProlabError(f"{cfg.source}: descriptions file {descriptions} does not exist")
 
-    e = cfg.embed
-    options = EmbedOptions(
-        model=e.get("model", "minilm"), backend=e.get("backend", "sentence-transformers"), pooling=e.get("pooling"),
-        lowercase=e.get("lowercase"), batch_size=e.get("batch_size", 64), threads=e.get("threads"),
-        download=e.get("download", False),
-    )
     embeddings = cfg.work_dir / "embeddings.safetensors"
     # the model's content fingerprint is part of the key: new weights at the same path re-embed
-    embed_key = content_key("embed", _file_sha(descriptions), e, Embedder(options).identity)
+    embed_key = content_key("embed", _file_sha(descriptions), asdict(cfg.embed), Embedder(cfg.embed).identity)
     stage("embed", embed_key, embeddings,
-          lambda: run_embed(descriptions, embeddings, options, e.get("drop_empty", False), progress))
+          lambda: run_embed(descriptions, embeddings, options=cfg.embed, progress=progress))
 
-    c = cfg.cluster
     clusters = cfg.work_dir / "clusters.safetensors"
-    cluster_key = content_key("cluster", _file_sha(embeddings), c)
-    stage("cluster", cluster_key, clusters,
-          lambda: echo(run_cluster(embeddings, clusters, c["k"], c.get("seed", 0), c.get("n_init", "auto"))))
+    cluster_key = content_key("cluster", _file_sha(embeddings), asdict(cfg.cluster))
+    stage("cluster", cluster_key, clusters, lambda: echo(run_cluster(embeddings, clusters, options=cfg.cluster)))
 
-    b = cfg.build
     artifact = cfg.out_dir / cfg.name
-    build_key = content_key("build", _file_sha(descriptions), _file_sha(embeddings), _file_sha(clusters), cfg.name, b)
+    build_key = content_key("build", _file_sha(descriptions), _file_sha(embeddings), _file_sha(clusters), cfg.name,
+                            asdict(cfg.build))
     stage("build", build_key, artifact,
-          lambda: run_build(embeddings, clusters, cfg.name, cfg.out_dir, descriptions, b.get("allow_collisions", False)))
+          lambda: run_build(embeddings, clusters, cfg.name, cfg.out_dir, descriptions_path=descriptions,
+                            options=cfg.build))
     return PipelineResult(LabelSpace.load(artifact), artifact, ran)

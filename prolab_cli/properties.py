@@ -24,6 +24,7 @@ import numpy as np
 
 from .classes import Reconciliation, reconcile_class_names
 from .errors import ProlabError
+from .stage_options import DEFAULT_OUT_DIR
 
 if TYPE_CHECKING:
     from .artifact import LabelSpace
@@ -183,7 +184,7 @@ def run_import_properties(
     classes_spec: str,
     options: "EmbedOptions | None" = None,
     name: str | None = None,
-    out_dir: str | os.PathLike = "label_spaces",
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
     allow_collisions: bool = False,
     progress: bool = True,
 ) -> tuple["LabelSpace", Path, list[str]]:

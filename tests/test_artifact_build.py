@@ -79,8 +79,8 @@ def _files(tmp_path):
 
 def test_two_builds_give_the_same_version_and_bytes(tmp_path):
     _, emb_path, clu_path, desc_path = _files(tmp_path)
-    a, pa = run_build(emb_path, clu_path, "det", tmp_path / "a", desc_path)
-    b, pb = run_build(emb_path, clu_path, "det", tmp_path / "b", desc_path)
+    a, pa = run_build(emb_path, clu_path, "det", tmp_path / "a", descriptions_path=desc_path)
+    b, pb = run_build(emb_path, clu_path, "det", tmp_path / "b", descriptions_path=desc_path)
     assert a.version == b.version == LabelSpace.load(pa).version
     for fname in ("descriptions.json", "properties.json", "tensors.safetensors"):
         assert (pa / fname).read_bytes() == (pb / fname).read_bytes()
@@ -101,7 +101,7 @@ def test_mismatched_inputs_are_refused(tmp_path):
     changed = dict(emb.descriptions, class0=["something else"] * 6)
     desc_path.write_text(json.dumps(changed))
     with pytest.raises(ProlabError, match="descriptions file differs"):
-        run_build(emb_path, clu_path, "x", tmp_path, desc_path)
+        run_build(emb_path, clu_path, "x", tmp_path, descriptions_path=desc_path)
     with pytest.raises(ProlabError, match="no such file"):
         run_build(tmp_path / "missing.safetensors", clu_path, "x", tmp_path)
 

@@ -58,7 +58,7 @@ def test_convert_round_trip_through_the_cli(tmp_path):
     from segmentation.engine.evaluate import evaluate
 
     with pytest.raises(ProlabError, match=r"nano.pth: the checkpoint records no dataset .*give --dataset"):
-        evaluate(dst, None, tmp_path, progress=False)
+        evaluate(dst, tmp_path, progress=False)
 
 
 def test_convert_reports_unexpected_and_refuses_missing_keys(tmp_path):

@@ -29,7 +29,7 @@ def first_run(tmp_path_factory):
     space = attribute_label_space(data, "toy", info["seen"]).save(root / "spaces")
     cfg = apply_overrides(load_config("synth-vit-adapter-nano"),
                           [f"{k}={v}" for k, v in {**SETS, "schedule.max_iters": 3}.items()])
-    train(cfg, data, root / "first", space, progress=False)
+    train(cfg, data, work_dir=root / "first", label_space=space, progress=False)
     return {"root": root, "data": data, "space": space, "ckpt": load_checkpoint(root / "first")}
 
 
@@ -75,4 +75,4 @@ def test_init_from_refuses_what_does_not_fit(first_run, tmp_path):
     assert res.exit_code == 1 and "--init-from cannot change it" in res.output
     cfg = apply_overrides(load_config("synth-vit-adapter-nano"), ["model.img_size=64", "schedule.init_from_required=true"])
     with pytest.raises(ProlabError, match="give --init-from CHECKPOINT"):
-        train(cfg, first_run["data"], tmp_path / "req", first_run["space"], progress=False)
+        train(cfg, first_run["data"], work_dir=tmp_path / "req", label_space=first_run["space"], progress=False)

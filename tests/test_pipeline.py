@@ -124,9 +124,10 @@ def test_pipeline_cli_from_a_descriptions_file(tmp_path):
         ({"cluster": {}}, "'cluster.k'"),
         ({"cluster": {"k": True}}, "'cluster.k'"),
         ({"work_dir": ["w"]}, "'work_dir' must be a path, not list"),
-        ({"describe": {"classes": ["road", "car"]}}, "'describe.classes' is required"),
-        ({"embed": {"modle": "minilm"}}, "unknown field.*embed.modle"),
-        ({"colour": 1}, "unknown field.*colour"),
+        ({"describe": {"classes": ["road", "car"]}}, "'describe.classes' must be a string or null, not list"),
+        ({"describe": {"template": "naive"}}, "'describe.classes' is required"),
+        ({"embed": {"modle": "minilm"}}, r"unknown key 'embed.modle' \(did you mean 'embed.model'\?\)"),
+        ({"colour": 1}, "unknown key 'colour'"),
     ],
 )
 def test_bad_configs(tmp_path, change, match):
@@ -141,9 +142,10 @@ def test_bad_configs(tmp_path, change, match):
 
 def test_describe_key_follows_the_gguf_content(tmp_path):
     from prolab_cli.pipeline import _llm_identity
+    from prolab_cli.stage_options import DescribeOptions
 
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"weights v1" * 100)
-    before = _llm_identity({"llm": f"llama-cpp:{gguf}"})
+    before = _llm_identity(DescribeOptions(llm=f"llama-cpp:{gguf}"))
     gguf.write_bytes(b"weights v2" * 100)  # new weights at the same path
-    assert _llm_identity({"llm": f"llama-cpp:{gguf}"}) != before
+    assert _llm_identity(DescribeOptions(llm=f"llama-cpp:{gguf}")) != before

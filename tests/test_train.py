@@ -49,7 +49,7 @@ def _config(**sets):
 def trained(synth):
     losses = []
     work = synth["root"] / "run"
-    result = train(_config(), synth["data"], work, synth["seen"], progress=False,
+    result = train(_config(), synth["data"], work_dir=work, label_space=synth["seen"], progress=False,
                    on_iteration=lambda it, rec: losses.append(rec["loss"]), map_classes_by_name=True)
     return {"work": work, "losses": losses, "result": result}
 
@@ -69,17 +69,17 @@ def test_loss_falls_and_checkpoint_is_complete(trained, synth):
 
 def test_kill_and_resume_gives_the_same_weights(synth, tmp_path):
     cfg = _config(**{"schedule.max_iters": 6, "train.ckpt_interval": 3})
-    straight = train(cfg, synth["data"], tmp_path / "a", synth["seen"], progress=False, map_classes_by_name=True)
+    straight = train(cfg, synth["data"], work_dir=tmp_path / "a", label_space=synth["seen"], progress=False, map_classes_by_name=True)
 
     def kill(it, rec):
         if it == 5:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, synth["data"], tmp_path / "b", synth["seen"], progress=False, on_iteration=kill,
+        train(cfg, synth["data"], work_dir=tmp_path / "b", label_space=synth["seen"], progress=False, on_iteration=kill,
               map_classes_by_name=True)
     assert (tmp_path / "b" / "last_checkpoint").read_text().strip() == "iter_3.pth"
-    resumed = train(cfg, synth["data"], tmp_path / "b", None, resume=True, progress=False)  # label space from the checkpoint
+    resumed = train(cfg, synth["data"], work_dir=tmp_path / "b", label_space=None, resume=True, progress=False)  # label space from the checkpoint
     a = load_checkpoint(straight["checkpoint"])["state_dict"]
     b = load_checkpoint(resumed["checkpoint"])["state_dict"]
     assert a.keys() == b.keys()
@@ -89,16 +89,16 @@ def test_kill_and_resume_gives_the_same_weights(synth, tmp_path):
 
 def test_resume_with_a_raised_max_iters_extends_the_run(synth, tmp_path):
     flat = {"schedule.warmup_iters": 0, "schedule.power": 0, "train.ckpt_interval": 2}  # constant lr
-    straight = train(_config(**flat, **{"schedule.max_iters": 4}), synth["data"], tmp_path / "a", synth["seen"],
+    straight = train(_config(**flat, **{"schedule.max_iters": 4}), synth["data"], work_dir=tmp_path / "a", label_space=synth["seen"],
                      progress=False, map_classes_by_name=True)
     short = _config(**flat, **{"schedule.max_iters": 2})
-    train(short, synth["data"], tmp_path / "b", synth["seen"], progress=False, map_classes_by_name=True)
+    train(short, synth["data"], work_dir=tmp_path / "b", label_space=synth["seen"], progress=False, map_classes_by_name=True)
     with pytest.raises(ProlabError, match=r"already trained 2 of schedule.max_iters=2 .*--set schedule.max_iters"):
-        train(None, synth["data"], tmp_path / "b", resume=True, progress=False)
+        train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False)
     with pytest.raises(ProlabError, match=r"--set 'model.preset=vit-adapter-t': a resumed run keeps"):
-        train(None, synth["data"], tmp_path / "b", resume=True, progress=False,
+        train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False,
               resume_overrides=["schedule.max_iters=4", "model.preset=vit-adapter-t"])
-    longer = train(None, synth["data"], tmp_path / "b", resume=True, progress=False,
+    longer = train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False,
                    resume_overrides=["schedule.max_iters=4"])
     assert longer["iterations"] == 4 and longer["checkpoint"].endswith("iter_4.pth")
     a = load_checkpoint(straight["checkpoint"])
@@ -121,28 +121,28 @@ def test_cli_resume_refuses_flags_that_would_change_the_config(tmp_path):
 
 def test_resume_refuses_another_label_space(synth, trained):
     with pytest.raises(ProlabError, match="trained with label space 'toy-seen'"):
-        train(_config(), synth["data"], trained["work"], synth["all"], resume=True, progress=False)
+        train(_config(), synth["data"], work_dir=trained["work"], label_space=synth["all"], resume=True, progress=False)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path):
     cfg = _config(**{"optim.lr": 1e36, "schedule.warmup_iters": 0, "train.ckpt_interval": 1, "model.head": "onehot"})
     with pytest.raises(ProlabError, match=r"loss is (nan|inf) at iteration \d+: training stopped; the last good checkpoint is .*iter_\d+\.pth"):
-        train(cfg, synth["data"], tmp_path / "nan", synth["seen"], progress=False, map_classes_by_name=True)
+        train(cfg, synth["data"], work_dir=tmp_path / "nan", label_space=synth["seen"], progress=False, map_classes_by_name=True)
     assert list((tmp_path / "nan").glob("iter_*.pth"))
 
 
 def test_eval_on_synthetic_data_and_held_out_classes(synth, trained, tmp_path):
     with pytest.raises(ProlabError, match=r"the classes of .* differ from the ade20k dataset's \(9 classes\) at "
                                           r".*--map-classes-by-name"):
-        evaluate(trained["work"], None, synth["data"], progress=False)
-    seen = evaluate(trained["work"], None, synth["data"], output=tmp_path / "seen.json", progress=False,
+        evaluate(trained["work"], synth["data"], progress=False)
+    seen = evaluate(trained["work"], synth["data"], output=tmp_path / "seen.json", progress=False,
                     map_classes_by_name=True)
     written = json.loads((tmp_path / "seen.json").read_text())
     assert written["mIoU"] == seen["mIoU"]
     assert written["class_mapping"]["by_name"] and written["class_mapping"]["ignored_dataset_classes"] == synth["info"]["heldout"]
     assert [r["class"] for r in seen["per_class"]] == synth["info"]["seen"]
     assert seen["aAcc"] > 50 and not seen["swapped_class_rows"]
-    full = evaluate(trained["work"], None, synth["data"], label_space=synth["all"], mode="slide",
+    full = evaluate(trained["work"], synth["data"], label_space=synth["all"], mode="slide",
                     crop=(32, 32), stride=(16, 16), flip=True, progress=False)
     for result in (seen, full):  # the headline number is the mean over the classes the table scores
         scored = [r["IoU"] for r in result["per_class"] if r["IoU"] is not None]
@@ -153,19 +153,19 @@ def test_eval_on_synthetic_data_and_held_out_classes(synth, trained, tmp_path):
     held = [r for r in full["per_class"] if r["class"] in synth["info"]["heldout"]]
     assert any(r["Acc"] is not None for r in held)
     with pytest.raises(ProlabError, match="different centres"):
-        evaluate(trained["work"], None, synth["data"], label_space=synth["other"], progress=False)
+        evaluate(trained["work"], synth["data"], label_space=synth["other"], progress=False)
 
 
 def test_onehot_head_trains_without_a_label_space(synth, tmp_path):
     cfg = _config(**{"schedule.max_iters": 2, "model.head": "onehot"})
-    result = train(cfg, synth["data"], tmp_path / "oh", None, progress=False)
+    result = train(cfg, synth["data"], work_dir=tmp_path / "oh", label_space=None, progress=False)
     ckpt = load_checkpoint(result["checkpoint"])
     assert ckpt["meta"]["head"] == "onehot" and len(ckpt["meta"]["classes"]) == 9
 
 
 def test_predict_writes_masks_overlays_and_property_maps(synth, trained, tmp_path):
     image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[0]
-    summaries = predict([image], trained["work"], tmp_path / "pred", top_properties=2)
+    summaries = predict([image], trained["work"], out_dir=tmp_path / "pred", top_properties=2)
     stem = image.stem
     for suffix in ("_labels.png", "_mask.png", "_overlay.png", ".json"):
         assert (tmp_path / "pred" / f"{stem}{suffix}").is_file()
@@ -196,7 +196,7 @@ def test_two_process_ddp_on_cpu(synth, tmp_path):
 def test_accumulation_clipping_and_bf16_autocast(synth, tmp_path):
     records = []
     cfg = _config(**{"schedule.max_iters": 2, "train.accum_steps": 2, "optim.grad_clip": 1.0, "train.amp": "bf16"})
-    train(cfg, synth["data"], tmp_path / "acc", synth["seen"], progress=False,
+    train(cfg, synth["data"], work_dir=tmp_path / "acc", label_space=synth["seen"], progress=False,
           on_iteration=lambda it, rec: records.append(rec), map_classes_by_name=True)
     assert len(records) == 2 and all(r["grad_norm"] > 0 for r in records)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
@@ -212,20 +212,20 @@ def test_label_space_with_foreign_classes_is_refused(synth, tmp_path):
     cfg = _config(**{"schedule.max_iters": 1})
     with pytest.raises(ProlabError, match=r"label space 'zoo': its class list differs from the ade20k dataset at .* "
                                           r"\(9 classes\) at index 1: 'zebra' vs 'yellow dotted disc'"):
-        train(cfg, synth["data"], tmp_path / "zoo-run", path, progress=False)
+        train(cfg, synth["data"], work_dir=tmp_path / "zoo-run", label_space=path, progress=False)
     with pytest.raises(ProlabError, match=r"label space 'zoo': classes \['zebra'\] are not classes of the ade20k dataset"):
-        train(cfg, synth["data"], tmp_path / "zoo-run", path, progress=False, map_classes_by_name=True)
+        train(cfg, synth["data"], work_dir=tmp_path / "zoo-run", label_space=path, progress=False, map_classes_by_name=True)
 
 
 def test_predict_refuses_two_images_with_one_stem(trained, tmp_path):
     with pytest.raises(ProlabError, match=r"a/x.jpg and .*b/x.png: both would write x_\*.png"):
-        predict([tmp_path / "a/x.jpg", tmp_path / "b/x.png"], trained["work"], tmp_path / "out")
+        predict([tmp_path / "a/x.jpg", tmp_path / "b/x.png"], trained["work"], out_dir=tmp_path / "out")
 
 
 def test_predict_restricted_to_a_class_list(synth, trained, tmp_path):
     (tmp_path / "two.txt").write_text("ground\n" + synth["info"]["seen"][1] + "\n")
     image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[1]
-    summary = predict([image], trained["work"], tmp_path / "p2", classes=tmp_path / "two.txt")[0]
+    summary = predict([image], trained["work"], out_dir=tmp_path / "p2", classes=tmp_path / "two.txt")[0]
     assert summary["classes"] == ["ground", synth["info"]["seen"][1]]
     from PIL import Image
     import numpy as np
@@ -233,7 +233,7 @@ def test_predict_restricted_to_a_class_list(synth, trained, tmp_path):
     assert set(np.unique(np.asarray(Image.open(tmp_path / "p2" / f"{image.stem}_labels.png"))).tolist()) <= {0, 1}
     (tmp_path / "bad.txt").write_text("unicorn\n")
     with pytest.raises(ProlabError, match=r"bad.txt: classes \['unicorn'\] are not classes of the model"):
-        predict([image], trained["work"], tmp_path / "p3", classes=tmp_path / "bad.txt")
+        predict([image], trained["work"], out_dir=tmp_path / "p3", classes=tmp_path / "bad.txt")
 
 
 def test_bad_mask_found_by_a_loader_worker_is_a_one_line_error(synth, tmp_path):
@@ -248,7 +248,7 @@ def test_bad_mask_found_by_a_loader_worker_is_a_one_line_error(synth, tmp_path):
         Image.fromarray(np.full((8, 8), 1, np.uint8)).save(mask)
     cfg = _config(**{"schedule.max_iters": 1, "data.num_workers": 1})
     with pytest.raises(ProlabError) as info:
-        train(cfg, data, tmp_path / "w", synth["seen"], progress=False, map_classes_by_name=True)
+        train(cfg, data, work_dir=tmp_path / "w", label_space=synth["seen"], progress=False, map_classes_by_name=True)
     assert "\n" not in info.value.message and "mask is 8x8 but its image is 64x64" in info.value.message
 
 
@@ -274,6 +274,6 @@ def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_expl
     first_new = re.escape(repr(synth["info"]["heldout"][0]))
     with pytest.raises(ProlabError, match=r"label space 'toy-all': its class list differs from the classes of .* at "
                                           rf"index 7: {first_new} vs \(none\) \(9 classes vs 7\); pass --map-classes-by-name"):
-        predict([image], trained["work"], tmp_path / "p", label_space=synth["all"])
-    summary = predict([image], trained["work"], tmp_path / "p", label_space=synth["all"], map_classes_by_name=True)[0]
+        predict([image], trained["work"], out_dir=tmp_path / "p", label_space=synth["all"])
+    summary = predict([image], trained["work"], out_dir=tmp_path / "p", label_space=synth["all"], map_classes_by_name=True)[0]
     assert summary["classes"] == synth["info"]["seen"] + synth["info"]["heldout"]

@@ -58,23 +58,20 @@ def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts
              max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, quiet, output) -> None:
     """Describe every class with an LLM: {class: [descriptions]} JSON in class order."""
     from ..describe import provenance_path, run_describe
-    from ..llm import RetryPolicy
+    from ..stage_options import DescribeOptions
+    from .options import options_from_flags
 
     overrides = {}
     if temperature is not None:
         overrides["temperature"] = temperature
     if max_tokens is not None:
         overrides["max_tokens"] = max_tokens
-    result = run_describe(
-        classes_, output, llm=llm, template=template, base_url=base_url, threads=threads, n_ctx=n_ctx,
-        timeout=timeout, mode=mode, min_descriptions=min_descriptions, attempts=attempts, seed=seed, jobs=jobs,
-        retry=RetryPolicy(max_attempts=max_retries + 1, base_delay=backoff, max_delay=backoff_max),
-        sampling=overrides, progress=not quiet,
-    )
+    options = options_from_flags(DescribeOptions, {"min": "min_descriptions"}, sampling=overrides)
+    result = run_describe(classes_, output, options=options, progress=not quiet)
     click.echo(result.summary(), err=True)
     click.echo(f"wrote {output} and {provenance_path(output)}", err=True)
     if result.failed:
         raise ProlabError(
-            f"{len(result.failed)} class(es) got fewer than {min_descriptions} valid descriptions after"
-            f" {attempts} attempts (left out of {output}): {', '.join(result.failed)}"
+            f"{len(result.failed)} class(es) got fewer than {options.min} valid descriptions after"
+            f" {options.attempts} attempts (left out of {output}): {', '.join(result.failed)}"
         )

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import click
 
-from .options import quiet_option
+from ..stage_options import BuildOptions, ClusterOptions, EmbedOptions
+from .options import options_from_flags, quiet_option
 
 _MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id, or a local model directory"
 
@@ -32,10 +33,9 @@ _MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id,
 def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, classes_spec,
           output, quiet):
     """Embed every description (and class name) of DESCRIPTIONS ({class: [descriptions]} JSON)."""
-    from ..embed import EmbedOptions, run_embed
+    from ..embed import run_embed
 
-    options = EmbedOptions(model, backend, pooling, lowercase, batch_size, threads, download)
-    result = run_embed(descriptions, output, options, drop_empty=drop_empty, progress=not quiet,
+    result = run_embed(descriptions, output, options=options_from_flags(EmbedOptions), progress=not quiet,
                        classes_spec=classes_spec)
     click.echo(
         f"{len(result.texts)} descriptions of {len(result.classes)} classes -> {output}"
@@ -55,7 +55,7 @@ def cluster(embeddings, k, seed, n_init, sweep_ks, output):
     """k-means over all description embeddings of EMBEDDINGS pooled."""
     from ..cluster import run_cluster
 
-    click.echo(run_cluster(embeddings, output, k, seed, n_init, sweep_ks))
+    click.echo(run_cluster(embeddings, output, options=options_from_flags(ClusterOptions), sweep_ks=sweep_ks))
 
 
 @click.command()
@@ -70,7 +70,8 @@ def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions):
     """Build the versioned label-space artifact from embeddings and clusters."""
     from ..build import run_build
 
-    space, path = run_build(embeddings, clusters, name, out_dir, descriptions, allow_collisions)
+    space, path = run_build(embeddings, clusters, name, out_dir, descriptions_path=descriptions,
+                            options=options_from_flags(BuildOptions))
     click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")
     collisions = space.collisions()
     if collisions:
@@ -161,10 +162,9 @@ def import_properties(properties, classes_spec, model, backend, pooling, lowerca
     """Build an artifact from the paper's property file ({property: ["class: description", ...]}):
     its class-property assignment, its property names, centres = mean of each property's member
     embeddings under MODEL."""
-    from ..embed import EmbedOptions
     from ..properties import run_import_properties
 
-    options = EmbedOptions(model, backend, pooling, lowercase, batch_size, None, download)
+    options = options_from_flags(EmbedOptions)
     space, path, notes = run_import_properties(properties, classes_spec, options, name, out_dir, allow_collisions,
                                                progress=not quiet)
     for line in notes:

@@ -139,8 +139,9 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
                                           ("--head", head), ("--init-from", init_from)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
-        result = run_train(None, data_root, work_dir, label_space, True, device, classes, skip_bad, not is_quiet(),
-                           resume_overrides=overrides, map_classes_by_name=map_classes_by_name)
+        result = run_train(None, data_root, work_dir=work_dir, label_space=label_space, resume=True, device=device,
+                           classes=classes, skip_bad=skip_bad, progress=not is_quiet(), resume_overrides=overrides,
+                           map_classes_by_name=map_classes_by_name)
         _report_training(result, Path(work_dir), time.time() - started)
         return
     config = apply_overrides(load_config(config_name or "ade20k-vit-adapter-b-prolab"), overrides)
@@ -154,7 +155,8 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
         config.setdefault("train", {})["init_from"] = str(Path(init_from).resolve())
     aside = _set_aside(Path(work_dir), held) if held and _is_rank_zero() else None
     try:
-        result = run_train(config, data_root, work_dir, label_space, False, device, classes, skip_bad, not is_quiet(),
+        result = run_train(config, data_root, work_dir=work_dir, label_space=label_space, device=device,
+                           classes=classes, skip_bad=skip_bad, progress=not is_quiet(),
                            map_classes_by_name=map_classes_by_name)
     except BaseException:
         if aside is not None:
@@ -251,8 +253,9 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
     from segmentation.engine.evaluate import evaluate as run_eval
     from segmentation.engine.metrics import format_table
 
-    result = run_eval(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, _pair(scale),
-                      _pair(crop), _pair(stride), device, skip_bad, output, not is_quiet(),
+    result = run_eval(checkpoint, data_root, dataset=dataset, split=split, label_space=label_space, classes=classes,
+                      mode=mode, flip=flip, scale=_pair(scale), crop=_pair(crop), stride=_pair(stride),
+                      device=device, skip_bad=skip_bad, output=output, progress=not is_quiet(),
                       map_classes_by_name=map_classes_by_name)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
@@ -278,8 +281,9 @@ def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regio
     _threads(threads)
     from segmentation.engine.predict import predict as run_predict
 
-    for summary in run_predict(_image_files(images), checkpoint, out_dir, label_space, classes, mode, flip, regions,
-                               top_properties, device=device, map_classes_by_name=map_classes_by_name):
+    for summary in run_predict(_image_files(images), checkpoint, out_dir=out_dir, label_space=label_space,
+                               classes=classes, mode=mode, flip=flip, regions=regions, top_properties=top_properties,
+                               device=device, map_classes_by_name=map_classes_by_name):
         parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
         click.echo(f"{summary['image']}: {', '.join(parts)}")
 

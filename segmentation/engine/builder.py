@@ -32,15 +32,16 @@ def load_label_space(path: str | Path | None) -> Any:
 
 
 def model_kwargs_from_config(model_cfg: dict) -> dict:
-    """``build_segmentor`` keyword arguments (besides classes/rows/centres) of a config's ``model``."""
+    """``build_segmentor`` keyword arguments (besides classes/rows/centres) of a config's ``model``
+    section (complete: checked by :func:`~.config.check_config`, its defaults from ``_base.yaml``)."""
     kwargs = {
-        "temperature": float(model_cfg.get("temperature", 0.04)),
-        "normalize_embedding": bool(model_cfg.get("normalize_embedding", False)),
-        "loss": model_cfg.get("loss", "cosine"),
-        "aux_weight": float(model_cfg.get("aux_weight", 0.4)),
-        "img_size": model_cfg.get("img_size"),
+        "temperature": float(model_cfg["temperature"]),
+        "normalize_embedding": bool(model_cfg["normalize_embedding"]),
+        "loss": model_cfg["loss"],
+        "aux_weight": float(model_cfg["aux_weight"]),
+        "img_size": model_cfg["img_size"],
     }
-    kwargs.update(model_cfg.get("kwargs") or {})
+    kwargs.update(model_cfg["kwargs"])
     return kwargs
 
 

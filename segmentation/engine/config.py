@@ -1,16 +1,140 @@
-"""Training configs: YAML presets with ``base:`` inheritance and ``key.path=value`` overrides."""
+"""Training configs: YAML presets with ``base:`` inheritance and ``key.path=value`` overrides.
+
+The keys a config may hold and their types are the dataclasses below (:class:`TrainingConfig`);
+their values, defaults included, live in the YAML files only (``configs/_base.yaml`` holds every
+default, the presets override some). A resolved config and every ``--set`` are checked against
+the schema: an unknown key names the nearest valid one, a wrong type names the expected one.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import yaml
 
 from prolab_cli.errors import ProlabError
+from prolab_cli.typed_options import Pair, check, coerce, schema_type
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelSection:
+    """``model:`` which segmentor, which head and its loss."""
+
+    preset: str
+    head: Literal["property", "onehot"]
+    temperature: float
+    normalize_embedding: bool
+    loss: Literal["cosine", "bce"]
+    aux_weight: float
+    img_size: int
+    kwargs: dict
+
+
+@dataclass
+class LabelSpaceSection:
+    """``label_space:`` the K the preset was published with (null: any)."""
+
+    num_properties: int | None
+
+
+@dataclass
+class DataSection:
+    """``data:`` the training pipeline and loader."""
+
+    scale: Pair[int]
+    ratio_range: Pair[float]
+    crop_size: Pair[int]
+    cat_max_ratio: float
+    photometric: bool
+    batch_size: int
+    num_workers: int
+
+
+@dataclass
+class TestSection:
+    """``test:`` inference settings of evaluation and prediction."""
+
+    __test__ = False  # not a pytest class
+
+    mode: Literal["slide", "whole"]
+    crop_size: Pair[int]
+    stride: Pair[int]
+    scale: Pair[int]
+    size_divisor: int | None
+    flip: bool
+
+
+@dataclass
+class OptimSection:
+    """``optim:`` AdamW with layer-wise learning-rate decay."""
+
+    lr: float
+    weight_decay: float
+    betas: Pair[float]
+    layer_decay: float
+    grad_clip: float | None
+
+
+@dataclass
+class ScheduleSection:
+    """``schedule:`` poly learning rate with linear warm-up."""
+
+    max_iters: int
+    warmup_iters: int
+    warmup_ratio: float
+    power: float
+    min_lr: float
+    init_from_required: bool
+
+
+@dataclass
+class TrainSection:
+    """``train:`` loop, precision, logging and checkpoints."""
+
+    accum_steps: int
+    amp: Literal["none", "fp16", "bf16"]
+    seed: int
+    log_interval: int
+    ckpt_interval: int
+    max_keep: int
+    init_from: str | None
+
+
+@dataclass
+class TrainingConfig:
+    """A resolved training config: every key, typed (values come from the YAML files)."""
+
+    dataset: str
+    model: ModelSection
+    label_space: LabelSpaceSection
+    data: DataSection
+    test: TestSection
+    optim: OptimSection
+    schedule: ScheduleSection
+    train: TrainSection
+
+    def to_dict(self) -> dict:
+        """The plain mapping the engine and checkpoints hold."""
+        return dataclasses.asdict(self)
+
+
+def check_config(config: dict | TrainingConfig, where: str = "config") -> dict:
+    """``config`` checked against :class:`TrainingConfig` (every key present, none unknown, each of
+    its type; numbers made floats where the schema says so), as a plain dict."""
+    if isinstance(config, TrainingConfig):
+        config = config.to_dict()
+    return check(TrainingConfig, config, where).to_dict()
+
+
+def base_defaults() -> dict:
+    """``_base.yaml``: every key with its default value."""
+    return load_config(CONFIG_DIR / "_base.yaml")
 
 
 def preset_names() -> list[str]:
@@ -39,9 +163,15 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def load_config(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """A preset name or YAML file, with its ``base:`` chain merged in (base first)."""
+def load_config(name_or_path: str | Path) -> dict:
+    """A preset name or YAML file, with its ``base:`` chain merged in (base first), checked
+    against :class:`TrainingConfig`."""
     path = _resolve(name_or_path).resolve()
+    return check_config(_load_chain(path), str(path))
+
+
+def _load_chain(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    path = _resolve(path).resolve()
     if path in _seen:
         raise ProlabError(f"{path}: 'base' chain loops back to itself")
     try:
@@ -54,28 +184,27 @@ def load_config(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     if base is None:
         return data
     base_path = path.parent / f"{base}.yaml" if (path.parent / f"{base}.yaml").is_file() else base
-    return merge(load_config(base_path, _seen + (path,)), data)
+    return merge(_load_chain(Path(base_path), _seen + (path,)), data)
 
 
 def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
-    """Apply ``a.b.c=value`` strings (value parsed as YAML); the key must already exist."""
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) to a copy of ``config``; each key and
+    value is checked against :class:`TrainingConfig` (unknown key: the nearest valid one is named)."""
     config = copy.deepcopy(config)
     for item in overrides:
         if "=" not in item:
             raise ProlabError(f"--set {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        where = f"--set {item!r}"
+        tp, parts = schema_type(TrainingConfig, key, where)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ProlabError(f"{where}: value is not valid YAML") from None
         node: Any = config
         for part in parts[:-1]:
-            if not isinstance(node, dict) or part not in node:
-                raise ProlabError(f"--set {item!r}: unknown config key {key!r}")
-            node = node[part]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise ProlabError(f"--set {item!r}: unknown config key {key!r}")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ProlabError(f"--set {item!r}: value is not valid YAML") from None
+            node = node.setdefault(part, {})
+        node[parts[-1]] = coerce(value, tp, key, where)
     return config
 
 

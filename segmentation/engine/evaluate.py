@@ -123,8 +123,9 @@ def check_eval_classes(model_classes: list[str], ds: SegDataset, info: dict, che
 @torch.no_grad()
 def evaluate(
     checkpoint: str | Path,
-    dataset: str | None,
     data_root: str | Path,
+    *,
+    dataset: str | None = None,
     split: str = "val",
     label_space: str | Path | None = None,
     classes: str | Path | None = None,

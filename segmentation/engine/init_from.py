@@ -16,9 +16,9 @@ def init_from_checkpoint(model: torch.nn.Module, config: dict, say: Callable[[st
     """Load ``config["train"]["init_from"]``'s model weights into ``model`` (not its optimiser,
     schedule or iteration: those start fresh). Refuses a preset with ``schedule.init_from_required``
     and no checkpoint, and a checkpoint whose head, keys or shapes differ. Returns the path loaded."""
-    path = (config.get("train") or {}).get("init_from")
+    path = config["train"]["init_from"]
     if not path:
-        if (config.get("schedule") or {}).get("init_from_required"):
+        if config["schedule"]["init_from_required"]:
             raise ProlabError(
                 "this preset fine-tunes the weights of an earlier run (the released recipe's load_from): give "
                 "--init-from CHECKPOINT, or --set schedule.init_from_required=false to train that earlier run")

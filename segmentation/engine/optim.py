@@ -13,7 +13,6 @@ import re
 import torch
 from torch import nn
 
-from prolab_cli.errors import ProlabError
 
 _NO_DECAY_NAMES = ("pos_embed", "cls_token", "level_embed", "relative_position_bias_table", "gamma")
 _BLOCK = re.compile(r"^backbone\.blocks\.(\d+)\.")
@@ -69,11 +68,8 @@ def count_layers(model: nn.Module) -> int:
 
 def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` from the ``optim`` section of a config."""
-    try:
-        lr, wd, decay = float(cfg["lr"]), float(cfg["weight_decay"]), float(cfg["layer_decay"])
-        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
-    except (TypeError, ValueError) as exc:
-        raise ProlabError(f"config 'optim': lr, weight_decay, layer_decay and betas must be numbers ({exc})") from None
+    lr, wd, decay = float(cfg["lr"]), float(cfg["weight_decay"]), float(cfg["layer_decay"])
+    betas = tuple(float(b) for b in cfg["betas"])  # types checked by config.check_config
     groups = param_groups(model, lr, wd, decay, count_layers(model))
     for g in groups:
         del g["names"]

@@ -63,6 +63,7 @@ def _slug(name: str) -> str:
 def predict(
     images: list[str | Path],
     checkpoint: str | Path,
+    *,
     out_dir: str | Path,
     label_space: str | Path | None = None,
     classes: str | Path | None = None,

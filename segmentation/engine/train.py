@@ -23,7 +23,7 @@ from ..data.transforms import TrainPipeline, collate
 from . import distributed as D
 from .builder import build_model, load_label_space, model_kwargs_from_config, pick_device
 from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
-from .config import apply_resume_overrides
+from .config import TrainingConfig, apply_resume_overrides, base_defaults, check_config, merge
 from .init_from import init_from_checkpoint
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
@@ -90,12 +90,13 @@ class _Run:
 
     @property
     def accum_steps(self) -> int:
-        return int(self.config["train"].get("accum_steps", 1))
+        return int(self.config["train"]["accum_steps"])
 
 
 def train(
-    config: dict | None,
+    config: dict | TrainingConfig | None,
     data_root: str | Path,
+    *,
     work_dir: str | Path,
     label_space: str | Path | None = None,
     resume: bool = False,
@@ -108,6 +109,9 @@ def train(
     map_classes_by_name: bool = False,
 ) -> dict:
     """Train the model ``config`` describes; returns {"iterations", "checkpoint", "loss"}.
+
+    ``config`` (a :class:`~.config.TrainingConfig` or its dict, as :func:`~.config.load_config`
+    returns it) is checked against the schema; every argument after ``data_root`` is keyword-only.
 
     ``resume`` continues from ``work_dir``'s newest checkpoint with that checkpoint's config
     (``config`` is not used), updated by ``resume_overrides`` (``--set`` strings; schedule and
@@ -144,7 +148,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     log = RunLogger(work_dir, enabled=rank == 0)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
     mcfg, ocfg, scfg, tcfg = (config[k] for k in ("model", "optim", "schedule", "train"))
-    head = mcfg.get("head", "property")
+    head = mcfg["head"]
     if ckpt is not None and label_space is None:
         label_space = (ckpt["meta"].get("label_space") or {}).get("path")
     space = _checked_label_space(config, ckpt, label_space)
@@ -153,7 +157,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     dataset = _training_dataset(config, data_root, space, classes, skip_bad, map_classes_by_name, log)
     class_names = dataset.target_classes
 
-    seed = int(tcfg.get("seed", 0))
+    seed = int(tcfg["seed"])
     torch.manual_seed(seed)
     random.seed(seed)
     kwargs = model_kwargs_from_config(mcfg)
@@ -161,10 +165,10 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     sync_bn = world > 1 and device == "cuda"
     model = build_model(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
     optimizer = build_optimizer(model, ocfg)
-    scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg.get("warmup_iters", 0)),
-                           float(scfg.get("warmup_ratio", 1e-6)), float(scfg.get("power", 1.0)),
-                           float(scfg.get("min_lr", 0.0)), base_lr=float(ocfg["lr"]))
-    autocast, use_scaler = _amp_context(tcfg.get("amp", "none"), device, log)
+    scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg["warmup_iters"]),
+                           float(scfg["warmup_ratio"]), float(scfg["power"]),
+                           float(scfg["min_lr"]), base_lr=float(ocfg["lr"]))
+    autocast, use_scaler = _amp_context(tcfg["amp"], device, log)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     start = _load_initial_state(ckpt, model, optimizer, scaler, log, resume_overrides)
     if ckpt is None:
@@ -191,20 +195,24 @@ def _run_config(config: dict | None, work_dir: Path, resume: bool,
     """The run's config and, for ``resume``, the checkpoint it continues (its config + overrides)."""
     if resume:
         ckpt = load_checkpoint(work_dir)
-        return apply_resume_overrides(ckpt["config"], resume_overrides), ckpt
+        # a checkpoint written before a key existed holds none: that key takes its _base.yaml default
+        config = merge(base_defaults(), ckpt["config"])
+        return check_config(apply_resume_overrides(config, resume_overrides), f"{ckpt['path']} config"), ckpt
     if resume_overrides:
         raise ProlabError("resume_overrides are for resume=True; a fresh run's config carries its overrides")
-    return config, None
+    if config is None:
+        raise ProlabError("train: a fresh run needs a config (or resume=True)")
+    return check_config(config), None
 
 
 def _checked_label_space(config: dict, ckpt: dict | None, label_space: str | Path | None) -> Any:
     """The run's label space (or None for the one-hot head), checked against the preset's K and
     against the label space a resumed run was trained with; a resumed run must have steps left."""
-    head = config["model"].get("head", "property")
+    head = config["model"]["head"]
     space = load_label_space(label_space)
     if head == "property" and space is None:
         raise ProlabError("the property head needs --label-space ARTIFACT (or --head onehot for the baseline)")
-    want_k = (config.get("label_space") or {}).get("num_properties")
+    want_k = config["label_space"]["num_properties"]
     if space is not None and head == "property" and want_k and space.num_properties != want_k:
         raise ProlabError(
             f"label space {space.name!r} has K={space.num_properties} properties but this preset uses "
@@ -231,7 +239,7 @@ def _training_dataset(config: dict, data_root, space: Any, classes, skip_bad: bo
     dcfg = config["data"]
     pipeline = TrainPipeline(
         scale=tuple(dcfg["scale"]), ratio_range=tuple(dcfg["ratio_range"]), crop_size=tuple(dcfg["crop_size"]),
-        cat_max_ratio=float(dcfg["cat_max_ratio"]), photometric=bool(dcfg.get("photometric", True)),
+        cat_max_ratio=float(dcfg["cat_max_ratio"]), photometric=bool(dcfg["photometric"]),
     )
     target = list(space.classes) if space is not None else None
     dataset = SegDataset(config["dataset"], data_root, "train", pipeline=pipeline, classes=classes,
@@ -269,7 +277,7 @@ def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_n
                      label_space: str | Path | None) -> tuple[dict, dict | None]:
     """The ``meta`` block and the property ``bank`` every checkpoint of this run stores."""
     mcfg = config["model"]
-    head = mcfg.get("head", "property")
+    head = mcfg["head"]
     meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
     meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
     if meta["label_space"] is not None:
@@ -284,10 +292,10 @@ def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_n
 def _batches(dataset: SegDataset, config: dict, seed: int, rank: int, world: int, start: int,
              device: str) -> Iterator[dict]:
     """This rank's endless batch stream, positioned after the ``start`` optimiser steps already taken."""
-    batch, accum = int(config["data"]["batch_size"]), int(config["train"].get("accum_steps", 1))
+    batch, accum = int(config["data"]["batch_size"]), int(config["train"]["accum_steps"])
     sampler = D.ResumableInfiniteSampler(len(dataset), seed, rank, world, start=start * batch * accum)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, sampler=sampler, num_workers=int(config["data"].get("num_workers", 0)),
+        dataset, batch_size=batch, sampler=sampler, num_workers=int(config["data"]["num_workers"]),
         collate_fn=collate, pin_memory=device == "cuda", drop_last=True,
     )
     return iter(loader)  # draws the loader's base seed
@@ -299,8 +307,8 @@ def _loop(run: _Run, progress: bool, on_iteration: Callable[[int, dict], None] |
     """Optimiser steps from ``run.start`` to ``max_iters`` with logging and periodic checkpoints;
     the last step's record."""
     tcfg = run.config["train"]
-    ckpt_every = int(tcfg.get("ckpt_interval", 1000))
-    reporter = _Reporter(run, progress, log_every=int(tcfg.get("log_interval", 50)))
+    ckpt_every = int(tcfg["ckpt_interval"])
+    reporter = _Reporter(run, progress, log_every=int(tcfg["log_interval"]))
     record: dict = {}
     run.model.train()
     try:
@@ -360,7 +368,7 @@ def _accumulate_gradients(run: _Run) -> dict[str, float]:
 
 def _apply_gradients(run: _Run) -> float | None:
     """Clip (when ``optim.grad_clip`` is set), step and zero the gradients; the pre-clip norm."""
-    grad_clip = run.config["optim"].get("grad_clip")
+    grad_clip = run.config["optim"]["grad_clip"]
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
     grad_norm = None
@@ -386,7 +394,7 @@ def _save_checkpoint(run: _Run, it: int) -> None:
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
             "rng": rng_state(), "config": run.config,
         }
-        run.last_checkpoint = save_run_checkpoint(run.work_dir, it, state, int(run.config["train"].get("max_keep", 2)))
+        run.last_checkpoint = save_run_checkpoint(run.work_dir, it, state, int(run.config["train"]["max_keep"]))
     D.barrier()
 
 
