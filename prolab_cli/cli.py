@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "prolab_cli.commands.label_space:inspect",
     "import-bank": "prolab_cli.commands.label_space:import_bank",
     "export-bank": "prolab_cli.commands.label_space:export_bank",
+    "extend": "prolab_cli.commands.extend:extend",
     "ops": "segmentation.commands.ops:ops",
     "convert": "segmentation.commands.convert:convert",
     "data": "segmentation.commands.train:data",

@@ -1,0 +1,29 @@
+"""CLI command ``prolab extend``: a new label-space version over the same centres."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("artifact")
+@click.option("--descriptions", type=click.Path(dir_okay=False), default=None,
+              help="{class: [descriptions]} JSON of the classes to add")
+@click.option("--keep", default=None, help="classes to keep: a class-list file, a descriptions JSON, or a comma list")
+@click.option("--name", default=None, help="name of the new artifact (default: <parent>-extended or <parent>-subset)")
+@click.option("-o", "--out-dir", default=None, type=click.Path(file_okay=False),
+              help="where to write it (default: beside the parent)")
+def extend(artifact, descriptions, keep, name, out_dir):
+    """Add classes never trained on to ARTIFACT (their descriptions embedded with the artifact's own
+    model, each assigned to the nearest existing centre), and/or keep a subset of its classes. The
+    centres stay the same, so a model trained on ARTIFACT labels the new classes
+    (prolab eval/predict --label-space NEW)."""
+    from ..extend import run_extend
+
+    space, path, report = run_extend(artifact, descriptions, keep, name, out_dir)
+    for row in report:
+        for line in row.lines():
+            click.echo(line)
+    parent = space.manifest["provenance"].get("extended_from") or space.manifest["provenance"].get("subset_of")
+    click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}"
+               f"  (parent {parent['name']} {parent['version']}, same centres)")
