@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "import-bank": "prolab_cli.commands.label_space:import_bank",
     "export-bank": "prolab_cli.commands.label_space:export_bank",
     "extend": "prolab_cli.commands.extend:extend",
+    "name-properties": "prolab_cli.commands.extend:name_properties",
     "ops": "segmentation.commands.ops:ops",
     "convert": "segmentation.commands.convert:convert",
     "data": "segmentation.commands.train:data",

@@ -27,3 +27,26 @@ def extend(artifact, descriptions, keep, name, out_dir):
     parent = space.manifest["provenance"].get("extended_from") or space.manifest["provenance"].get("subset_of")
     click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}"
                f"  (parent {parent['name']} {parent['version']}, same centres)")
+
+
+@click.command("name-properties")
+@click.argument("artifact")
+@click.option("--llm", default="local", show_default=True,
+              help="local (offline Gemma GGUF), llama-cpp:/path/model.gguf, or an OpenAI-compatible model name")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint")
+@click.option("--threads", type=int, default=1, show_default=True, help="threads of a local model")
+@click.option("--members", type=int, default=8, show_default=True, help="member descriptions shown per property")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default=None, help="name of the new artifact (default: <parent>-named)")
+@click.option("-o", "--out-dir", default=None, type=click.Path(file_okay=False),
+              help="where to write it (default: beside the parent)")
+def name_properties(artifact, llm, base_url, threads, members, seed, name, out_dir):
+    """Ask an LLM for a short readable name per property of ARTIFACT (from its member descriptions);
+    writes a new version with the names stored as llm_name beside the nearest-to-centre names."""
+    from ..naming import run_name_properties
+
+    space, path = run_name_properties(artifact, llm, base_url=base_url, threads=threads, members=members,
+                                      seed=seed, name=name, out_dir=out_dir)
+    for prop in space.properties:
+        click.echo(f"{prop['id']:4d}  {prop['llm_name']}  (nearest: {prop['name'][:50]})")
+    click.echo(f"{path}  version {space.version}")

@@ -147,6 +147,7 @@ def score_model(method: str, model, model_classes: list[str] | None, ckpt: dict,
     attr_hits = {group: np.zeros(3) for group in ("seen", "heldout")}
     attr_count = {"seen": 0, "heldout": 0}
     direct = {"heldout": np.zeros(3), "seen": np.zeros(3)}
+    objects = objects_right = 0
     model.eval()
     for i in range(len(ds)):
         sample = ds[i]
@@ -161,6 +162,10 @@ def score_model(method: str, model, model_classes: list[str] | None, ckpt: dict,
         true_scores = scores.gather(0, label.clamp(max=n - 1)[None])[0]
         rank = 1 + (scores > true_scores[None]).sum(0)
         is_held = torch.isin(label, held)
+        if bool(is_held.any()):  # one held-out object per image: right when most of its pixels are
+            votes = torch.bincount(pred[is_held], minlength=n)
+            objects += 1
+            objects_right += int(int(votes.argmax()) == int(label[is_held][0]))
         is_seen_obj = valid & (label > 0) & ~is_held
         for group, mask in (("heldout", is_held), ("seen", is_seen_obj)):
             if not bool(mask.any()):
@@ -186,6 +191,8 @@ def score_model(method: str, model, model_classes: list[str] | None, ckpt: dict,
         "seen_mIoU": mean_iou([0] + seen_ids),
         "heldout_mIoU": mean_iou(held_list),
         "heldout_top1": float(100 * conf[held_list, held_list].sum() / held_pixels) if held_pixels else float("nan"),
+        "heldout_objects": objects,
+        "heldout_object_accuracy": 100 * objects_right / objects if objects else float("nan"),
         "heldout_IoU": {classes[i]: 100 * float(iou[i]) for i in held_list},
         "num_classes": n,
     }
