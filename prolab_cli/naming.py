@@ -63,20 +63,25 @@ def name_properties(
     retry: RetryPolicy | None = None,
     name: str | None = None,
 ) -> LabelSpace:
-    """A new version of ``space`` whose properties carry an ``llm_name`` (cached replies reused)."""
+    """A new version of ``space`` whose properties carry an ``llm_name`` (cached replies reused).
+
+    A property whose replies (greedy, then sampled) are empty or echo the prompt's example gets
+    ``llm_name`` None and is listed under ``unnamed`` in the provenance, never a made-up name."""
     from .describe import CACHE_NAMESPACE, reply_cache_key
 
     if members < 1:
         raise ProlabError(f"--members must be at least 1, not {members}")
     cache = cache if cache is not None else Cache()
     retry = retry or RetryPolicy()
-    sampling = {"temperature": 0.0, "max_tokens": 24}
-    props = []
+    first = {"temperature": 0.0, "max_tokens": 24}
+    later = {**first, "temperature": 0.7}  # a greedy reply would only repeat itself
+    props, unnamed = [], []
     calls = hits = 0
     for prop in space.properties:
         prompt = property_prompt(_members(prop, members), backend.mode)
         found = ""
         for attempt in range(attempts):
+            sampling = first if attempt == 0 else later
             key = reply_cache_key(backend, prompt.as_dict(), sampling, seed + attempt)
             stored = cache.get_json(CACHE_NAMESPACE, key)
             if stored is not None:
@@ -87,17 +92,19 @@ def name_properties(
                 cache.put_json(CACHE_NAMESPACE, key, completion.to_json())
                 calls += 1
             found = parse_name(completion.text)
+            if found.lower() == EXAMPLE_NAME.lower():  # the few-shot example echoed, not an answer
+                found = ""
             if found:
                 break
         if not found:
-            raise ProlabError(f"property {prop['id']} ({prop['name'][:40]!r}): the LLM gave no name in {attempts} tries")
-        props.append(dict(prop, llm_name=found))
+            unnamed.append(prop["id"])
+        props.append(dict(prop, llm_name=found or None))
     provenance = dict(space.manifest.get("provenance") or {})
     provenance["named_from"] = {"name": space.name, "version": space.version}
     provenance["name_properties"] = {
-        "llm": backend.identity(), "sampling": sampling, "seed": seed, "members_per_prompt": members,
+        "llm": backend.identity(), "sampling": [first, later][:attempts], "seed": seed, "members_per_prompt": members,
         "prompt_sha256": hashlib.sha256((SYSTEM + INSTRUCTION + EXAMPLE_BULLETS + EXAMPLE_NAME).encode()).hexdigest(),
-        "calls": calls, "cache_hits": hits,
+        "calls": calls, "cache_hits": hits, "unnamed": unnamed,
     }
     arrays = {}
     if space.embeddings is not None:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from prolab_cli.artifact import LabelSpace
-from prolab_cli.errors import ProlabError
 from prolab_cli.llm import Backend, Completion
 from prolab_cli.naming import name_properties, parse_name
 
@@ -54,9 +53,13 @@ def test_names_stored_beside_nearest_names_as_a_new_version(tmp_path):
     assert backend.calls == 3 and again.calls == 0  # every reply came from the cache
 
 
-def test_empty_reply_is_an_error_naming_the_property():
-    with pytest.raises(ProlabError, match="property 0"):
-        name_properties(_space(), Scripted(reply="\n  \n"))
+@pytest.mark.parametrize("reply", ["\n  \n", "Upright flat vertical structure"])
+def test_empty_or_echoed_reply_is_reported_not_invented(reply):
+    backend = Scripted(reply=reply)
+    named = name_properties(_space(), backend)
+    assert [p["llm_name"] for p in named.properties] == [None, None, None]
+    assert named.manifest["provenance"]["name_properties"]["unnamed"] == [0, 1, 2]
+    assert backend.calls == 6  # greedy, then one sampled retry per property
 
 
 def test_parse_name():

@@ -48,5 +48,8 @@ def name_properties(artifact, llm, base_url, threads, members, seed, name, out_d
     space, path = run_name_properties(artifact, llm, base_url=base_url, threads=threads, members=members,
                                       seed=seed, name=name, out_dir=out_dir)
     for prop in space.properties:
-        click.echo(f"{prop['id']:4d}  {prop['llm_name']}  (nearest: {prop['name'][:50]})")
+        click.echo(f"{prop['id']:4d}  {prop['llm_name'] or '(no usable name)'}  (nearest: {prop['name'][:50]})")
+    unnamed = space.manifest["provenance"]["name_properties"]["unnamed"]
+    if unnamed:
+        click.echo(f"warning: {len(unnamed)} properties got no usable name from the LLM: {unnamed}", err=True)
     click.echo(f"{path}  version {space.version}")
