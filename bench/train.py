@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 SIZES = {
-    "default": dict(seeds="0,1,2", seen=40, heldout=8, iters=800, train_images=256, val_images=64, k=18),
+    "default": dict(seeds="0,1,2", seen=40, heldout=8, iters=240, train_images=128, val_images=48, k=18),
     "quick": dict(seeds="0,1,2", seen=24, heldout=6, iters=150, train_images=64, val_images=24, k=18),
 }
 METRICS = ("seen_mIoU", "heldout_mIoU", "heldout_top1")
@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None,
                             help=f"default {value} (quick {SIZES['quick'][key]})")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--min-distance", type=int, default=2,
+                        help="Hamming distance of every held-out class from every seen class (1: a diagnosis control)")
     parser.add_argument("--methods", default="pipeline,oracle,onehot,classemb")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -59,7 +61,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
 
     t0 = time.time()
     data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, args.size, args.seen,
-                       args.heldout, seed)
+                       args.heldout, seed, min_distance=args.min_distance)
     world = World.load(data)
     spaces = make_spaces(world, out, args.k)
     result = {"seed": seed, "heldout_classes": world.heldout, "ari": spaces["ari"],

@@ -200,13 +200,14 @@ def write_synth(
     num_heldout: int = 4,
     seed: int = 0,
     min_support: int = 2,
+    min_distance: int = 2,
 ) -> Path:
     """Write the synthetic dataset to ``out`` (atomically) in ``layout``'s folder structure.
 
     Training images show seen classes only; every other validation image has one held-out object
     on top, the held-out classes taken in turn (see :func:`make_classes` for how they are drawn)."""
     lay = get_layout(layout)
-    seen, heldout = make_classes(num_seen, num_heldout, seed, min_support)
+    seen, heldout = make_classes(num_seen, num_heldout, seed, min_support, min_distance)
     classes = [GROUND] + [c.name for c in seen + heldout]
     descriptions = {GROUND: GROUND_DESCRIPTIONS} | {c.name: c.descriptions() for c in seen + heldout}
     rng = np.random.default_rng(seed + 1)
@@ -243,6 +244,7 @@ def write_synth(
                 "seen": classes[: 1 + num_seen],
                 "heldout": classes[1 + num_seen :],
                 "min_support": min_support,
+                "min_distance": min_distance,
                 "properties": {c.name: [c.colour, c.texture, c.shape] for c in seen + heldout},
             },
         )
