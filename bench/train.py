@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 SIZES = {
-    "default": dict(seeds="0,1,2", seen=40, heldout=8, iters=240, train_images=128, val_images=48, k=18),
+    "default": dict(seeds="0,1,2", seen=40, heldout=8, iters=800, train_images=256, val_images=48, k=18),
     "quick": dict(seeds="0,1,2", seen=24, heldout=6, iters=150, train_images=64, val_images=24, k=18),
 }
 METRICS = ("seen_mIoU", "heldout_mIoU", "heldout_top1")
