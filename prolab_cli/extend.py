@@ -65,11 +65,14 @@ def _embedder(space: LabelSpace, cache):
     try:
         embedder = Embedder(options, cache)
     except ProlabError as e:
-        raise ProlabError(f"label space {space.name!r} was embedded with {options.model!r}, which is missing here: {e.message}") from None
+        raise ProlabError(
+            f"label space {space.name!r} was embedded with {options.model!r}, which is missing here: {e.message}"
+        ) from None
     want = recorded.get("fingerprint")
     if want and embedder.identity["fingerprint"] != want:
         raise ProlabError(
-            f"embedding model {options.model!r} here ({embedder.spec.path}, fingerprint {embedder.identity['fingerprint']})"
+            f"embedding model {options.model!r} here ({embedder.spec.path},"
+            f" fingerprint {embedder.identity['fingerprint']})"
             f" is not the one label space {space.name!r} was built with (fingerprint {want})"
         )
     return embedder

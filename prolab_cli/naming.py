@@ -21,8 +21,10 @@ from .llm.base import Completion
 from .templates import Prompt
 
 SYSTEM = "You name groups of visual descriptions with a short phrase."
-INSTRUCTION = "These descriptions of object classes fall in one group:\n{bullets}\nName what they have in common in 2 to 6 words."
-EXAMPLE_BULLETS = "- wall: a flat vertical surface\n- building: tall vertical walls of brick\n- fence: upright boards side by side"
+INSTRUCTION = ("These descriptions of object classes fall in one group:\n{bullets}\n"
+               "Name what they have in common in 2 to 6 words.")
+EXAMPLE_BULLETS = ("- wall: a flat vertical surface\n- building: tall vertical walls of brick\n"
+                   "- fence: upright boards side by side")
 EXAMPLE_NAME = "Upright flat vertical structure"
 MAX_NAME_CHARS = 80
 

@@ -70,7 +70,8 @@ def test_pascal_context_split_file(tmp_path):
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_synth_writes_every_layout_and_loader_reads_it(tmp_path, layout):
-    root = write_synth(tmp_path / layout, layout=layout, num_train=3, num_val=2, size=32, num_seen=4, num_heldout=2, min_support=1)
+    root = write_synth(tmp_path / layout, layout=layout, num_train=3, num_val=2, size=32, num_seen=4, num_heldout=2,
+                       min_support=1)
     classes = (root / "classes.txt").read_text().split("\n")[:-1]
     assert len(classes) == 7
     train, val = SegDataset(layout, root, "train"), SegDataset(layout, root, "val")
@@ -85,7 +86,8 @@ def test_synth_writes_every_layout_and_loader_reads_it(tmp_path, layout):
 
 
 def test_target_classes_map_by_name_and_ignore_the_rest(tmp_path):
-    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=2, size=32, num_seen=4, num_heldout=2, min_support=1)
+    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=2, size=32, num_seen=4, num_heldout=2,
+                       min_support=1)
     names = (root / "classes.txt").read_text().split("\n")[:-1]
     ds = SegDataset("generic", root, "val", target_classes=[names[0], *names[1:5]])
     full = SegDataset("generic", root, "val")
