@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +87,11 @@ def check_new_descriptions(space: LabelSpace, descriptions: dict[str, list[str]]
     if empty:
         raise ProlabError(f"{source}: classes with empty descriptions: {empty}")
     folded = {c.strip().lower(): c for c in space.classes}
-    present = [f"{c} (as {folded[c.strip().lower()]!r})" for c in descriptions if c.strip().lower() in folded]
+    present = [c if folded[c.strip().lower()] == c else f"{c!r} (as {folded[c.strip().lower()]!r})"
+               for c in descriptions if c.strip().lower() in folded]
     if present:
-        raise ProlabError(f"{source}: classes already present in label space {space.name!r}: {', '.join(present)}")
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise ProlabError(f"{source}: {len(present)} classes already present in label space {space.name!r}: {shown}")
 
 
 def assign_to_centres(embeddings: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -230,7 +233,10 @@ def run_extend(
         space = keep_classes(space, parse_keep(keep) if isinstance(keep, str) else list(keep), name)
     report: list[NewRow] = []
     if descriptions_path is not None:
-        descriptions, _ = read_descriptions(descriptions_path)
+        descriptions, cleaned = read_descriptions(descriptions_path)
+        check_new_descriptions(space, descriptions, str(descriptions_path))
+        for line in cleaned.lines():  # what cleaning changed in a file that is otherwise usable
+            print(f"{descriptions_path}: {line}", file=sys.stderr)
         space, report = extend_label_space(space, descriptions, name, str(descriptions_path), cache=cache)
         if keep is not None:  # the parent is the artifact loaded, not the intermediate subset
             space.manifest["provenance"]["extended_from"] = parent
