@@ -61,7 +61,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
 
     t0 = time.time()
     data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, args.size, args.seen,
-                       args.heldout, seed, min_distance=args.min_distance)
+                       args.heldout, seed, min_support=2, min_distance=args.min_distance)
     world = World.load(data)
     spaces = make_spaces(world, out, args.k)
     result = {"seed": seed, "heldout_classes": world.heldout, "ari": spaces["ari"],

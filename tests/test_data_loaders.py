@@ -70,8 +70,7 @@ def test_pascal_context_split_file(tmp_path):
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_synth_writes_every_layout_and_loader_reads_it(tmp_path, layout):
-    root = write_synth(tmp_path / layout, layout=layout, num_train=3, num_val=2, size=32, num_seen=4, num_heldout=2,
-                       min_support=1)
+    root = write_synth(tmp_path / layout, layout=layout, num_train=3, num_val=2, size=32, num_seen=4, num_heldout=2)
     classes = (root / "classes.txt").read_text().split("\n")[:-1]
     assert len(classes) == 7
     train, val = SegDataset(layout, root, "train"), SegDataset(layout, root, "val")
@@ -86,8 +85,7 @@ def test_synth_writes_every_layout_and_loader_reads_it(tmp_path, layout):
 
 
 def test_target_classes_map_by_name_and_ignore_the_rest(tmp_path):
-    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=2, size=32, num_seen=4, num_heldout=2,
-                       min_support=1)
+    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=2, size=32, num_seen=4, num_heldout=2)
     names = (root / "classes.txt").read_text().split("\n")[:-1]
     ds = SegDataset("generic", root, "val", target_classes=[names[0], *names[1:5]])
     full = SegDataset("generic", root, "val")
@@ -166,10 +164,10 @@ def test_subset_label_space_keeps_the_seen_rows_over_the_same_centres(tmp_path):
     from prolab_cli.extend import run_extend
     from segmentation.data.synth import attribute_label_space
 
-    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=1, size=32, num_seen=4, num_heldout=2,
-                       min_support=1)
+    root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=1, size=32, num_seen=4, num_heldout=2)
     full = attribute_label_space(root, "toy-all").save(tmp_path / "spaces")
-    _, path, _ = run_extend(full, keep=str(root / "descriptions_seen.json"), name="toy-seen", out_dir=tmp_path / "spaces")
+    _, path, _ = run_extend(full, keep=str(root / "descriptions_seen.json"), name="toy-seen",
+                            out_dir=tmp_path / "spaces")
     space, sub = LabelSpace.load(full), LabelSpace.load(path)
     seen = list(json.loads((root / "descriptions_seen.json").read_text()))
     assert sub.classes == seen and sub.centres_hash == space.centres_hash

@@ -116,8 +116,7 @@ def test_eval_and_predict_accept_the_extended_space(tmp_path):
     from segmentation.engine.train import train
 
     torch.set_num_threads(1)
-    data = write_synth(tmp_path / "data", "ade20k", num_train=4, num_val=2, size=32, num_seen=4, num_heldout=2,
-                       min_support=1)
+    data = write_synth(tmp_path / "data", "ade20k", num_train=4, num_val=2, size=32, num_seen=4, num_heldout=2)
     info = json.loads((data / "synth.json").read_text())
     descriptions = json.loads((data / "descriptions.json").read_text())
     seen = {c: descriptions[c] for c in info["seen"]}

@@ -11,7 +11,7 @@ import pytest
 from segmentation.data.synth import COLOURS, hamming, make_classes
 
 # the tiny run of the learning test (fixed seeds; sizes stated here, not tuned to the result)
-TINY = dict(num_train=48, num_val=24, size=32, num_seen=16, num_heldout=4, seed=0)
+TINY = dict(num_train=48, num_val=24, size=32, num_seen=16, num_heldout=4, seed=0, min_support=2)
 ITERS = 120
 K = 18
 FRACTION_OF_ORACLE = 0.5  # the pipeline's label space must reach half the oracle's held-out accuracy

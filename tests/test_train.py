@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 def synth(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("synth")
-    data = write_synth(root / "data", "ade20k", num_train=16, num_val=4, size=64, num_seen=6, num_heldout=2, seed=1,
-                       min_support=1)
+    data = write_synth(root / "data", "ade20k", num_train=16, num_val=4, size=64, num_seen=6, num_heldout=2, seed=1)
     info = json.loads((data / "synth.json").read_text())
     seen = attribute_label_space(data, "toy-seen", info["seen"]).save(root / "spaces")
     full = attribute_label_space(data, "toy-all").save(root / "spaces")
