@@ -1,105 +1,220 @@
-"""The synthetic-data experiment: property head vs one-hot head, and classes never trained on.
+"""Classes never trained on: ProLab head (pipeline / oracle label space) vs one-hot vs class-embedding head.
 
-1. ``prolab data synth``: textured shapes whose class = (colour, texture, shape); some classes
-   appear only in validation.
-2. Label space through the real stages: MiniLM embeddings (offline) -> k-means -> build, over the
-   descriptions of *all* classes; the training artifact keeps the seen classes over the same centres.
-3. Train vit-adapter-nano with the property head (seen artifact) and with the one-hot head, same
-   seed, data, iterations and optimiser.
-4. Evaluate both on the validation split over the seen classes (held-out pixels ignored), then the
-   property model with the full artifact's class rows: IoU on the held-out classes.
-5. Control: the same with an *oracle* label space (one property per colour, texture and shape), which
-   separates what the property head can do from how well MiniLM + k-means recover the properties.
+For each seed: ``write_synth`` draws a world (seen classes, held-out classes that are new
+combinations of seen properties, see ``segmentation.data.synth.make_classes``); the pipeline label
+space is built from the *seen* descriptions (MiniLM -> k-means -> build) and extended with the
+held-out descriptions by ``prolab extend``; every method trains vit-adapter-nano on the same data,
+iterations and seed; ``segmentation.engine.heldout.score_model`` scores all classes.
 
-    python bench/train.py [--iters 600] [--seen 12] [--heldout 4] [--k 16] [--out demo_out/bench_train]
+    python bench/train.py            # default size (3 seeds, 4 methods)
+    python bench/train.py --quick    # CI size
+
+Writes ``results.json``, ``results.md`` (the table), ``bars.png`` (mean +- std over seeds) and
+``activation_maps.png`` (the oracle model's property maps on one held-out object).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+SIZES = {
+    "default": dict(seeds="0,1,2", seen=40, heldout=8, iters=800, train_images=256, val_images=48, k=18),
+    "quick": dict(seeds="0,1,2", seen=24, heldout=6, iters=150, train_images=64, val_images=24, k=18),
+}
+METRICS = ("seen_mIoU", "heldout_mIoU", "heldout_top1")
 
-def main() -> int:
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out/bench_train")
-    parser.add_argument("--iters", type=int, default=600)
-    parser.add_argument("--k", type=int, default=16)
-    parser.add_argument("--train-images", type=int, default=128)
-    parser.add_argument("--val-images", type=int, default=48)
-    parser.add_argument("--seen", type=int, default=12, help="object classes in training")
-    parser.add_argument("--heldout", type=int, default=4, help="object classes only in validation")
+    parser.add_argument("--quick", action="store_true", help="the CI size: " + json.dumps(SIZES["quick"]))
+    for key, value in SIZES["default"].items():
+        parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None,
+                            help=f"default {value} (quick {SIZES['quick'][key]})")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--min-distance", type=int, default=2,
+                        help="Hamming distance of every held-out class from every seen class (1: a diagnosis control)")
+    parser.add_argument("--methods", default="pipeline,oracle,onehot,classemb")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parser.parse_args(argv)
+    base = SIZES["quick" if args.quick else "default"]
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
-    from prolab_cli.atomic import write_json
-    from prolab_cli.build import run_build
-    from prolab_cli.cluster import run_cluster
-    from prolab_cli.embed import run_embed
-    from prolab_cli.stage_options import ClusterOptions
-    from segmentation.data.synth import attribute_label_space, subset_label_space, write_synth
+
+def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
+    """Every method on one seed's world: {method: metrics}, plus ARI and timings."""
+    from segmentation.data.synth import write_synth
     from segmentation.engine.config import apply_overrides, load_config
-    from segmentation.engine.evaluate import evaluate
+    from segmentation.engine.heldout import World, make_spaces, model_for, score_model
     from segmentation.engine.train import train
 
-    out = Path(args.out)
-    data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, 64, args.seen, args.heldout, args.seed)
-    info = json.loads((data / "synth.json").read_text())
-    run_embed(data / "descriptions.json", out / "emb.safetensors", progress=False)
-    print(run_cluster(out / "emb.safetensors", out / "clusters.safetensors", options=ClusterOptions(k=args.k, seed=0)),
-          file=sys.stderr)
-    _, full = run_build(out / "emb.safetensors", out / "clusters.safetensors", f"synth-all-k{args.k}",
-                        out / "spaces", descriptions_path=data / "descriptions.json")
-    seen = subset_label_space(full, data / "descriptions_seen.json", f"synth-seen-k{args.k}", out / "spaces")
-    oracle_full = attribute_label_space(data, "synth-oracle-all").save(out / "spaces")
-    oracle_seen = attribute_label_space(data, "synth-oracle-seen", info["seen"]).save(out / "spaces")
-
-    sets = [f"schedule.max_iters={args.iters}", "train.ckpt_interval=100000", f"train.seed={args.seed}",
-            f"train.log_interval={max(args.iters // 10, 1)}"]
-    results: dict = {"iters": args.iters, "k": args.k, "train_images": args.train_images,
-                     "val_images": args.val_images, "threads": args.threads,
-                     "seen_classes": info["seen"], "heldout_classes": info["heldout"]}
-    from segmentation.models import build_segmentor
-
-    with torch.no_grad():  # one-time op loading/compilation stays out of the first run's timing
-        build_segmentor("vit-adapter-nano", num_classes=2, img_size=64).eval()(torch.zeros(1, 3, 64, 64))
-    runs = {"property": ("property", seen, full), "onehot": ("onehot", seen, None),
-            "oracle_property": ("property", oracle_seen, oracle_full)}
-    for key, (head, space, space_all) in runs.items():
+    t0 = time.time()
+    data = write_synth(out / "data", "ade20k", args.train_images, args.val_images, args.size, args.seen,
+                       args.heldout, seed, min_support=2, min_distance=args.min_distance)
+    world = World.load(data)
+    spaces = make_spaces(world, out, args.k)
+    result = {"seed": seed, "heldout_classes": world.heldout, "ari": spaces["ari"],
+              "pipeline_collisions": spaces["pipeline_collisions"],
+              "heldout_identical_rows": spaces["heldout_identical_rows"],
+              "label_space_seconds": round(time.time() - t0, 1)}
+    sets = [f"schedule.max_iters={args.iters}", "train.ckpt_interval=100000", f"train.seed={seed}",
+            f"train.log_interval={max(args.iters // 5, 1)}", f"model.img_size={args.size}",
+            f"data.crop_size=[{args.size},{args.size}]", f"data.scale=[{2 * args.size},{args.size}]",
+            f"test.crop_size=[{args.size},{args.size}]", f"test.scale=[{2 * args.size},{args.size}]"]
+    for method in args.methods.split(","):
+        train_space, test_space = spaces[method]
+        head = "onehot" if method == "onehot" else "property"
         cfg = apply_overrides(load_config("synth-vit-adapter-nano"), sets + [f"model.head={head}"])
         start = time.time()
-        run = train(cfg, data, work_dir=out / f"run-{key}", label_space=space, progress=False, map_classes_by_name=True)
-        seconds = time.time() - start
-        res = evaluate(run["checkpoint"], data, progress=False, output=out / f"eval-{key}.json",
-                       map_classes_by_name=True)
-        results[key] = {"mIoU": res["mIoU"], "mAcc": res["mAcc"], "aAcc": res["aAcc"],
-                        "final_loss": run["loss"], "train_seconds": round(seconds, 1)}
-        if space_all is None:
-            continue
-        res = evaluate(out / f"run-{key}", data, label_space=space_all, progress=False,
-                       output=out / f"eval-{key}-all-classes.json")
-        held = {r["class"]: r["IoU"] for r in res["per_class"] if r["class"] in info["heldout"]}
-        values = [v for v in held.values() if v is not None]
-        results[key]["all_classes"] = {"mIoU": res["mIoU"], "heldout_IoU": held,
-                                       "heldout_mIoU": sum(values) / len(values) if values else None}
-    results["note"] = "a one-hot model has no output for held-out classes: their IoU is 0 by construction"
-    write_json(out / "results.json", results)
-    print(f"{len(info['seen'])} seen classes, {args.iters} iterations, K={args.k}:")
-    for key in runs:
-        r = results[key]
-        line = f"  {key:16s} mIoU {r['mIoU']:6.2f}  mAcc {r['mAcc']:6.2f}  aAcc {r['aAcc']:6.2f}  ({r['train_seconds']} s)"
-        if "all_classes" in r:
-            a = r["all_classes"]
-            line += f"  | all {len(info['seen']) + len(info['heldout'])} classes mIoU {a['mIoU']:6.2f}, held-out mIoU {a['heldout_mIoU']}"
-        print(line)
-    return 0
+        run = train(cfg, data, work_dir=out / f"run-{method}", label_space=train_space, progress=False)
+        train_s = time.time() - start
+        model, classes, ckpt = model_for(method, run["checkpoint"], test_space)
+        scores = score_model(method, model, classes, ckpt, world)
+        scores.update(final_loss=run["loss"], train_seconds=round(train_s, 1),
+                      eval_seconds=round(time.time() - start - train_s, 1))
+        result[method] = scores
+        print(f"seed {seed} {method:9s} seen mIoU {scores['seen_mIoU']:5.1f}  held-out mIoU {scores['heldout_mIoU']:5.1f}"
+              f"  held-out top-1 {scores['heldout_top1']:5.1f}  ({train_s:.0f} s)", file=sys.stderr, flush=True)
+        if method == "oracle":
+            activation_picture(model, world, out / "activation_maps.png")
+    result["seconds"] = round(time.time() - t0, 1)
+    return result
+
+
+def summarise(results: list[dict], methods: list[str]) -> dict:
+    """Mean and standard deviation (over seeds) of each metric of each method."""
+    summary = {}
+    for method in methods:
+        summary[method] = {}
+        for metric in METRICS + ("heldout_true_class_rank", "seen_true_class_rank"):
+            values = [r[method][metric] for r in results]
+            summary[method][metric] = (float(np.mean(values)), float(np.std(values)))
+        for group in ("seen", "heldout"):
+            key = f"{group}_property_accuracy_of_predicted_class"
+            summary[method][key] = {a: float(np.mean([r[method][key][a] for r in results]))
+                                    for a in ("colour", "texture", "shape")}
+        key = "heldout_property_accuracy_of_property_head"
+        if key in results[0][method]:
+            summary[method][key] = {a: float(np.mean([r[method][key][a] for r in results]))
+                                    for a in ("colour", "texture", "shape")}
+    summary["ari"] = (float(np.mean([r["ari"] for r in results])), float(np.std([r["ari"] for r in results])))
+    return summary
+
+
+def table(summary: dict, methods: list[str], n_classes: int, n_held: int) -> str:
+    """The markdown table of the summary."""
+    names = {"pipeline": "ProLab head, pipeline label space (MiniLM -> k-means, + extend)",
+             "oracle": "ProLab head, oracle property rows", "onehot": "one-hot (cannot name held-out: 0 by construction)",
+             "classemb": "class-description-embedding head"}
+    lines = ["| method | seen mIoU | held-out mIoU | held-out top-1 pixel acc. | held-out true-class rank |"
+             " held-out colour/texture/shape of predicted class |", "|---|---|---|---|---|---|"]
+    for m in methods:
+        s = summary[m]
+        cells = [f"{s[k][0]:.1f} ± {s[k][1]:.1f}" for k in METRICS + ("heldout_true_class_rank",)]
+        attr = s["heldout_property_accuracy_of_predicted_class"]
+        lines.append(f"| {names[m]} | " + " | ".join(cells) + f" | {attr['colour']:.0f} / {attr['texture']:.0f} / {attr['shape']:.0f} |")
+    lines.append(f"\nChance: top-1 among {n_classes} classes = {100 / n_classes:.1f} %, among the {n_held} held-out"
+                 f" = {100 / n_held:.1f} %. k-means vs true properties: ARI {summary['ari'][0]:.2f} ± {summary['ari'][1]:.2f}.")
+    return "\n".join(lines)
+
+
+def bar_plot(summary: dict, methods: list[str], path: Path) -> None:
+    """Bars with error bars (std over seeds) for each metric and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        means = [summary[m][k][0] for k in METRICS]
+        stds = [summary[m][k][1] for k in METRICS]
+        ax.bar(np.arange(len(METRICS)) + j * width, means, width, yerr=stds, capsize=3, label=m)
+    ax.set_xticks(np.arange(len(METRICS)) + width * (len(methods) - 1) / 2, ["seen mIoU", "held-out mIoU", "held-out top-1 acc."])
+    ax.set_ylabel("%")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def activation_picture(model, world, path: Path) -> None:
+    """Image, ground truth and the oracle head's colour / texture / shape property maps for the
+    first validation object of a held-out class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from segmentation.data.datasets import SegDataset
+    from segmentation.data.synth import COLOURS, GROUND, SHAPES, TEXTURES
+    from segmentation.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TestPipeline
+
+    values = [GROUND, *COLOURS, *TEXTURES, *SHAPES]
+    ds = SegDataset("ade20k", world.root, "val", pipeline=TestPipeline(scale=None), target_classes=world.classes)
+    for i in range(len(ds)):
+        sample = ds[i]
+        ids = set(sample["label"].unique().tolist())
+        held = [c for c in world.heldout if world.classes.index(c) in ids]
+        if held:
+            break
+    else:
+        return
+    cls = held[0]
+    props = model.property_scores(sample["img"].unsqueeze(0))[0]
+    image = sample["img"].permute(1, 2, 0).numpy() * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
+    panels = [("image", np.clip(image, 0, 255).astype(np.uint8)), (f"ground truth: {cls}", (sample["label"] == world.classes.index(cls)).numpy())]
+    panels += [(f"property '{v}'", props[values.index(v)].numpy()) for v in world.properties[cls]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
+    for ax, (title, im) in zip(axes, panels):
+        ax.imshow(im, vmin=None if im.ndim == 3 else 0, vmax=None if im.ndim == 3 else 1)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle("oracle ProLab head on a class it never trained on", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    methods = args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    start = time.time()
+    results = []
+    for seed in seeds:
+        results.append(run_seed(args, seed, out / f"seed{seed}"))
+        (out / "results.json").parent.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": results}, indent=2) + "\n")
+    summary = summarise(results, methods)
+    n_classes, n_held = 1 + args.seen + args.heldout, args.heldout
+    text = table(summary, methods, n_classes, n_held)
+    total = time.time() - start
+    header = (f"seeds {seeds}, {args.seen} seen + {args.heldout} held-out classes + ground, {args.size} px, "
+              f"{args.train_images} train / {args.val_images} val images, {args.iters} iterations, K={args.k}, "
+              f"{args.threads} thread(s): {total / 60:.1f} min in all")
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary,
+                                                  "seconds": round(total, 1)}, indent=2) + "\n")
+    (out / "results.md").write_text(header + "\n\n" + text + "\n")
+    bar_plot(summary, methods, out / "bars.png")
+    print(header)
+    print(text)
+    return 0 if all(not math.isnan(summary[m]["seen_mIoU"][0]) for m in methods) else 1
 
 
 if __name__ == "__main__":

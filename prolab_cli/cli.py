@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "export-bank": "prolab_cli.commands.label_space:export_bank",
     "import-properties": "prolab_cli.commands.label_space:import_properties",
     "cache": "prolab_cli.commands.cache:cache",
+    "extend": "prolab_cli.commands.extend:extend",
+    "name-properties": "prolab_cli.commands.extend:name_properties",
     "ops": "segmentation.commands.ops:ops",
     "convert": "segmentation.commands.convert:convert",
     "zoo": "segmentation.commands.zoo:zoo",

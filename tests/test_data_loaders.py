@@ -161,11 +161,13 @@ def test_subset_label_space_keeps_the_seen_rows_over_the_same_centres(tmp_path):
     import json
 
     from prolab_cli.artifact import LabelSpace
-    from segmentation.data.synth import attribute_label_space, subset_label_space
+    from prolab_cli.extend import run_extend
+    from segmentation.data.synth import attribute_label_space
 
     root = write_synth(tmp_path / "s", layout="generic", num_train=1, num_val=1, size=32, num_seen=4, num_heldout=2)
     full = attribute_label_space(root, "toy-all").save(tmp_path / "spaces")
-    path = subset_label_space(full, root / "descriptions_seen.json", "toy-seen", tmp_path / "spaces")
+    _, path, _ = run_extend(full, keep=str(root / "descriptions_seen.json"), name="toy-seen",
+                            out_dir=tmp_path / "spaces")
     space, sub = LabelSpace.load(full), LabelSpace.load(path)
     seen = list(json.loads((root / "descriptions_seen.json").read_text()))
     assert sub.classes == seen and sub.centres_hash == space.centres_hash

@@ -86,9 +86,9 @@ def check(dataset, data_root, split, classes):
 def subset_space(artifact, classes_file, name, out_dir):
     """Keep some classes of a label space over the same centres (e.g. the seen classes, to train a
     model whose full label space labels the held-out ones)."""
-    from segmentation.data.synth import subset_label_space
+    from prolab_cli.extend import run_extend
 
-    path = subset_label_space(artifact, classes_file, name, out_dir)
+    _, path, _ = run_extend(artifact, keep=classes_file, name=name, out_dir=out_dir)
     click.echo(f"wrote {path}")
 
 

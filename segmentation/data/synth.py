@@ -26,22 +26,26 @@ from .layouts import get_layout
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
-    "green": (30, 180, 40),
-    "blue": (30, 60, 220),
+    "orange": (240, 130, 20),
     "yellow": (235, 220, 40),
-    "purple": (150, 40, 190),
+    "green": (30, 180, 40),
     "cyan": (40, 210, 220),
+    "blue": (30, 60, 220),
+    "purple": (150, 40, 190),
+    "pink": (245, 120, 190),
 }
 TEXTURES = ("plain", "striped", "dotted", "checkered")
-SHAPES = ("disc", "square", "triangle", "cross")
+SHAPES = ("disc", "square", "triangle", "cross", "diamond")
 
 PHRASES: dict[str, list[str]] = {
     "red": ["bright red", "red like a ripe tomato"],
+    "orange": ["warm orange", "orange like a tangerine"],
     "green": ["vivid green", "green like fresh grass"],
     "blue": ["deep blue", "blue like the ocean"],
     "yellow": ["sunny yellow", "yellow like a lemon"],
     "purple": ["rich purple", "purple like a plum"],
     "cyan": ["light cyan", "cyan like tropical water"],
+    "pink": ["soft pink", "pink like a flamingo"],
     "plain": ["a smooth uniform surface without any pattern", "flat plain texture"],
     "striped": ["covered in parallel diagonal stripes", "a striped pattern of lines"],
     "dotted": ["covered in small round dots", "a polka-dot pattern of spots"],
@@ -50,6 +54,7 @@ PHRASES: dict[str, list[str]] = {
     "square": ["a square outline with four right-angled corners", "shaped like a box seen from the front"],
     "triangle": ["a triangular outline with three pointed corners", "shaped like a pointed wedge"],
     "cross": ["a cross-shaped outline like a plus sign", "two bars crossing at right angles"],
+    "diamond": ["a diamond outline standing on one corner", "shaped like a rhombus, a square turned on its tip"],
 }
 GROUND = "ground"
 GROUND_DESCRIPTIONS = [
@@ -73,27 +78,58 @@ class SynthClass:
         return [p for key in (self.colour, self.texture, self.shape) for p in PHRASES[key]]
 
 
-def make_classes(num_seen: int, num_heldout: int, seed: int) -> tuple[list[SynthClass], list[SynthClass]]:
-    """(seen, held-out) classes: distinct property triples; every held-out class's colour,
-    texture and shape each occur in seen classes (as often as possible), never that combination."""
+def hamming(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """Number of properties (colour, texture, shape) in which two classes differ."""
+    return sum(x != y for x, y in zip(a, b))
+
+
+def _support(seen: list[tuple], triple: tuple) -> int:
+    """How often the least-seen property of ``triple`` occurs among ``seen`` classes."""
+    return min(sum(t[axis] == triple[axis] for t in seen) for axis in range(3))
+
+
+def make_classes(
+    num_seen: int, num_heldout: int, seed: int, min_support: int = 2, min_distance: int = 2, attempts: int = 200
+) -> tuple[list[SynthClass], list[SynthClass]]:
+    """(seen, held-out) classes as distinct (colour, texture, shape) triples.
+
+    Every held-out class is a new combination: each of its three properties occurs in at least
+    ``min_support`` seen classes, and it differs from every seen class in at least ``min_distance``
+    properties (so no seen class shares two of its properties). Held-out classes take distinct
+    colours while there are colours left, so they are not all one colour. Seen classes are drawn
+    at random among the triples that keep that distance, those covering a held-out property that
+    still lacks support first. Raises ProlabError when ``attempts`` draws cannot satisfy it.
+    """
     triples = list(itertools.product(COLOURS, TEXTURES, SHAPES))
-    if num_seen + num_heldout > len(triples) or num_seen < 1 or num_heldout < 0:
+    if num_seen < 1 or num_heldout < 0 or num_seen + num_heldout > len(triples):
         raise ProlabError(f"--classes/--heldout: need 1 <= seen and seen + held-out <= {len(triples)}")
     rng = np.random.default_rng(seed)
-    order = [triples[i] for i in rng.permutation(len(triples))]
-    seen = order[:num_seen]
-    counts = [{} for _ in range(3)]
-    for t in seen:
-        for axis in range(3):
-            counts[axis][t[axis]] = counts[axis].get(t[axis], 0) + 1
-    coverage = lambda t: min(counts[a].get(t[a], 0) for a in range(3))  # noqa: E731
-    # held out: the unseen triples whose properties the seen classes show most often (ties: draw order)
-    candidates = [t for t in order[num_seen:] if coverage(t) > 0]
-    heldout = sorted(candidates, key=lambda t: -coverage(t))[:num_heldout]
-    if len(heldout) < num_heldout:
-        raise ProlabError(f"only {len(heldout)} held-out classes share all properties with {num_seen} seen ones; raise --classes")
-    make = lambda tr: SynthClass(" ".join((tr[0], tr[1], tr[2])), *tr)  # noqa: E731
-    return [make(t) for t in seen], [make(t) for t in heldout]
+    for _ in range(attempts):
+        order = [triples[i] for i in rng.permutation(len(triples))]
+        heldout: list[tuple] = []
+        for t in order:  # distinct colours first, then any
+            if len(heldout) == num_heldout:
+                break
+            if t[0] not in {h[0] for h in heldout} or len(heldout) >= len(COLOURS):
+                heldout.append(t)
+        free = [t for t in order if all(hamming(t, h) >= min_distance for h in heldout)]
+        seen: list[tuple] = []
+        for h in heldout:
+            for axis in range(3):
+                while sum(t[axis] == h[axis] for t in seen) < min_support:
+                    pick = [t for t in free if t[axis] == h[axis] and t not in seen]
+                    if not pick:
+                        break
+                    seen.append(pick[0])
+        seen += [t for t in free if t not in seen][: max(num_seen - len(seen), 0)]
+        if len(seen) == num_seen and all(_support(seen, h) >= min_support for h in heldout):
+            seen = [t for t in order if t in seen]  # random order, not coverage order
+            make = lambda tr: SynthClass(" ".join(tr), *tr)  # noqa: E731
+            return [make(t) for t in seen], [make(t) for t in heldout]
+    raise ProlabError(
+        f"no draw of {num_seen} seen classes gives {num_heldout} held-out classes whose properties each occur in"
+        f" >= {min_support} seen classes at Hamming distance >= {min_distance}; raise --classes or lower --heldout"
+    )
 
 
 def _texture_mask(texture: str, h: int, w: int, period: int) -> np.ndarray:
@@ -119,6 +155,8 @@ def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float) -> n
         draw.rectangle([cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85], fill=1)
     elif shape == "triangle":
         draw.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=1)
+    elif shape == "diamond":
+        draw.polygon([(cx, cy - r), (cx + r * 0.8, cy), (cx, cy + r), (cx - r * 0.8, cy)], fill=1)
     elif shape == "cross":
         t = r * 0.35
         draw.rectangle([cx - r, cy - t, cx + r, cy + t], fill=1)
@@ -130,20 +168,25 @@ def render(
     objects: list[tuple[int, SynthClass]], size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """(RGB image [S,S,3], train-id mask [S,S]) with ``objects`` = (train id, class) drawn over
-    ground (train id 0) in order, later ones on top."""
-    img = np.clip(rng.normal(128, 18, (size, size, 1)).repeat(3, axis=2), 0, 255)
+    ground (train id 0) in order, later ones on top.
+
+    Nuisances that no class is defined by: object scale and position, texture scale and phase,
+    per-object lighting (brightness x0.75..1.25), ground brightness and sensor noise level."""
+    ground = rng.uniform(105, 150)
+    img = np.clip(rng.normal(ground, 18, (size, size, 1)).repeat(3, axis=2), 0, 255)
     label = np.zeros((size, size), np.uint8)
-    period = max(size // 10, 4)
     for class_id, cls in objects:
-        r = rng.uniform(0.16, 0.3) * size
+        r = rng.uniform(0.14, 0.3) * size
         cy, cx = rng.uniform(r * 0.6, size - r * 0.6, size=2)
         region = _shape_mask(cls.shape, size, size, cy, cx, r)
-        pattern = _texture_mask(cls.texture, size, size, period)
-        colour = np.array(COLOURS[cls.colour], np.float32)
+        period = max(int(round(size * rng.uniform(0.08, 0.13))), 4)
+        shift = rng.integers(0, period, size=2)
+        pattern = np.roll(_texture_mask(cls.texture, size, size, period), tuple(shift), axis=(0, 1))
+        colour = np.array(COLOURS[cls.colour], np.float32) * rng.uniform(0.75, 1.25)
         shade = np.where(pattern[..., None], colour, colour * 0.45 + 20)
         img[region] = shade[region]
         label[region] = class_id
-    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    img = np.clip(img + rng.normal(0, rng.uniform(3, 10), img.shape), 0, 255).astype(np.uint8)
     return img, label
 
 
@@ -156,10 +199,16 @@ def write_synth(
     num_seen: int = 12,
     num_heldout: int = 4,
     seed: int = 0,
+    min_support: int = 1,
+    min_distance: int = 2,
 ) -> Path:
-    """Write the synthetic dataset to ``out`` (atomically) in ``layout``'s folder structure."""
+    """Write the synthetic dataset to ``out`` (atomically) in ``layout``'s folder structure.
+
+    Training images show seen classes only; every other validation image has one held-out object
+    on top, the held-out classes taken in turn (see :func:`make_classes` for how they are drawn;
+    the held-out experiment asks ``min_support=2``, small demo worlds work with 1)."""
     lay = get_layout(layout)
-    seen, heldout = make_classes(num_seen, num_heldout, seed)
+    seen, heldout = make_classes(num_seen, num_heldout, seed, min_support, min_distance)
     classes = [GROUND] + [c.name for c in seen + heldout]
     descriptions = {GROUND: GROUND_DESCRIPTIONS} | {c.name: c.descriptions() for c in seen + heldout}
     rng = np.random.default_rng(seed + 1)
@@ -172,7 +221,7 @@ def write_synth(
                 n_obj = int(rng.integers(1, 4))
                 ids = [int(rng.choice(pool)) for _ in range(n_obj)]
                 if split == "val" and heldout and (i % 2 == 0):
-                    ids[-1] = 1 + num_seen + int(rng.integers(len(heldout)))
+                    ids[-1] = 1 + num_seen + (i // 2) % len(heldout)
                 objects = [(cid, (seen + heldout)[cid - 1]) for cid in ids]
                 img, label = render(objects, size, rng)
                 stem = f"synth_{split}_{i:05d}"
@@ -195,6 +244,8 @@ def write_synth(
                 "num_val": num_val,
                 "seen": classes[: 1 + num_seen],
                 "heldout": classes[1 + num_seen :],
+                "min_support": min_support,
+                "min_distance": min_distance,
                 "properties": {c.name: [c.colour, c.texture, c.shape] for c in seen + heldout},
             },
         )
@@ -213,27 +264,6 @@ def _save_pair(root: Path, lay, split: str, stem: str, img: np.ndarray, label: n
     else:
         image.save(img_path)
     Image.fromarray(raw.astype(np.uint8), "L").save(mask_path)
-
-
-def subset_label_space(artifact: str | Path, classes_file: str | Path, name: str, out_dir: str | Path) -> Path:
-    """Save the label space ``artifact`` restricted to the classes of ``classes_file`` (a class
-    list, or a descriptions JSON whose keys are the classes): :meth:`LabelSpace.subset`."""
-    import json
-
-    from prolab_cli.artifact import LabelSpace
-    from prolab_cli.classes import load_classes
-
-    space = LabelSpace.load(artifact)
-    path = Path(classes_file)
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if text.lstrip().startswith("{"):
-        try:
-            wanted = list(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise ProlabError(f"{path}: invalid JSON ({exc.msg})") from None
-    else:
-        wanted = load_classes(path)
-    return space.subset(wanted, name).save(out_dir)
 
 
 def attribute_label_space(root: str | Path, name: str, classes: list[str] | None = None, dim: int = 32, seed: int = 0):
