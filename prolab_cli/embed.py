@@ -402,7 +402,7 @@ def run_embed(
     With ``classes_spec`` (a dataset's class list) the file's class names are reconciled with it
     (:func:`~prolab_cli.classes.reconcile_class_names`) and replaced by the dataset's; each
     non-exact match is printed and kept in the embeddings' model record (``classes``)."""
-    from .interop import read_descriptions, require_descriptions
+    from .descriptor_files import read_descriptions, require_descriptions
 
     descriptions, report = read_descriptions(descriptions_path)
     for line in report.lines():

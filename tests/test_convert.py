@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
 from segmentation.models import ModelConfig, build_segmentor
-from segmentation.models.convert import convert_checkpoint
+from segmentation.engine.convert import convert_checkpoint
 from segmentation.models.pretrained import load_pretrained
 
 NAMES = ["wall", "sky", "tree", "road", "person"]

@@ -20,7 +20,7 @@ from prolab_cli.errors import ProlabError
 from segmentation import zoo
 from segmentation.engine import config as config_module
 from segmentation.models import build_segmentor
-from segmentation.models.row_match import dataset_hints, match_row
+from segmentation.engine.row_match import dataset_hints, match_row
 
 KEYS = Path(__file__).resolve().parent / "data" / "checkpoint_keys"
 ADE = load_classes("ade20k")

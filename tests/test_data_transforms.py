@@ -110,7 +110,7 @@ def test_resize_to_multiple_ceils_each_side_and_uses_cv2_bilinear():
 
 
 def test_pipeline_for_reads_test_size_divisor_from_the_config():
-    from segmentation.engine.evaluate import inference_settings, pipeline_for
+    from segmentation.engine.inference import inference_settings, pipeline_for
 
     settings = inference_settings({"test": {"scale": [2560, 640], "size_divisor": 32}}, {})
     pipe = pipeline_for(settings)

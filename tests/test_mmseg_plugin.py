@@ -347,7 +347,7 @@ def test_prolab_head_on_an_mmseg_native_backbone(synth):
 
 def test_core_never_imports_mmseg_and_missing_extra_is_one_line(tmp_path):
     code = ("import sys\n"
-            "import prolab_cli.cli, segmentation.models, segmentation.models.convert, segmentation.engine.train\n"
+            "import prolab_cli.cli, segmentation.models, segmentation.engine.convert, segmentation.engine.train\n"
             "import segmentation.commands.mmseg\n"
             "assert not {'mmseg', 'mmengine', 'mmcv'} & set(sys.modules), sorted(sys.modules)\n"
             "for name in ('mmseg', 'mmengine'):\n"

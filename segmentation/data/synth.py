@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from prolab_cli.atomic import directory, write_json, write_text
 from prolab_cli.errors import ProlabError
 
+from ..label_space import LabelSpace
 from .layouts import get_layout
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -220,7 +221,6 @@ def subset_label_space(artifact: str | Path, classes_file: str | Path, name: str
     list, or a descriptions JSON whose keys are the classes): :meth:`LabelSpace.subset`."""
     import json
 
-    from prolab_cli.artifact import LabelSpace
     from prolab_cli.classes import load_classes
 
     space = LabelSpace.load(artifact)
@@ -241,8 +241,6 @@ def attribute_label_space(root: str | Path, name: str, classes: list[str] | None
     (plus one for the ground), random orthogonal centres of width ``dim``. It bypasses the LLM and
     embedder, so tests and controls can run without them; ``classes`` (default: all) picks rows."""
     import json
-
-    from prolab_cli.artifact import LabelSpace
 
     root = Path(root)
     info = json.loads((root / "synth.json").read_text(encoding="utf-8"))

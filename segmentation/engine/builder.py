@@ -3,12 +3,13 @@ the device and label-space arguments train, eval and predict share."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from prolab_cli.errors import ProlabError
+
+from ..label_space import array_hash, load_label_space  # noqa: F401 - load_label_space: train/eval/predict take it from here
 
 
 def pick_device(device: str = "auto") -> str:
@@ -20,15 +21,6 @@ def pick_device(device: str = "auto") -> str:
     if device not in ("cpu", "cuda"):
         raise ProlabError(f"--device {device!r}: expected auto, cpu or cuda")
     return device
-
-
-def load_label_space(path: str | Path | None) -> Any:
-    """A LabelSpace artifact, or None."""
-    if path is None:
-        return None
-    from prolab_cli.artifact import LabelSpace
-
-    return LabelSpace.load(path)
 
 
 def model_kwargs_from_config(model_cfg: dict) -> dict:
@@ -95,8 +87,6 @@ def model_from_checkpoint(ckpt: dict, label_space: Any | None = None) -> tuple[t
         if meta["head"] != "property":
             raise ProlabError(f"{ckpt.get('path')}: a one-hot model cannot take another label space")
         if trained is None or label_space.version != trained.get("version"):
-            from prolab_cli.artifact import array_hash
-
             own_hash = trained.get("centres_hash") if trained else array_hash(ckpt["bank"]["centres"].numpy())
             if label_space.centres_hash != own_hash:
                 raise ProlabError(

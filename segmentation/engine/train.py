@@ -273,7 +273,7 @@ def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_n
     meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
     meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
     if meta["label_space"] is not None:
-        from prolab_cli.artifact import resolve_artifact_path
+        from ..label_space import resolve_artifact_path
 
         meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None

@@ -26,9 +26,9 @@ from .losses import PropertyCosineLoss
 
 def load_bank(label_space: str, temperature: float, normalize_embedding: bool):
     """(LabelSpace, PropertyBank) of a prolab artifact directory."""
-    from prolab_cli.artifact import LabelSpace
+    from segmentation.label_space import load_label_space
 
-    space = LabelSpace.load(label_space)
+    space = load_label_space(label_space)
     bank = PropertyBank(space.multi_hot, space.centres, temperature, normalize_embedding)
     return space, bank
 
