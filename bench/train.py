@@ -64,10 +64,10 @@ def main() -> int:
     results: dict = {"iters": args.iters, "k": args.k, "train_images": args.train_images,
                      "val_images": args.val_images, "threads": args.threads,
                      "seen_classes": info["seen"], "heldout_classes": info["heldout"]}
-    from segmentation.models import build_segmentor
+    from segmentation.models import build_model
 
     with torch.no_grad():  # one-time op loading/compilation stays out of the first run's timing
-        build_segmentor("vit-adapter-nano", num_classes=2, img_size=64).eval()(torch.zeros(1, 3, 64, 64))
+        build_model("vit-adapter-nano", num_classes=2, img_size=64).eval()(torch.zeros(1, 3, 64, 64))
     runs = {"property": ("property", seen, full), "onehot": ("onehot", seen, None),
             "oracle_property": ("property", oracle_seen, oracle_full)}
     for key, (head, space, space_all) in runs.items():

@@ -63,11 +63,11 @@ def _models(synth):
     from mmseg.registry import MODELS
 
     from prolab_cli.artifact import LabelSpace
-    from segmentation.models import build_segmentor
+    from segmentation.models import build_model
 
     torch.manual_seed(0)
     space = LabelSpace.load(synth["space"])
-    ours = build_segmentor("vit-adapter-nano", class_rows=space.multi_hot, centres=space.centres,
+    ours = build_model("vit-adapter-nano", class_rows=space.multi_hot, centres=space.centres,
                            temperature=0.04).eval()
     with torch.no_grad():  # non-zero injector gammas and BN statistics, so every branch counts
         for name, p in ours.named_parameters():

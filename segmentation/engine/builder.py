@@ -24,7 +24,7 @@ def pick_device(device: str = "auto") -> str:
 
 
 def model_kwargs_from_config(model_cfg: dict) -> dict:
-    """``build_segmentor`` keyword arguments (besides classes/rows/centres) of a config's ``model``."""
+    """``build_model`` keyword arguments (besides classes/rows/centres) of a config's ``model``."""
     kwargs = {
         "temperature": float(model_cfg.get("temperature", 0.04)),
         "normalize_embedding": bool(model_cfg.get("normalize_embedding", False)),
@@ -36,14 +36,15 @@ def model_kwargs_from_config(model_cfg: dict) -> dict:
     return kwargs
 
 
-def build_model(preset: Any, head: str, classes: list[str], label_space: Any | None, kwargs: dict,
-                bank: dict | None = None) -> torch.nn.Module:
-    """A segmentor with a one-hot head over ``classes`` or a property head from ``label_space``
-    (or from a checkpoint's stored ``bank`` = {class_rows, centres})."""
-    from segmentation.models import build_segmentor
+def build_for_head(model: Any, head: str, classes: list[str], label_space: Any | None, kwargs: dict,
+                   bank: dict | None = None) -> torch.nn.Module:
+    """Registered model ``model`` (a name or ModelConfig; :func:`segmentation.models.build_model`) with a
+    one-hot head over ``classes`` or a property head from ``label_space`` (or from a checkpoint's stored
+    ``bank`` = {class_rows, centres})."""
+    from segmentation.models import build_model
 
     if head == "onehot":
-        return build_segmentor(preset, num_classes=len(classes), **kwargs)
+        return build_model(model, num_classes=len(classes), **kwargs)
     if head != "property":
         raise ProlabError(f"model.head {head!r}: expected 'property' or 'onehot'")
     if bank is not None:
@@ -52,11 +53,11 @@ def build_model(preset: Any, head: str, classes: list[str], label_space: Any | N
         rows, centres = label_space.multi_hot, label_space.centres
     else:
         raise ProlabError("the property head needs a label space (--label-space ARTIFACT); use --head onehot for the baseline")
-    return build_segmentor(preset, class_rows=rows, centres=centres, **kwargs)
+    return build_model(model, class_rows=rows, centres=centres, **kwargs)
 
 
-def preset_of(meta: dict) -> Any:
-    """The architecture a checkpoint was made with: its stored ModelConfig when present, else the preset name."""
+def model_of(meta: dict) -> Any:
+    """The architecture a checkpoint was made with: its stored ModelConfig when present, else its registered model name."""
     from segmentation.models import ModelConfig
 
     if meta.get("model_config"):
@@ -73,7 +74,7 @@ def model_from_checkpoint(ckpt: dict, label_space: Any | None = None) -> tuple[t
     """
     meta = ckpt["meta"]
     kwargs = dict(meta["model_kwargs"], sync_bn=False)  # inference: BN running statistics, any device
-    model = build_model(preset_of(meta), meta["head"], meta["classes"], None, kwargs, ckpt.get("bank"))
+    model = build_for_head(model_of(meta), meta["head"], meta["classes"], None, kwargs, ckpt.get("bank"))
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise ProlabError(

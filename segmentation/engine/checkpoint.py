@@ -8,7 +8,7 @@ A checkpoint is a ``torch.save`` file of plain containers and tensors only (it l
       "state_dict": {...},             # the bare model's (never DDP's "module." prefix)
       "meta": {
         "preset": "vit-adapter-b",     # segmentation.models preset name
-        "model_kwargs": {...},         # build_segmentor keyword arguments besides class_rows/centres
+        "model_kwargs": {...},         # build_model keyword arguments besides class_rows/centres
         "head": "property" | "onehot",
         "classes": [...],              # class names in output order
         "label_space": {"name", "version", "centres_hash", "num_properties", "dim"} | None,

@@ -14,7 +14,7 @@ from prolab_cli.progress import progress_bar
 
 from ..label_space import label_space_from_bank, load_label_space, read_released_bank
 from ..models.checkpoint_io import extract_state_dict, read_checkpoint
-from ..models.presets import PRESETS, ModelConfig, build_segmentor
+from ..models.registry import MODELS, ModelConfig, build_model, model_config
 from .builder import model_kwargs_from_config
 from .checkpoint import bank_of, make_meta, save_checkpoint
 from .config import load_config
@@ -114,14 +114,14 @@ def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tupl
     is_beit = "backbone.blocks.0.attn.relative_position_bias_table" in sd
     out = _head_channels(sd, where)
     want = state_shapes(sd)
-    for name, cfg in PRESETS.items():
+    for name, cfg in MODELS.items():
         if is_beit != (cfg.backbone == "beit"):
             continue
         cfg = _fit_beit_window(cfg, sd)
-        model = build_segmentor(cfg, num_classes=out, device="meta")
+        model = build_model(cfg, num_classes=out, device="meta")
         if state_shapes(model.state_dict()) == want:
             return name, cfg
-    raise ProlabError(f"{where}: keys/shapes match no preset ({', '.join(PRESETS)}); give --preset")
+    raise ProlabError(f"{where}: keys/shapes match no registered model ({', '.join(MODELS)}); give --preset")
 
 
 def _bank_entries(raw: dict) -> dict[str, tuple[int, int]]:
@@ -229,10 +229,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         elif isinstance(preset, ModelConfig):
             preset_name, cfg = None, preset
         else:
-            preset_name, cfg = preset, PRESETS.get(preset)
-            if cfg is None:
-                raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
-            cfg = _fit_beit_window(cfg, sd)
+            preset_name, cfg = preset, _fit_beit_window(model_config(preset), sd)
         if raw_bank is not None:
             space = label_space_from_bank(raw_bank, Path(bank).stem, key=bank_key, classes=classes, source=str(bank))
         kwargs = {}
@@ -249,7 +246,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             raise ProlabError(f"{where}: decode_head.conv_seg emits {out_channels} channels but label "
                               f"space {space.name!r} has D={space.dim}")
         head, names = "property", list(space.classes)
-        model = build_segmentor(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
+        model = build_model(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
     else:
         head = "onehot"
         mmseg1_classes = (mmseg_meta.get("dataset_meta") or {}).get("classes")  # MMSeg 1.x
@@ -259,7 +256,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         if len(names) != out_channels:
             raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs "
                               "(a ProLab embedding head? give --label-space or --bank)")
-        model = build_segmentor(cfg, num_classes=out_channels)
+        model = build_model(cfg, num_classes=out_channels)
 
     bar.update(1)
     own = model.state_dict()

@@ -12,7 +12,7 @@ import torch
 
 from prolab_cli.errors import ProlabError
 
-from ..models.presets import build_segmentor, resolve_config
+from ..models.registry import build_model, model_config
 from .config import load_config
 
 #: words in a config name / dataset type / data root -> dataset
@@ -42,12 +42,12 @@ def state_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
 def row_architecture(row_id: str) -> tuple[str, Any]:
     """(model preset name, ModelConfig) of a row's training preset."""
     model = load_config(row_id)["model"]
-    return model["preset"], resolve_config(model["preset"], img_size=model.get("img_size"))
+    return model["preset"], model_config(model["preset"], img_size=model.get("img_size"))
 
 
 @lru_cache(maxsize=8)
 def _arch_shapes(cfg: Any, out_channels: int) -> tuple:
-    model = build_segmentor(cfg, num_classes=out_channels, device="meta")
+    model = build_model(cfg, num_classes=out_channels, device="meta")
     return tuple(sorted(state_shapes(model.state_dict()).items()))
 
 

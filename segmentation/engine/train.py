@@ -21,7 +21,7 @@ from prolab_cli.progress import progress_bar
 from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
 from . import distributed as D
-from .builder import build_model, load_label_space, model_kwargs_from_config, pick_device
+from .builder import build_for_head, load_label_space, model_kwargs_from_config, pick_device
 from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
 from .config import apply_resume_overrides
 from .init_from import init_from_checkpoint
@@ -159,7 +159,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     kwargs = model_kwargs_from_config(mcfg)
     # SyncBN needs CUDA; gloo/CPU process groups train with per-process BN statistics
     sync_bn = world > 1 and device == "cuda"
-    model = build_model(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
+    model = build_for_head(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
     optimizer = build_optimizer(model, ocfg)
     scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg.get("warmup_iters", 0)),
                            float(scfg.get("warmup_ratio", 1e-6)), float(scfg.get("power", 1.0)),

@@ -13,7 +13,8 @@ from mmseg.registry import MODELS
 
 from prolab_cli.errors import ProlabError
 from segmentation.models import backbone as prolab_backbone
-from segmentation.models.presets import PRESETS, ModelConfig
+from segmentation.models.registry import MODELS as PROLAB_MODELS
+from segmentation.models.registry import ModelConfig
 
 _BACKBONE_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate", "conv_inplane",
                     "n_points", "deform_num_heads", "init_values", "cffn_ratio", "deform_ratio",
@@ -25,9 +26,9 @@ def preset_kwargs(arch: str | None, kind: str) -> dict[str, Any]:
     backbone of ``kind`` ("vit" or "beit"); {} without a preset."""
     if arch is None:
         return {}
-    cfg: ModelConfig | None = PRESETS.get(arch)
+    cfg: ModelConfig | None = PROLAB_MODELS.get(arch)
     if cfg is None:
-        raise ProlabError(f"backbone arch {arch!r} is not a prolab preset (known: {', '.join(PRESETS)})")
+        raise ProlabError(f"backbone arch {arch!r} is not a registered prolab model (known: {', '.join(PROLAB_MODELS)})")
     if cfg.backbone != kind:
         raise ProlabError(f"backbone arch {arch!r} is a {cfg.backbone} preset, not a {kind} one")
     out = {name: getattr(cfg, name) for name in _BACKBONE_FIELDS}
