@@ -18,6 +18,7 @@ from .artifact import LabelSpace
 from .atomic import write_bytes
 from .descriptor_files import CleanReport, clean_descriptions
 from .errors import MissingDependencyError, ProlabError
+from .torch_files import load_torch_file
 
 BANK_KEY_RE = re.compile(r"^(?P<model>.*)_cluster_(?P<k>\d+)_embeddings_and_labels$")
 
@@ -33,17 +34,11 @@ def _torch():
 
 def load_bank(path: str | os.PathLike, trust_pickle: bool = False) -> dict:
     """Load a bank ``.pth``; without ``trust_pickle`` no code is unpickled (``weights_only=True``)."""
-    torch = _torch()
+    _torch()
     path = Path(path)
     if not path.is_file():
         raise ProlabError(f"{path}: no such file")
-    try:
-        bank = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        first = (str(e).splitlines() or [""])[0][:200]
-        hint = "" if trust_pickle or "Weights only load failed" not in str(e) else (
-            "; it holds more than tensors: pass --trust-pickle only if you trust its source")
-        raise ProlabError(f"{path}: not a loadable bank ({type(e).__name__}: {first}){hint}") from None
+    bank = load_torch_file(path, "not a loadable bank", trust_pickle)
     if not isinstance(bank, dict):
         raise ProlabError(f"{path}: expected a dict, got {type(bank).__name__}")
     return bank

@@ -68,7 +68,7 @@ def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts
     result = run_describe(
         classes_, output, llm=llm, template=template, base_url=base_url, threads=threads, n_ctx=n_ctx,
         timeout=timeout, mode=mode, min_descriptions=min_descriptions, attempts=attempts, seed=seed, jobs=jobs,
-        retry=RetryPolicy(max_attempts=max_retries + 1, base_delay=backoff, max_delay=backoff_max),
+        retry=RetryPolicy(max_calls=max_retries + 1, base_delay=backoff, max_delay=backoff_max),
         sampling=overrides, progress=not quiet,
     )
     click.echo(result.summary(), err=True)

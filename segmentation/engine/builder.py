@@ -9,7 +9,7 @@ import torch
 
 from prolab_cli.errors import ProlabError
 
-from ..label_space import array_hash, load_label_space  # noqa: F401 - load_label_space: train/eval/predict take it from here
+from ..label_space import array_hash
 
 
 def pick_device(device: str = "auto") -> str:
@@ -37,18 +37,18 @@ def model_kwargs_from_config(model_cfg: dict) -> dict:
 
 
 def build_for_head(model: Any, head: str, classes: list[str], label_space: Any | None, kwargs: dict,
-                   bank: dict | None = None) -> torch.nn.Module:
+                   stored_rows: dict | None = None) -> torch.nn.Module:
     """Registered model ``model`` (a name or ModelConfig; :func:`segmentation.models.build_model`) with a
     one-hot head over ``classes`` or a property head from ``label_space`` (or from a checkpoint's stored
-    ``bank`` = {class_rows, centres})."""
+    ``stored_rows``: its ``bank`` entry, {class_rows, centres})."""
     from segmentation.models import build_model
 
     if head == "onehot":
         return build_model(model, num_classes=len(classes), **kwargs)
     if head != "property":
         raise ProlabError(f"model.head {head!r}: expected 'property' or 'onehot'")
-    if bank is not None:
-        rows, centres = bank["class_rows"], bank["centres"]
+    if stored_rows is not None:
+        rows, centres = stored_rows["class_rows"], stored_rows["centres"]
     elif label_space is not None:
         rows, centres = label_space.multi_hot, label_space.centres
     else:

@@ -16,7 +16,7 @@ from ..label_space import label_space_from_bank, load_label_space, read_released
 from ..models.checkpoint_io import extract_state_dict, read_checkpoint
 from ..models.registry import MODELS, ModelConfig, build_model, model_config
 from .builder import model_kwargs_from_config
-from .checkpoint import bank_of, make_meta, save_checkpoint
+from .checkpoint import class_rows_and_centres, make_meta, save_checkpoint
 from .config import load_config
 from .row_match import match_row, row_architecture, state_shapes
 
@@ -285,7 +285,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         meta["property_names"] = list(space.property_names)
     payload: dict[str, Any] = {"state_dict": model.state_dict(), "meta": meta}
     if space is not None:
-        payload["bank"] = bank_of(space)
+        payload["bank"] = class_rows_and_centres(space)
     if config is not None:
         payload["config"] = config
     path = save_checkpoint(dst, payload)

@@ -13,8 +13,9 @@ from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
+from ..label_space import load_label_space
 from . import distributed as D
-from .builder import load_label_space, model_from_checkpoint, pick_device
+from .builder import model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
 from .inference import inference_settings, pipeline_for, scores_for
 from .metrics import SegMetric

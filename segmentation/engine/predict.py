@@ -25,7 +25,8 @@ from prolab_cli.errors import ProlabError
 from prolab_cli.progress import track
 
 from ..data.datasets import read_image
-from .builder import load_label_space, model_from_checkpoint, pick_device
+from ..label_space import load_label_space
+from .builder import model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
 from .inference import inference_settings, pipeline_for, scores_for
 

@@ -20,9 +20,10 @@ from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
+from ..label_space import load_label_space
 from . import distributed as D
-from .builder import build_for_head, load_label_space, model_kwargs_from_config, pick_device
-from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
+from .builder import build_for_head, model_kwargs_from_config, pick_device
+from .checkpoint import class_rows_and_centres, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
 from .config import apply_resume_overrides
 from .init_from import init_from_checkpoint
 from .logger import RunLogger
@@ -277,7 +278,7 @@ def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_n
 
         meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
-    bank = bank_of(space) if head == "property" else None
+    bank = class_rows_and_centres(space) if head == "property" else None
     return meta, bank
 
 
