@@ -1,6 +1,6 @@
 """The versioned label-space artifact: one directory holding classes, properties and tensors.
 
-Layout (DESIGN.md section 3)::
+Layout::
 
     <name>/manifest.json        format, version, classes, K, D, provenance, file hashes
     <name>/descriptions.json    {class: [description, ...]} in class order

@@ -19,7 +19,7 @@ PACKAGES = ("prolab_cli", "segmentation")
 #: bottom to top; a module belongs to the first layer with a pattern that matches its dotted name
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base utilities", ("prolab_cli", "prolab_cli.errors", "prolab_cli.atomic", "prolab_cli.paths",
-                        "prolab_cli.progress", "prolab_cli.extras", "prolab_cli.classes")),
+                        "prolab_cli.progress", "prolab_cli.extras", "prolab_cli.classes", "prolab_cli.torch_files")),
     ("label space: stage plumbing", ("prolab_cli.cache", "prolab_cli.stage_files", "prolab_cli.templates",
                                      "prolab_cli.descriptor_files", "prolab_cli.multi_hot",
                                      "prolab_cli.llm", "prolab_cli.llm.*")),

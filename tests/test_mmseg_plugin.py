@@ -363,7 +363,7 @@ def test_core_never_imports_mmseg_and_missing_extra_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_paper_row_configs_build_the_published_parameter_counts(tmp_path):
     """ADE20K ViT-Adapter-B rows built from the MMSeg configs have the parameter counts of the
-    original code (ProLab-B 134,112,736; one-hot B 133,636,876; DESIGN.md section 2)."""
+    original code (ProLab-B 134,112,736; one-hot B 133,636,876, as the released checkpoints hold)."""
     from mmengine.config import Config
     from mmseg.datasets import ADE20KDataset
     from mmseg.registry import MODELS

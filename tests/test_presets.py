@@ -1,6 +1,6 @@
 """Every paper row's training preset, resolved (base chain merged, model preset applied), equals the
 released config's values. The table below is an independent copy of the released configs' settings
-(ProLab's config files, as DESIGN.md §2b reads them), kept here so that a wrong preset or zoo entry fails."""
+(ProLab's released config files), kept here so that a wrong preset or zoo entry fails."""
 
 from __future__ import annotations
 
