@@ -7,7 +7,7 @@ A checkpoint is a ``torch.save`` file of plain containers and tensors only (it l
       "format": "prolab-segmentor", "format_version": 1,
       "state_dict": {...},             # the bare model's (never DDP's "module." prefix)
       "meta": {
-        "preset": "vit-adapter-b",     # segmentation.models preset name
+        "preset": "vit-adapter-b",     # registered model name (segmentation.models.MODELS)
         "model_kwargs": {...},         # build_model keyword arguments besides class_rows/centres
         "head": "property" | "onehot",
         "classes": [...],              # class names in output order

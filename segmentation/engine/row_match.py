@@ -40,7 +40,7 @@ def state_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
 
 
 def row_architecture(row_id: str) -> tuple[str, Any]:
-    """(model preset name, ModelConfig) of a row's training preset."""
+    """(registered model name, ModelConfig) of a row's training preset."""
     model = load_config(row_id)["model"]
     return model["preset"], model_config(model["preset"], img_size=model.get("img_size"))
 
@@ -145,6 +145,6 @@ def match_row(sd: dict[str, torch.Tensor], where: str, row_id: str | None = None
 
 
 def describe_rows_model(row: Any) -> str:
-    """``preset at img_size, D outputs`` of a row, for messages."""
-    preset, cfg = row_architecture(row.id)
-    return f"{preset}, img_size {cfg.img_size}, heads emitting {row.embed_dim} channels"
+    """``model at img_size, D outputs`` of a row, for messages."""
+    model, cfg = row_architecture(row.id)
+    return f"{model}, img_size {cfg.img_size}, heads emitting {row.embed_dim} channels"
