@@ -418,5 +418,5 @@ def test_backbones_are_prolabs_own_with_preset_arch(synth):
     with torch.no_grad():
         feats = beit.eval()(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2)]
-    with pytest.raises(ProlabError, match="is a beit preset"):
+    with pytest.raises(ProlabError, match="is a beit model, not a vit one"):
         MODELS.build(dict(type="ViTAdapter", arch="beit-adapter-l"))
