@@ -19,7 +19,7 @@ from collections import defaultdict
 import torch
 from torch.autograd.profiler import record_function
 
-from segmentation.models import build_segmentor
+from segmentation.models import build_model
 from segmentation.ops import dispatch
 
 SCOPES = ("vit", "adapter", "head")
@@ -102,7 +102,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    model = build_segmentor(args.preset, num_classes=150, img_size=args.size).train()
+    model = build_model(args.preset, num_classes=150, img_size=args.size).train()
     for m in model.modules():  # batch 1: the 1x1 pyramid-pooling BN cannot use batch statistics
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()

@@ -4,7 +4,7 @@ For each seed: ``write_synth`` draws a world (seen classes, held-out classes tha
 combinations of seen properties, see ``segmentation.data.synth.make_classes``); the pipeline label
 space is built from the *seen* descriptions (MiniLM -> k-means -> build) and extended with the
 held-out descriptions by ``prolab extend``; every method trains vit-adapter-nano on the same data,
-iterations and seed; ``segmentation.engine.heldout.score_model`` scores all classes.
+iterations and seed; ``segmentation.experiments.heldout.score_model`` scores all classes.
 
     python bench/train.py            # default size (3 seeds, 4 methods)
     python bench/train.py --quick    # CI size
@@ -56,7 +56,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
     """Every method on one seed's world: {method: metrics}, plus ARI and timings."""
     from segmentation.data.synth import write_synth
     from segmentation.engine.config import apply_overrides, load_config
-    from segmentation.engine.heldout import World, make_spaces, model_for, score_model
+    from segmentation.experiments.heldout import World, make_spaces, model_for, score_model
     from segmentation.engine.train import train
 
     t0 = time.time()

@@ -1,6 +1,6 @@
 """The versioned label-space artifact: one directory holding classes, properties and tensors.
 
-Layout (DESIGN.md section 3)::
+Layout::
 
     <name>/manifest.json        format, version, classes, K, D, provenance, file hashes
     <name>/descriptions.json    {class: [description, ...]} in class order
@@ -26,6 +26,7 @@ import numpy as np
 from . import __version__
 from .atomic import directory, json_bytes
 from .errors import IntegrityError, ProlabError
+from .multi_hot import collision_groups
 
 FORMAT = "prolab-label-space"
 FORMAT_VERSION = 1
@@ -74,14 +75,6 @@ def _creation_time() -> str:
 def property_classes(classes: list[str], multi_hot: np.ndarray) -> list[list[str]]:
     """For each property (column of ``multi_hot`` [C,K]), the classes that own it, in class order."""
     return [[classes[c] for c in np.flatnonzero(column)] for column in np.asarray(multi_hot).T]
-
-
-def collision_groups(classes: list[str], multi_hot: np.ndarray) -> list[list[str]]:
-    """Groups (size >= 2) of classes whose multi-hot rows are identical, in class order."""
-    groups: dict[bytes, list[str]] = {}
-    for name, row in zip(classes, np.asarray(multi_hot)):
-        groups.setdefault(np.asarray(row, dtype=np.uint8).tobytes(), []).append(name)
-    return [g for g in groups.values() if len(g) > 1]
 
 
 @dataclass

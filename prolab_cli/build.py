@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import LabelSpace, collision_groups, library_versions, property_classes
+from .artifact import LabelSpace, library_versions, property_classes
+from .multi_hot import collision_groups
 from .cluster import Clustering, embeddings_hash
 from .embed import EmbeddingSet, descriptions_hash
 from .errors import ProlabError
@@ -129,7 +130,7 @@ def run_build(
     provenance: dict | None = None,
 ) -> tuple[LabelSpace, Path]:
     """The ``prolab build`` stage: load and cross-check the inputs, build, save atomically."""
-    from .interop import read_descriptions
+    from .descriptor_files import read_descriptions
 
     emb = EmbeddingSet.load(embeddings_path)
     clusters = Clustering.load(clusters_path)

@@ -39,6 +39,38 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+_MIB = 1 << 20
+
+
+def _head_and_tail(f, size: int) -> bytes:
+    """The first MiB of an open file and everything from its last MiB on (the whole file, twice over
+    where they overlap, when it is shorter)."""
+    head = f.read(_MIB)
+    f.seek(max(size - _MIB, 0))
+    return head + f.read(_MIB)
+
+
+def weights_fingerprint(path: Path) -> str:
+    """The content identity of model weights that cache keys include, cheap for large files.
+
+    A file (a GGUF): SHA-256 of its size and first and last MiB. A directory (a sentence-transformers
+    model): the first 16 hex digits of SHA-256 over each file's relative path and size, files up to
+    4 MiB whole and larger ones by their first and last MiB (``.cache`` folders left out).
+    """
+    path = Path(path)
+    if path.is_file():
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            return hashlib.sha256(str(size).encode() + _head_and_tail(f, size)).hexdigest()
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path).as_posix()}\0{size}\0".encode())
+        with open(file, "rb") as f:
+            digest.update(f.read() if size <= 4 * _MIB else _head_and_tail(f, size))
+    return digest.hexdigest()[:16]
+
+
 class Cache:
     """A content-addressed key/value store in one SQLite file."""
 

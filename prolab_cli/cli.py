@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "ops": "segmentation.commands.ops:ops",
     "convert": "segmentation.commands.convert:convert",
     "zoo": "segmentation.commands.zoo:zoo",
+    "models": "segmentation.commands.models:models",
     "data": "segmentation.commands.train:data",
     "train": "segmentation.commands.train:train",
     "eval": "segmentation.commands.train:evaluate",

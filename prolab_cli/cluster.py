@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import collision_groups
+from .multi_hot import collision_groups
 from .embed import EmbeddingSet
 from .errors import ProlabError
 from .stage_files import read_stage_file, write_stage_file

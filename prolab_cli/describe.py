@@ -130,7 +130,7 @@ def describe_classes(
     """Describe every class with ``backend`` through ``template`` (a Template, a shipped name or
     a YAML path). ``sampling`` overrides the template's sampling (temperature, top_p,
     max_tokens, retry_temperature). Raises :class:`ProlabError` when a call fails for good
-    (a 4xx, or transient errors beyond ``retry.max_attempts``); replies received before that
+    (a 4xx, or transient errors beyond ``retry.max_calls``); replies received before that
     stay cached."""
     if not isinstance(template, Template):
         template = load_template(template)

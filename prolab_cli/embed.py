@@ -10,7 +10,6 @@ nothing and a new class embeds only its own descriptions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -20,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .cache import Cache, content_key
-from .errors import IntegrityError, MissingDependencyError, ProlabError
+from .cache import Cache, content_key, weights_fingerprint
+from .errors import IntegrityError, MissingDependencyError, ProlabError, exception_line
 from .extras import require
 from .progress import progress_bar
 from .stage_files import read_stage_file, write_stage_file
@@ -112,27 +111,10 @@ def resolve_model(name: str, download: bool = False) -> ModelSpec:
     return ModelSpec(name, path, source, pooling, bge, _max_seq_length(path))
 
 
-def fingerprint(path: Path) -> str:
-    """A content hash of a model directory: small files whole, large ones by size, head and tail."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(path).as_posix()}\0{size}\0".encode())
-        with open(file, "rb") as f:
-            if size <= 4 << 20:
-                digest.update(f.read())
-            else:
-                digest.update(f.read(1 << 20))
-                f.seek(-(1 << 20), os.SEEK_END)
-                digest.update(f.read())
-    return digest.hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------------- encoders
 def _load_error(spec: ModelSpec, exc: Exception) -> ProlabError:
     """One line naming the model directory, for any failure of a backend to load it."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return ProlabError(f"cannot load embedding model {spec.path}: {type(exc).__name__}: {first}")
+    return ProlabError(f"cannot load embedding model {spec.path}: {exception_line(exc)}")
 
 
 class Encoder(Protocol):
@@ -235,7 +217,7 @@ class Embedder:
         self.identity = {
             "model": self.spec.name,
             "source": self.spec.source,
-            "fingerprint": fingerprint(self.spec.path),
+            "fingerprint": weights_fingerprint(self.spec.path),
             "backend": options.backend,
             "pooling": self.pooling,
             "lowercase": self.lowercase,
@@ -390,7 +372,7 @@ def run_embed(
     With ``classes_spec`` (a dataset's class list) the file's class names are reconciled with it
     (:func:`~prolab_cli.classes.reconcile_class_names`) and replaced by the dataset's; each
     non-exact match is printed and kept in the embeddings' model record (``classes``)."""
-    from .interop import read_descriptions, require_descriptions
+    from .descriptor_files import read_descriptions, require_descriptions
 
     descriptions, report = read_descriptions(descriptions_path)
     for line in report.lines():

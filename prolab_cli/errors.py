@@ -45,3 +45,14 @@ class MissingDependencyError(ProlabError):
 
 class RemoteCallError(ProlabError):
     """A call to a remote service (an LLM or embedding server) failed for good."""
+
+
+def exception_line(exc: BaseException, limit: int = 300, with_type: bool = True) -> str:
+    """``exc`` in one line for an error message: its type (unless not ``with_type``) and the first
+    non-blank line of its text (the "Unsupported global" line when torch names one), or only its
+    type when the text is empty."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")[:limit]
+    if not line:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {line}" if with_type else line

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import MissingDependencyError
+from .errors import MissingDependencyError, exception_line
 
 #: top-level module -> (the PyPI package that provides it, the extra that installs it; "" = prolab itself)
 MODULE_EXTRAS: dict[str, tuple[str, str]] = {
@@ -64,8 +64,7 @@ def _import_error_message(module: str, exc: ImportError, what: str | None) -> st
     missing = getattr(exc, "name", None) or module
     if isinstance(exc, ModuleNotFoundError) and missing.split(".")[0] == module.split(".")[0]:
         return missing_message(module, what)
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return missing_message(module, what, reason=f"cannot be imported ({first})")
+    return missing_message(module, what, reason=f"cannot be imported ({exception_line(exc, 200, with_type=False)})")
 
 
 def _extra_of(module: str) -> str | None:

@@ -197,10 +197,10 @@ def _llm_identity(d: DescribeOptions) -> dict[str, Any]:
 
         identity["gguf"] = local_model_sha256()
     elif spec.startswith("llama-cpp:"):
-        from .llm.llama_backend import gguf_fingerprint
+        from .cache import weights_fingerprint
 
         path = Path(spec[len("llama-cpp:"):]).expanduser()
-        identity["gguf"] = gguf_fingerprint(path) if path.is_file() else None
+        identity["gguf"] = weights_fingerprint(path) if path.is_file() else None
     return identity
 
 

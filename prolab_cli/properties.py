@@ -64,7 +64,7 @@ def read_property_file(path: str | os.PathLike) -> PropertyFile:
     inner white space collapsed, blank and repeated entries of a property dropped (counted).
     One-line errors for malformed JSON, a repeated property name, an entry that is not a string
     or has no ``class: `` prefix, and a property left without members."""
-    from .interop import _Pairs
+    from .descriptor_files import JsonPairs
 
     path = Path(path)
     try:
@@ -78,10 +78,10 @@ def read_property_file(path: str | os.PathLike) -> PropertyFile:
     except UnicodeDecodeError as exc:
         raise ProlabError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:
-        pairs = json.loads(text, object_pairs_hook=_Pairs)
+        pairs = json.loads(text, object_pairs_hook=JsonPairs)
     except json.JSONDecodeError as exc:
         raise ProlabError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(pairs, _Pairs) or not pairs:
+    if not isinstance(pairs, JsonPairs) or not pairs:
         raise ProlabError(f"{path}: expected a JSON object {{property name: [\"class: description\", ...]}}")
     out = PropertyFile(path, [], [], sha256=hashlib.sha256(data).hexdigest())
     seen_names: dict[str, int] = {}
@@ -94,7 +94,7 @@ def read_property_file(path: str | os.PathLike) -> PropertyFile:
             raise ProlabError(f"{where}: the same name as property {seen_names[name.casefold()]}")
         if isinstance(entries, str):
             entries = [entries]
-        if not isinstance(entries, list) or isinstance(entries, _Pairs):
+        if not isinstance(entries, list) or isinstance(entries, JsonPairs):
             raise ProlabError(f"{where}: must map to a list of \"class: description\" strings")
         members: list[tuple[str, str]] = []
         known: set[tuple[str, str]] = set()

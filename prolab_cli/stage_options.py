@@ -41,7 +41,7 @@ class DescribeOptions:
         """The :class:`~prolab_cli.llm.RetryPolicy` of ``max_retries``/``backoff``/``backoff_max``."""
         from .llm import RetryPolicy
 
-        return RetryPolicy(max_attempts=self.max_retries + 1, base_delay=self.backoff, max_delay=self.backoff_max)
+        return RetryPolicy(max_calls=self.max_retries + 1, base_delay=self.backoff, max_delay=self.backoff_max)
 
 
 @dataclass(frozen=True)

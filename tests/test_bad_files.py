@@ -108,7 +108,7 @@ def test_class_lists_with_duplicates(tmp_path):
 
 def test_truncated_png_masks_and_images_are_named(tmp_path):
     res = CliRunner().invoke(main, ["data", "synth", "--out", str(tmp_path / "data"), "--train", "2", "--val", "3",
-                                    "--size", "32", "--classes", "2", "--heldout", "1"])
+                                    "--size", "32", "--classes", "3", "--heldout", "1"])
     assert res.exit_code == 0, res.output
     masks = sorted((tmp_path / "data" / "annotations" / "validation").glob("*.png"))
     # cut only the closing IEND chunk: the pixels still decode, so only the missing end can tell

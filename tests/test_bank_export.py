@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 
 def load_as_released_config(embeddings_dir: Path, dataset: str, k: int, model: str = "bge-base-en-v1.5"):
-    """What a released ProLab config and its segmentor expect of a bank (DESIGN.md §2b): the file
+    """What a released ProLab config and its segmentor expect of a bank: the file
     ``embeddings/<dataset>_desc_<model>_gpt3.5_cluster_<K>_embedding_bank.pth``, the entry
     ``<model>_gpt3.5_cluster_<K>_embeddings_and_labels`` = [centres [D,K] float32, not normalised,
     multi-hot [K,C] float64]; the head uses ``normalize(centres.T)`` and ``multihot.T``."""

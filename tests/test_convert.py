@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
-from segmentation.models import ModelConfig, build_segmentor
-from segmentation.models.convert import convert_checkpoint
+from segmentation.models import ModelConfig, build_model
+from segmentation.engine.convert import convert_checkpoint
 from segmentation.models.pretrained import load_pretrained
 
 NAMES = ["wall", "sky", "tree", "road", "person"]
@@ -43,7 +43,7 @@ def test_convert_round_trip_through_the_cli(tmp_path):
     from segmentation.engine.checkpoint import load_checkpoint
 
     torch.manual_seed(0)
-    model = build_segmentor("vit-adapter-nano", num_classes=len(NAMES))
+    model = build_model("vit-adapter-nano", num_classes=len(NAMES))
     src = _mmseg_file(tmp_path / "iter_160000.pth", model, NAMES)
     dst = tmp_path / "out" / "nano.pth"
     result = CliRunner().invoke(main, ["convert", str(src), str(dst)])
@@ -63,7 +63,7 @@ def test_convert_round_trip_through_the_cli(tmp_path):
 
 def test_convert_reports_unexpected_and_refuses_missing_keys(tmp_path):
     torch.manual_seed(0)
-    model = build_segmentor("vit-adapter-nano", num_classes=3)
+    model = build_model("vit-adapter-nano", num_classes=3)
     src = tmp_path / "extra.pth"
     sd = dict(model.state_dict(), **{"decode_head.conv_seg_extra.weight": torch.zeros(1)})
     torch.save({"state_dict": sd, "meta": {}}, src)
@@ -81,7 +81,7 @@ def test_convert_reports_unexpected_and_refuses_missing_keys(tmp_path):
 
 def test_convert_beit_without_relative_position_index(tmp_path):
     torch.manual_seed(0)
-    model = build_segmentor(TINY_BEIT, num_classes=3)
+    model = build_model(TINY_BEIT, num_classes=3)
     src = _mmseg_file(tmp_path / "beit.pth", model, drop=("relative_position_index",))
     report = convert_checkpoint(src, tmp_path / "beit_out.pth", preset=TINY_BEIT)
     assert len(report.filled) == 4 and report.missing == []
@@ -103,7 +103,7 @@ def test_convert_prolab_checkpoint_with_a_label_space(tmp_path):
     space = LabelSpace.from_arrays("toy", NAMES, rows, rng.normal(size=(6, 16)).astype(np.float32))
     art = space.save(tmp_path)
     torch.manual_seed(0)
-    model = build_segmentor("vit-adapter-nano", class_rows=rows, centres=space.centres)
+    model = build_model("vit-adapter-nano", class_rows=rows, centres=space.centres)
     src = _mmseg_file(tmp_path / "prolab.pth", model)
     result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "p.pth"), "--label-space", str(art)])
     assert result.exit_code == 1 and "fits no paper row" in result.output and "--temperature" in result.output
@@ -137,7 +137,7 @@ def _plain_vit_state(model, grid: int, timm_names: bool = False) -> dict:
 def test_pretrained_deit_pth_and_timm_safetensors(tmp_path):
     from safetensors.torch import save_file
 
-    model = build_segmentor("vit-adapter-nano", num_classes=3)
+    model = build_model("vit-adapter-nano", num_classes=3)
     sd = _plain_vit_state(model, grid=7)
     torch.save({"model": sd}, tmp_path / "deit.pth")
     missing, unexpected = load_pretrained(model.backbone, tmp_path / "deit.pth")
@@ -148,7 +148,7 @@ def test_pretrained_deit_pth_and_timm_safetensors(tmp_path):
     assert not any(k.startswith("blocks.") for k in missing) and unexpected == []
     timm_sd = _plain_vit_state(model, grid=14, timm_names=True)
     save_file(timm_sd, str(tmp_path / "vit.safetensors"))
-    model2 = build_segmentor("vit-adapter-nano", num_classes=3, pretrained=str(tmp_path / "vit.safetensors"))
+    model2 = build_model("vit-adapter-nano", num_classes=3, pretrained=str(tmp_path / "vit.safetensors"))
     assert torch.equal(model2.backbone.blocks[1].gamma2, timm_sd["blocks.1.ls2.gamma"])
     assert torch.equal(model2.backbone.pos_embed, timm_sd["pos_embed"])
     assert model2.pretrained_report["unexpected"] == [] and "up.weight" in model2.pretrained_report["missing"]
@@ -158,7 +158,7 @@ def test_pretrained_deit_pth_and_timm_safetensors(tmp_path):
 
 
 def test_pretrained_beit_shared_relative_position_table_is_resized(tmp_path):
-    model = build_segmentor(TINY_BEIT, num_classes=3)
+    model = build_model(TINY_BEIT, num_classes=3)
     bb = model.backbone
     sd = {f"blocks.{k}": torch.randn_like(v) for k, v in bb.blocks.state_dict().items()
           if "relative_position" not in k}
@@ -177,7 +177,7 @@ class _Opaque:
 
 
 def test_convert_refuses_arbitrary_pickles_unless_trusted(tmp_path):
-    model = build_segmentor("vit-adapter-nano", num_classes=3)
+    model = build_model("vit-adapter-nano", num_classes=3)
     src = tmp_path / "pickled.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {"obj": _Opaque()}}, src)
     result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "o.pth")])
@@ -189,7 +189,7 @@ def test_convert_refuses_arbitrary_pickles_unless_trusted(tmp_path):
 def test_head_settings_are_read_from_an_mmseg1_checkpoint_config():
     """An MMSeg 1.x checkpoint written with the plugin heads carries its config text (meta.cfg):
     convert takes T and the normalisation from its decode head, never from a default."""
-    from segmentation.models.convert import head_settings_from_mmseg_cfg
+    from segmentation.engine.convert import head_settings_from_mmseg_cfg
 
     cfg = ("norm_cfg = dict(type='BN')\nmodel = dict(type='EncoderDecoder',\n"
            "    decode_head=dict(type='ProLabUPerHead', temperature=0.01, normalize_embedding=True, channels=8),\n"

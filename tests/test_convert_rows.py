@@ -19,8 +19,8 @@ from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
 from segmentation import zoo
 from segmentation.engine import config as config_module
-from segmentation.models import build_segmentor
-from segmentation.models.row_match import dataset_hints, match_row
+from segmentation.models import build_model
+from segmentation.engine.row_match import dataset_hints, match_row
 
 KEYS = Path(__file__).resolve().parent / "data" / "checkpoint_keys"
 ADE = load_classes("ade20k")
@@ -149,7 +149,7 @@ def test_converted_row_checkpoint_evaluates_as_its_preset_with_no_other_option(t
 
     bank, rows, centres = _bank(tmp_path / "tiny_bank.pth", 150)
     torch.manual_seed(0)
-    original = build_segmentor("vit-adapter-nano", class_rows=rows, centres=centres, temperature=0.02,
+    original = build_model("vit-adapter-nano", class_rows=rows, centres=centres, temperature=0.02,
                                normalize_embedding=True)
     src = _released(tmp_path / "released.pth", original, {"CLASSES": tuple(ADE), "exp_name": "tiny_ade20k.py"})
     dst = tmp_path / "converted.pth"
@@ -195,7 +195,7 @@ def test_named_row_with_a_label_space_and_explicit_overrides(tiny_rows, tmp_path
     _, rows, centres = _bank(tmp_path / "b.pth", 19, seed=1)
     art = LabelSpace.from_arrays("city8", load_classes("cityscapes"), rows, centres).save(tmp_path)
     torch.manual_seed(0)
-    src = _released(tmp_path / "city.pth", build_segmentor("vit-adapter-nano", class_rows=rows, centres=centres))
+    src = _released(tmp_path / "city.pth", build_model("vit-adapter-nano", class_rows=rows, centres=centres))
     res = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "c.pth"), "--row", "tiny-city",
                                     "--label-space", str(art), "--temperature", "0.05"])
     assert res.exit_code == 0, res.output
@@ -217,14 +217,14 @@ def _one_line_error(res, *parts: str) -> None:
 def test_convert_errors_are_one_line(tiny_rows, tmp_path):
     bank, rows, centres = _bank(tmp_path / "bank19.pth", 19)
     torch.manual_seed(0)
-    prolab = _released(tmp_path / "p.pth", build_segmentor("vit-adapter-nano", class_rows=rows, centres=centres))
+    prolab = _released(tmp_path / "p.pth", build_model("vit-adapter-nano", class_rows=rows, centres=centres))
     run = CliRunner().invoke
     # no bank and no meta: both tiny rows fit the keys
     _one_line_error(run(main, ["convert", str(prolab), str(tmp_path / "o.pth")]),
                     "ambiguous, the checkpoint fits rows", "tiny-ade, tiny-city", "--row")
     _one_line_error(run(main, ["convert", str(prolab), str(tmp_path / "o.pth"), "--row", "nope"]),
                     "unknown row 'nope'; rows: ade20k-vit-adapter-b-prolab", "tiny-city")
-    onehot = _released(tmp_path / "oh.pth", build_segmentor("vit-adapter-nano", num_classes=19))
+    onehot = _released(tmp_path / "oh.pth", build_model("vit-adapter-nano", num_classes=19))
     _one_line_error(run(main, ["convert", str(onehot), str(tmp_path / "o.pth"), "--row", "cityscapes-vit-adapter-b-prolab"]),
                     "keys/shapes do not fit row cityscapes-vit-adapter-b-prolab", "rows they fit: none")
     _one_line_error(run(main, ["convert", str(prolab), str(tmp_path / "o.pth"), "--row", "tiny-city"]),
@@ -238,7 +238,7 @@ def test_convert_errors_are_one_line(tiny_rows, tmp_path):
                     "no entry 'tiny_cluster_8_embeddings_and_labels' and 2 entries with K=8, 19 classes", "--bank-key")
     # a property head that is no paper row needs its T named
     torch.manual_seed(0)
-    other = _released(tmp_path / "k9.pth", build_segmentor("vit-adapter-nano", class_rows=np.ones((19, 9)),
+    other = _released(tmp_path / "k9.pth", build_model("vit-adapter-nano", class_rows=np.ones((19, 9)),
                                                             centres=np.ones((9, 16), np.float32)))
     k9 = tmp_path / "k9bank.pth"
     torch.save({"m_cluster_9_embeddings_and_labels": [torch.ones(16, 9), torch.ones(9, 19, dtype=torch.float64)]}, k9)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from prolab_cli.errors import ProlabError
-from segmentation.data.transforms import (TestPipeline, TrainPipeline, multiple_size, normalise, random_crop_box,
+from segmentation.data.transforms import (TestPipeline, TrainPipeline, multiple_size, normalise_image, random_crop_box,
                                           rescale_size, resize)
 
 
@@ -87,7 +87,7 @@ def test_test_pipeline_image_equals_cv2_bilinear_at_the_mmcv_size(h, w, scale):
     label = rng.integers(0, 5, (h, w), dtype=np.uint8)
     nh, nw = rescale_size(h, w, scale)
     out = TestPipeline(scale=scale)(img, label)
-    want = normalise(cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR))
+    want = normalise_image(cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR))
     assert out["img"].shape == (3, nh, nw)
     assert torch.equal(out["img"], want)
     assert torch.equal(out["label"], torch.from_numpy(label).long())  # evaluated at the original size
@@ -101,16 +101,16 @@ def test_resize_to_multiple_ceils_each_side_and_uses_cv2_bilinear():
     out = TestPipeline(scale=(100, 10), size_divisor=8)(img, label)
     h, w = rescale_size(37, 53, (100, 10))  # (10, 14): then up to (16, 16)
     step = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-    want = normalise(cv2.resize(step, (16, 16), interpolation=cv2.INTER_LINEAR))
+    want = normalise_image(cv2.resize(step, (16, 16), interpolation=cv2.INTER_LINEAR))
     assert torch.equal(out["img"], want)
     assert out["label"].shape == (37, 53)
     # already a multiple: untouched
     same = TestPipeline(scale=None, size_divisor=1)(img, label)
-    assert torch.equal(same["img"], normalise(img))
+    assert torch.equal(same["img"], normalise_image(img))
 
 
 def test_pipeline_for_reads_test_size_divisor_from_the_config():
-    from segmentation.engine.evaluate import inference_settings, pipeline_for
+    from segmentation.engine.inference import inference_settings, pipeline_for
 
     settings = inference_settings({"test": {"scale": [2560, 640], "size_divisor": 32}}, {})
     pipe = pipeline_for(settings)

@@ -20,7 +20,7 @@ from prolab_cli.errors import ProlabError
 from prolab_cli.llm import Backend, Completion, RetryPolicy, TransientError, call_with_retry
 from prolab_cli.templates import load_template
 
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
+FAST = RetryPolicy(max_calls=3, base_delay=0.001, max_delay=0.002)
 
 
 class Scripted(Backend):

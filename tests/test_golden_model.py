@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from segmentation.models import ModelConfig, build_segmentor
+from segmentation.models import ModelConfig, build_model
 
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
@@ -67,7 +67,7 @@ def test_golden_one_hot(reference_data, arch, op, dtype, monkeypatch):
     golden = reference_data / "golden"
     prefix, config, _, _ = MODELS[arch]
     io = _load(golden, f"{prefix}tiny_io" if dtype == torch.float32 else f"{prefix}tiny_io_fp64")
-    model = build_segmentor(config, num_classes=5)
+    model = build_model(config, num_classes=5)
     model.load_state_dict(_load(golden, f"{prefix}tiny_state_dict"), strict=True)
     model = model.to(dtype).eval()
     x = io["input"].to(dtype)
@@ -91,7 +91,7 @@ def test_golden_property_head(reference_data, arch, op, dtype, monkeypatch):
     io = _load(golden, f"{prefix}prolab_io" if dtype == torch.float32 else f"{prefix}prolab_io_fp64")
     bank = _load(golden, f"{prefix}prolab_bank")
     # the paper's bank layout: centres [D,K], multihot [K,N]
-    model = build_segmentor(config, class_rows=bank["multihot"].T, centres=bank["centres"].T,
+    model = build_model(config, class_rows=bank["multihot"].T, centres=bank["centres"].T,
                             temperature=temperature, normalize_embedding=normalize)
     model.load_state_dict(_load(golden, f"{prefix}prolab_state_dict"), strict=True)
     model = model.to(dtype).eval()
@@ -123,7 +123,7 @@ def test_golden_debug_intermediates(reference_data):
     """Spot checks on the intermediate activations: the SPM and patch tokens before mixing."""
     golden = reference_data / "golden"
     io, debug = _load(golden, "tiny_io"), _load(golden, "tiny_debug")
-    model = build_segmentor(GOLDEN_CONFIG, num_classes=5)
+    model = build_model(GOLDEN_CONFIG, num_classes=5)
     model.load_state_dict(_load(golden, "tiny_state_dict"))
     model.eval()
     bb = model.backbone
@@ -143,7 +143,7 @@ def test_golden_beit_relative_position_bias(reference_data):
     0's bias as it enters the attention matches the one captured inside the original forward."""
     golden = reference_data / "golden"
     state, debug = _load(golden, "beit_tiny_state_dict"), _load(golden, "beit_tiny_debug")
-    model = build_segmentor(BEIT_GOLDEN_CONFIG, num_classes=5)
+    model = build_model(BEIT_GOLDEN_CONFIG, num_classes=5)
     for i, blk in enumerate(model.backbone.blocks):
         key = f"backbone.blocks.{i}.attn.relative_position_index"
         assert torch.equal(blk.attn.relative_position_index, state[key]), key

@@ -68,7 +68,7 @@ def test_models_trained_on_seen_classes_name_heldout_objects(tmp_path):
 
     from segmentation.data.synth import write_synth
     from segmentation.engine.config import apply_overrides, load_config
-    from segmentation.engine.heldout import World, make_spaces, model_for, score_model
+    from segmentation.experiments.heldout import World, make_spaces, model_for, score_model
     from segmentation.engine.train import train
 
     torch.set_num_threads(1)

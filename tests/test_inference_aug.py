@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from segmentation.engine.evaluate import inference_settings, scores_for
+from segmentation.engine.inference import inference_settings, scores_for
 from segmentation.engine.inference import class_probabilities, infer_scores
 
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from prolab_cli.artifact import LabelSpace
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
-from prolab_cli.interop import bank_to_label_space, default_bank_key, export_bank, load_bank, read_descriptions
+from prolab_cli.descriptor_files import read_descriptions
+from prolab_cli.interop import bank_to_label_space, default_bank_key, export_bank, load_bank
 
 torch = pytest.importorskip("torch")
 

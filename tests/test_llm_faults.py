@@ -22,7 +22,7 @@ from prolab_cli.llm import RetryPolicy, resolve_backend
 from prolab_cli.llm.openai_backend import is_loopback, parse_retry_after
 from prolab_cli.llm.testing import FakeOpenAIServer, Fault
 
-TINY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005)
+TINY = RetryPolicy(max_calls=4, base_delay=0.001, max_delay=0.005)
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +78,7 @@ def test_slow_reply_times_out_and_is_retried(server):
 def test_4xx_fails_fast_with_the_server_message(server, status):
     server.add_faults(Fault("status", status, body='{"error": {"message": "model fake-model does not exist"}}'))
     with pytest.raises(ProlabError) as info:
-        run(server, retry=RetryPolicy(max_attempts=5, base_delay=5.0))
+        run(server, retry=RetryPolicy(max_calls=5, base_delay=5.0))
     assert f"HTTP {status}: model fake-model does not exist" in info.value.message
     assert server.requests == 1
 

@@ -63,11 +63,11 @@ def _models(synth):
     from mmseg.registry import MODELS
 
     from prolab_cli.artifact import LabelSpace
-    from segmentation.models import build_segmentor
+    from segmentation.models import build_model
 
     torch.manual_seed(0)
     space = LabelSpace.load(synth["space"])
-    ours = build_segmentor("vit-adapter-nano", class_rows=space.multi_hot, centres=space.centres,
+    ours = build_model("vit-adapter-nano", class_rows=space.multi_hot, centres=space.centres,
                            temperature=0.04).eval()
     with torch.no_grad():  # non-zero injector gammas and BN statistics, so every branch counts
         for name, p in ours.named_parameters():
@@ -348,7 +348,7 @@ def test_prolab_head_on_an_mmseg_native_backbone(synth):
 
 def test_core_never_imports_mmseg_and_missing_extra_is_one_line(tmp_path):
     code = ("import sys\n"
-            "import prolab_cli.cli, segmentation.models, segmentation.models.convert, segmentation.engine.train\n"
+            "import prolab_cli.cli, segmentation.models, segmentation.engine.convert, segmentation.engine.train\n"
             "import segmentation.commands.mmseg\n"
             "assert not {'mmseg', 'mmengine', 'mmcv'} & set(sys.modules), sorted(sys.modules)\n"
             "for name in ('mmseg', 'mmengine'):\n"
@@ -364,7 +364,7 @@ def test_core_never_imports_mmseg_and_missing_extra_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_paper_row_configs_build_the_published_parameter_counts(tmp_path):
     """ADE20K ViT-Adapter-B rows built from the MMSeg configs have the parameter counts of the
-    original code (ProLab-B 134,112,736; one-hot B 133,636,876; DESIGN.md section 2)."""
+    original code (ProLab-B 134,112,736; one-hot B 133,636,876, as the released checkpoints hold)."""
     from mmengine.config import Config
     from mmseg.datasets import ADE20KDataset
     from mmseg.registry import MODELS
@@ -419,7 +419,7 @@ def test_backbones_are_prolabs_own_with_preset_arch(synth):
     with torch.no_grad():
         feats = beit.eval()(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2)]
-    with pytest.raises(ProlabError, match="is a beit preset"):
+    with pytest.raises(ProlabError, match="is a beit model, not a vit one"):
         MODELS.build(dict(type="ViTAdapter", arch="beit-adapter-l"))
 
 
@@ -430,7 +430,7 @@ def test_pad_short_side_preprocessor_gives_prolab_eval_scores(synth):
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
 
-    from segmentation.engine.evaluate import inference_settings, pipeline_for, scores_for
+    from segmentation.engine.inference import inference_settings, pipeline_for, scores_for
 
     ours, theirs = _models(synth)
     theirs.test_cfg = ConfigDict(mode="slide", crop_size=(64, 64), stride=(40, 40))

@@ -11,7 +11,7 @@ pytest.importorskip("mmseg", reason="needs the mmseg extra: pip install 'prolab[
 
 from segmentation.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from segmentation.engine.config import load_config  # noqa: E402
-from segmentation.models import resolve_config  # noqa: E402
+from segmentation.models import model_config  # noqa: E402
 from segmentation.zoo import ROWS  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "segmentation/mmseg_plugin/configs"
@@ -75,7 +75,7 @@ def _preset(row_id: str, preset: str | None = None) -> dict:
     """The same settings from prolab's resolved preset (the row's own by default) and zoo row."""
     cfg = load_config(preset or row_id)
     row = ROWS[row_id]
-    arch = resolve_config(cfg["model"]["preset"], img_size=cfg["model"]["img_size"])
+    arch = model_config(cfg["model"]["preset"], img_size=cfg["model"]["img_size"])
     d, t, o, s = cfg["data"], cfg["test"], cfg["optim"], cfg["schedule"]
     return {
         "dataset": cfg["dataset"], "data_root": row.data_root, "val data_root": row.data_root,

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from prolab_cli.errors import ProlabError
-from segmentation.models import PRESETS, build_segmentor, resolve_config
+from segmentation.models import MODELS, build_model, model_config
 from segmentation.models.layers import resize
 
 RELEASES = [  # file, preset, head, published parameter count
@@ -26,9 +26,9 @@ KEYS = Path(__file__).resolve().parent / "data" / "checkpoint_keys"  # copied fr
 
 def _meta_model(preset: str, head: str, out_channels: int, **kw):
     if head == "property":
-        return build_segmentor(preset, class_rows=torch.ones(150, 256), centres=torch.ones(256, out_channels),
+        return build_model(preset, class_rows=torch.ones(150, 256), centres=torch.ones(256, out_channels),
                                device="meta", **kw)
-    return build_segmentor(preset, num_classes=out_channels, device="meta", **kw)
+    return build_model(preset, num_classes=out_channels, device="meta", **kw)
 
 
 @pytest.mark.parametrize("fname,preset,head,count", RELEASES, ids=[r[0].split(".")[0] for r in RELEASES])
@@ -45,8 +45,8 @@ def test_release_keys_shapes_and_parameter_count(fname, preset, head, count):
 def test_all_presets_build_on_meta_with_published_sizes():
     published = {"vit-adapter-t": 36.1e6, "vit-adapter-s": 58e6, "vit-adapter-b": 133.6e6,
                  "vit-adapter-l": 364e6, "beit-adapter-l": 451.9e6}
-    for name in PRESETS:
-        n = sum(p.numel() for p in build_segmentor(name, num_classes=150, device="meta").parameters())
+    for name in MODELS:
+        n = sum(p.numel() for p in build_model(name, num_classes=150, device="meta").parameters())
         if name in published:
             assert abs(n - published[name]) / published[name] < 0.01, (name, n)
 
@@ -54,7 +54,7 @@ def test_all_presets_build_on_meta_with_published_sizes():
 @pytest.fixture(scope="module")
 def onehot():
     torch.manual_seed(0)
-    return build_segmentor("vit-adapter-nano", num_classes=C)
+    return build_model("vit-adapter-nano", num_classes=C)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def bank():
 @pytest.fixture(scope="module")
 def prop(bank):
     torch.manual_seed(0)
-    return build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1])
+    return build_model("vit-adapter-nano", class_rows=bank[0], centres=bank[1])
 
 
 def _img(b=2, h=64, w=64, seed=0):
@@ -108,9 +108,9 @@ def test_shapes_at_every_stage(onehot, prop):
 def test_forward_backward_both_heads(head, bank):
     torch.manual_seed(0)
     if head == "onehot":
-        model = build_segmentor("vit-adapter-nano", num_classes=C)
+        model = build_model("vit-adapter-nano", num_classes=C)
     else:
-        model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1], loss=head)
+        model = build_model("vit-adapter-nano", class_rows=bank[0], centres=bank[1], loss=head)
     model.train()
     losses = model.forward_train(_img(), _label())
     assert set(losses) == {"decode.loss", "aux.loss"}
@@ -160,7 +160,7 @@ def test_aux_weight_scales_the_aux_loss_only(bank):
     out = {}
     for w in (0.4, 1.0, 0.0):
         torch.manual_seed(0)
-        model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1], aux_weight=w).eval()
+        model = build_model("vit-adapter-nano", class_rows=bank[0], centres=bank[1], aux_weight=w).eval()
         with torch.no_grad():
             out[w] = model.forward_train(x, label)
     torch.testing.assert_close(out[0.4]["decode.loss"], out[1.0]["decode.loss"])
@@ -172,7 +172,7 @@ def test_aux_weight_scales_the_aux_loss_only(bank):
 @pytest.mark.parametrize("normalize", [False, True])
 def test_scores_with_properties_is_encode_decode_and_property_scores_in_one_pass(bank, normalize):
     torch.manual_seed(0)
-    model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1],
+    model = build_model("vit-adapter-nano", class_rows=bank[0], centres=bank[1],
                             normalize_embedding=normalize).eval()
     x = _img(1)
     with torch.no_grad():
@@ -183,7 +183,7 @@ def test_scores_with_properties_is_encode_decode_and_property_scores_in_one_pass
 
 def test_swapping_class_rows_changes_only_the_classifier(bank):
     torch.manual_seed(0)
-    model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1]).eval()
+    model = build_model("vit-adapter-nano", class_rows=bank[0], centres=bank[1]).eval()
     x = _img(1)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -211,7 +211,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(bank):
     grads = []
     for with_cp in (False, True):
         torch.manual_seed(0)
-        model = build_segmentor("vit-adapter-nano", class_rows=bank[0], centres=bank[1], with_cp=with_cp)
+        model = build_model("vit-adapter-nano", class_rows=bank[0], centres=bank[1], with_cp=with_cp)
         model.eval()  # deterministic (no dropout); gradients still flow
         sum(model.forward_train(x, label).values()).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
@@ -220,28 +220,51 @@ def test_gradient_checkpointing_gives_the_same_gradients(bank):
 
 
 def test_batch_norm_without_process_group_and_sync_on_request():
-    model = build_segmentor("vit-adapter-nano", num_classes=C, device="meta")
+    model = build_model("vit-adapter-nano", num_classes=C, device="meta")
     assert isinstance(model.backbone.norm1, torch.nn.BatchNorm2d)
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
-    synced = build_segmentor("vit-adapter-nano", num_classes=C, sync_bn=True, device="meta")
+    synced = build_model("vit-adapter-nano", num_classes=C, sync_bn=True, device="meta")
     assert isinstance(synced.decode_head.bottleneck.bn, torch.nn.SyncBatchNorm)
     assert isinstance(synced.backbone.spm.stem[1], torch.nn.SyncBatchNorm)
 
 
 def test_preset_overrides_and_bad_arguments(onehot):
-    assert resolve_config("vit-adapter-b", drop_path_rate=0.1).drop_path_rate == 0.1
-    beit = build_segmentor("beit-adapter-l", num_classes=3, img_size=320, device="meta")
+    assert model_config("vit-adapter-b", drop_path_rate=0.1).drop_path_rate == 0.1
+    beit = build_model("beit-adapter-l", num_classes=3, img_size=320, device="meta")
     assert beit.backbone.blocks[0].attn.relative_position_bias_table.shape == (39 * 39 + 3, 16)
-    with pytest.raises(ProlabError, match="unknown model preset"):
-        build_segmentor("vit-adapter-xxl", num_classes=3)
+    with pytest.raises(ProlabError, match="unknown model 'vit-adapter-xxl'"):
+        build_model("vit-adapter-xxl", num_classes=3)
+    with pytest.raises(ProlabError, match="'img_sise' is not a model setting .did you mean 'img_size'"):
+        build_model("vit-adapter-nano", num_classes=3, img_sise=64)
     with pytest.raises(ProlabError, match="num_classes"):
-        build_segmentor("vit-adapter-nano")
+        build_model("vit-adapter-nano")
     with pytest.raises(ProlabError, match="both"):
-        build_segmentor("vit-adapter-nano", class_rows=torch.ones(2, 3))
+        build_model("vit-adapter-nano", class_rows=torch.ones(2, 3))
     with pytest.raises(ProlabError, match="multiple of 32"):
         onehot.encode_decode(torch.zeros(1, 3, 48, 64))
     with pytest.raises(ProlabError, match="num_classes=4"):
-        build_segmentor("vit-adapter-nano", num_classes=4, class_rows=torch.ones(3, 2), centres=torch.ones(2, 8))
+        build_model("vit-adapter-nano", num_classes=4, class_rows=torch.ones(3, 2), centres=torch.ones(2, 8))
+
+
+def test_models_command_lists_the_registry_with_counts_layouts_and_rows():
+    from click.testing import CliRunner
+
+    from prolab_cli.cli import main
+
+    result = CliRunner().invoke(main, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    table = {m["name"]: m for m in json.loads(result.output)}
+    assert list(table) == list(MODELS)
+    for fname, preset, head, count in RELEASES:  # the released checkpoints' own parameter counts
+        if head == "onehot" and fname.endswith("ade150.json"):
+            assert table[preset]["parameters"] == count, preset
+    assert table["vit-adapter-nano"]["loads"] == ["prolab"]
+    assert "mmseg 0.x release" in table["beit-adapter-l"]["loads"]
+    assert "ade20k-vit-adapter-b-prolab" in table["vit-adapter-b"]["paper_rows"]
+    assert table["beitv2-adapter-l"]["paper_rows"] == ["ade20k-beitv2-adapter-l-896-prolab"]
+    text = CliRunner().invoke(main, ["models", "--classes", "19"])
+    assert text.exit_code == 0 and "params (19 cl.)" in text.output
+    assert all(name in text.output for name in MODELS)
 
 
 def test_beit_adapter_forward_backward_and_relative_position_bias():
@@ -258,7 +281,7 @@ def test_beit_adapter_forward_backward_and_relative_position_bias():
                       conv_inplane=8, deform_num_heads=2, init_values=0.1,
                       interaction_indexes=((0, 0), (1, 1), (2, 2), (3, 3)), decode_channels=16, aux_channels=8)
     torch.manual_seed(0)
-    model = build_segmentor(cfg, num_classes=C, with_cp=True)
+    model = build_model(cfg, num_classes=C, with_cp=True)
     attn = model.backbone.blocks[0].attn
     x = torch.randn(1, 17, 32)
     with torch.no_grad():

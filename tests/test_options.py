@@ -219,7 +219,7 @@ def test_a_flag_given_sets_its_field(tmp_path, captured):
                                   "--max-retries", "0", "--temperature", "0.5"])
     assert result.exit_code == 0, result.output
     assert captured["describe"] == DescribeOptions(min=2, max_retries=0, sampling={"temperature": 0.5})
-    assert captured["describe"].retry_policy().max_attempts == 1
+    assert captured["describe"].retry_policy().max_calls == 1
 
 
 @pytest.mark.parametrize("command, cls, params", [

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from prolab_cli.errors import ProlabError
 from segmentation.data.transforms import pad_short_side
-from segmentation.engine.evaluate import inference_settings, pipeline_for, scores_for
+from segmentation.engine.inference import inference_settings, pipeline_for, scores_for
 
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)

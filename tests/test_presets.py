@@ -16,7 +16,7 @@ import pytest
 
 from prolab_cli.errors import ProlabError
 from segmentation.engine.config import apply_overrides, load_config
-from segmentation.models import resolve_config
+from segmentation.models import model_config
 from segmentation.zoo import ROWS
 
 # row: dataset, K, T, e normalised, crop, scale (train = test), test stride, lr, wd, layer decay, layers
@@ -59,7 +59,7 @@ def _get(config: dict, dotted: str):
 def test_resolved_preset_equals_the_released_config(row):
     (dataset, k, t, norm, crop, scale, stride, lr, wd, decay, layers, imgs, iters, init_from) = RELEASED[row]
     cfg = load_config(row)
-    model = resolve_config(cfg["model"]["preset"], img_size=cfg["model"]["img_size"])
+    model = model_config(cfg["model"]["preset"], img_size=cfg["model"]["img_size"])
     got = {
         "dataset": cfg["dataset"], "K": cfg["label_space"]["num_properties"], "T": cfg["model"]["temperature"],
         "norm": cfg["model"]["normalize_embedding"], "crop": cfg["data"]["crop_size"],

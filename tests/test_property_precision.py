@@ -80,11 +80,11 @@ def test_float64_embeddings_stay_float64():
 def test_segmentor_scores_under_bf16_autocast_come_from_a_float32_head():
     """The whole model under autocast: the decode head emits bf16, everything after it is float32
     and equals the float32 computation on that same (bf16) embedding."""
-    from segmentation.models import build_segmentor
+    from segmentation.models import build_model
     from segmentation.models.layers import resize
 
     g = torch.Generator().manual_seed(3)
-    model = build_segmentor("vit-adapter-nano", class_rows=(torch.rand(4, 16, generator=g) < 0.4).float() + torch.eye(4, 16),
+    model = build_model("vit-adapter-nano", class_rows=(torch.rand(4, 16, generator=g) < 0.4).float() + torch.eye(4, 16),
                             centres=torch.randn(16, 32, generator=g), temperature=0.01,
                             normalize_embedding=True).eval()
     x = torch.randn(1, 3, 64, 96, generator=g)

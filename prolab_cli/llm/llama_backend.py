@@ -3,7 +3,6 @@ few-shot completion otherwise (base models such as the offline default Gemma-3-2
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tempfile
@@ -12,22 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..cache import weights_fingerprint
 from ..errors import ProlabError
 from ..extras import require
 from ..templates import Prompt
 from .base import Backend, Completion
 from .replies import repeat_key
-
-
-def gguf_fingerprint(path: Path) -> str:
-    """A cheap identity of a model file: SHA-256 of its size and first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(size - (1 << 20), 0))
-        digest.update(f.read(1 << 20))
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -100,7 +89,7 @@ class LlamaCppBackend(Backend):
             self.kind = kind
         self.path = path
         self.model = path.name
-        self._fingerprint = fingerprint or gguf_fingerprint(path)
+        self._fingerprint = fingerprint or weights_fingerprint(path)
         self._lock = threading.Lock()
         try:
             with _captured_stderr() as log:

@@ -20,7 +20,7 @@ class RetryPolicy:
     times a random factor in [0.5, 1] (jitter), or the server's Retry-After when it sent one
     (capped at ``max_retry_after``)."""
 
-    max_attempts: int = 8
+    max_calls: int = 8
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_retry_after: float = 120.0
@@ -41,16 +41,16 @@ def call_with_retry(
     stop: threading.Event | None = None,
     rng: random.Random | None = None,
 ) -> T:
-    """Call ``fn`` until it returns; retry :class:`TransientError` up to ``policy.max_attempts``
+    """Call ``fn`` until it returns; retry :class:`TransientError` up to ``policy.max_calls``
     calls in all, then raise :class:`RemoteCallError` naming ``what`` and the last error. Other
     exceptions pass through at once. A set ``stop`` event ends the waiting early."""
     rng = rng or random.Random()
-    for attempt in range(policy.max_attempts):
+    for attempt in range(policy.max_calls):
         try:
             return fn()
         except TransientError as exc:
-            if attempt + 1 >= policy.max_attempts:
-                raise RemoteCallError(f"{what}: gave up after {policy.max_attempts} attempts: {exc}") from None
+            if attempt + 1 >= policy.max_calls:
+                raise RemoteCallError(f"{what}: gave up after {policy.max_calls} attempts: {exc}") from None
             wait = policy.delay(attempt, exc.retry_after, rng)
             if on_retry is not None:
                 on_retry(exc, wait)

@@ -34,7 +34,7 @@ def convert(src: str, dst: str, row: str | None, bank: str | None, bank_key: str
             normalize_embedding: bool | None, allow_missing: bool, trust_pickle: bool) -> None:
     """Convert an mmseg 0.x or 1.x checkpoint SRC (.pth) into a prolab checkpoint DST that `prolab eval`
     evaluates as the released test config (paper rows) with no other option."""
-    from segmentation.models.convert import convert_checkpoint
+    from segmentation.engine.convert import convert_checkpoint
 
     names = None
     if classes is not None:

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from prolab_cli.atomic import directory, write_json, write_text
 from prolab_cli.errors import ProlabError
 
+from ..label_space import LabelSpace
 from .layouts import get_layout
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -271,8 +272,6 @@ def attribute_label_space(root: str | Path, name: str, classes: list[str] | None
     (plus one for the ground), random orthogonal centres of width ``dim``. It bypasses the LLM and
     embedder, so tests and controls can run without them; ``classes`` (default: all) picks rows."""
     import json
-
-    from prolab_cli.artifact import LabelSpace
 
     root = Path(root)
     info = json.loads((root / "synth.json").read_text(encoding="utf-8"))

@@ -129,7 +129,7 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator) -> np.ndar
     return out.astype(np.uint8)
 
 
-def normalise(img: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+def normalise_image(img: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """uint8 [H,W,3] RGB -> float32 [3,H,W], (x - mean) / std."""
     x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
@@ -157,7 +157,7 @@ class TrainPipeline:
             img, label = img[:, ::-1], label[:, ::-1]
         if self.photometric:
             img = photometric_distortion(img, rng)
-        x = normalise(img)
+        x = normalise_image(img)
         ch, cw = self.crop_size
         pad_h, pad_w = max(ch - x.shape[1], 0), max(cw - x.shape[2], 0)
         y = torch.from_numpy(np.array(label)).long()
@@ -187,7 +187,7 @@ class TestPipeline:
             img = resize(img, rescale_size(*img.shape[:2], self.scale))
         if self.size_divisor is not None:
             img = resize(img, multiple_size(*img.shape[:2], self.size_divisor))
-        return {"img": normalise(img), "label": torch.from_numpy(np.array(label)).long()}
+        return {"img": normalise_image(img), "label": torch.from_numpy(np.array(label)).long()}
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

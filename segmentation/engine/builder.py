@@ -3,12 +3,13 @@ the device and label-space arguments train, eval and predict share."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from prolab_cli.errors import ProlabError
+
+from ..label_space import array_hash
 
 
 def pick_device(device: str = "auto") -> str:
@@ -22,17 +23,8 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def load_label_space(path: str | Path | None) -> Any:
-    """A LabelSpace artifact, or None."""
-    if path is None:
-        return None
-    from prolab_cli.artifact import LabelSpace
-
-    return LabelSpace.load(path)
-
-
 def model_kwargs_from_config(model_cfg: dict) -> dict:
-    """``build_segmentor`` keyword arguments (besides classes/rows/centres) of a config's ``model``
+    """``build_model`` keyword arguments (besides classes/rows/centres) of a config's ``model``
     section (complete: checked by :func:`~.config.check_config`, its defaults from ``_base.yaml``)."""
     kwargs = {
         "temperature": float(model_cfg["temperature"]),
@@ -45,27 +37,28 @@ def model_kwargs_from_config(model_cfg: dict) -> dict:
     return kwargs
 
 
-def build_model(preset: Any, head: str, classes: list[str], label_space: Any | None, kwargs: dict,
-                bank: dict | None = None) -> torch.nn.Module:
-    """A segmentor with a one-hot head over ``classes`` or a property head from ``label_space``
-    (or from a checkpoint's stored ``bank`` = {class_rows, centres})."""
-    from segmentation.models import build_segmentor
+def build_for_head(model: Any, head: str, classes: list[str], label_space: Any | None, kwargs: dict,
+                   stored_rows: dict | None = None) -> torch.nn.Module:
+    """Registered model ``model`` (a name or ModelConfig; :func:`segmentation.models.build_model`) with a
+    one-hot head over ``classes`` or a property head from ``label_space`` (or from a checkpoint's stored
+    ``stored_rows``: its ``bank`` entry, {class_rows, centres})."""
+    from segmentation.models import build_model
 
     if head == "onehot":
-        return build_segmentor(preset, num_classes=len(classes), **kwargs)
+        return build_model(model, num_classes=len(classes), **kwargs)
     if head != "property":
         raise ProlabError(f"model.head {head!r}: expected 'property' or 'onehot'")
-    if bank is not None:
-        rows, centres = bank["class_rows"], bank["centres"]
+    if stored_rows is not None:
+        rows, centres = stored_rows["class_rows"], stored_rows["centres"]
     elif label_space is not None:
         rows, centres = label_space.multi_hot, label_space.centres
     else:
         raise ProlabError("the property head needs a label space (--label-space ARTIFACT); use --head onehot for the baseline")
-    return build_segmentor(preset, class_rows=rows, centres=centres, **kwargs)
+    return build_model(model, class_rows=rows, centres=centres, **kwargs)
 
 
-def preset_of(meta: dict) -> Any:
-    """The architecture a checkpoint was made with: its stored ModelConfig when present, else the preset name."""
+def model_of(meta: dict) -> Any:
+    """The architecture a checkpoint was made with: its stored ModelConfig when present, else its registered model name."""
     from segmentation.models import ModelConfig
 
     if meta.get("model_config"):
@@ -82,7 +75,7 @@ def model_from_checkpoint(ckpt: dict, label_space: Any | None = None) -> tuple[t
     """
     meta = ckpt["meta"]
     kwargs = dict(meta["model_kwargs"], sync_bn=False)  # inference: BN running statistics, any device
-    model = build_model(preset_of(meta), meta["head"], meta["classes"], None, kwargs, ckpt.get("bank"))
+    model = build_for_head(model_of(meta), meta["head"], meta["classes"], None, kwargs, ckpt.get("bank"))
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise ProlabError(
@@ -96,8 +89,6 @@ def model_from_checkpoint(ckpt: dict, label_space: Any | None = None) -> tuple[t
         if meta["head"] != "property":
             raise ProlabError(f"{ckpt.get('path')}: a one-hot model cannot take another label space")
         if trained is None or label_space.version != trained.get("version"):
-            from prolab_cli.artifact import array_hash
-
             own_hash = trained.get("centres_hash") if trained else array_hash(ckpt["bank"]["centres"].numpy())
             if label_space.centres_hash != own_hash:
                 raise ProlabError(

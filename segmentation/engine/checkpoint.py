@@ -7,8 +7,8 @@ A checkpoint is a ``torch.save`` file of plain containers and tensors only (it l
       "format": "prolab-segmentor", "format_version": 1,
       "state_dict": {...},             # the bare model's (never DDP's "module." prefix)
       "meta": {
-        "preset": "vit-adapter-b",     # segmentation.models preset name
-        "model_kwargs": {...},         # build_segmentor keyword arguments besides class_rows/centres
+        "preset": "vit-adapter-b",     # registered model name (segmentation.models.MODELS)
+        "model_kwargs": {...},         # build_model keyword arguments besides class_rows/centres
         "head": "property" | "onehot",
         "classes": [...],              # class names in output order
         "label_space": {"name", "version", "centres_hash", "num_properties", "dim"} | None,
@@ -39,7 +39,7 @@ import torch
 from prolab_cli import __version__
 from prolab_cli.atomic import write_bytes, write_text
 from prolab_cli.errors import ProlabError
-from segmentation.models.checkpoint_io import error_line
+from prolab_cli.torch_files import load_torch_file
 
 FORMAT = "prolab-segmentor"
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ def make_meta(
     }
 
 
-def bank_of(label_space: Any) -> dict[str, torch.Tensor]:
+def class_rows_and_centres(label_space: Any) -> dict[str, torch.Tensor]:
     """The ``bank`` a property-head checkpoint stores beside its weights: the label space's
     class rows and raw centres as float32 tensors (its own copies)."""
     return {"class_rows": torch.tensor(label_space.multi_hot, dtype=torch.float32),
@@ -114,10 +114,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read and check a checkpoint file (or a run directory: its newest checkpoint)."""
     path = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ProlabError(f"{path}: not a readable prolab checkpoint ({error_line(exc, 200)})") from None
+    ckpt = load_torch_file(path, "not a readable prolab checkpoint", offer_trust=False)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ProlabError(f"{path}: not a prolab checkpoint ('format' is not {FORMAT!r}; convert mmseg weights with `prolab convert`)")
     if ckpt.get("format_version") != FORMAT_VERSION:

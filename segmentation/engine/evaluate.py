@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -14,41 +13,12 @@ from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
-from ..data.transforms import TestPipeline, check_positive_or_none
+from ..label_space import load_label_space
 from . import distributed as D
-from .builder import load_label_space, model_from_checkpoint, pick_device
+from .builder import model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
-from .inference import class_probabilities, infer_scores
+from .inference import inference_settings, pipeline_for, scores_for
 from .metrics import SegMetric
-
-
-def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:
-    """The ``test`` section of the checkpoint's config, updated by non-None ``overrides``."""
-    settings = {"mode": "whole", "crop_size": [512, 512], "stride": [341, 341], "scale": [2048, 512],
-                "size_divisor": None, "pad_short_side": None, "flip": False}
-    settings.update((config or {}).get("test", {}))
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    return settings
-
-
-def pipeline_for(settings: dict) -> TestPipeline:
-    """The test-time resize (and ResizeToMultiple, ``size_divisor``) and normalisation of
-    :func:`inference_settings` (whose ``pad_short_side`` :func:`scores_for` applies)."""
-    check_positive_or_none(settings.get("pad_short_side"), "test.pad_short_side")
-    return TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None,
-                        size_divisor=settings.get("size_divisor"))
-
-
-def scores_for(settings: dict, score_fn, img: torch.Tensor, num_out: int, out_size: tuple[int, int],
-               num_classes: int | None = None) -> torch.Tensor:
-    """:func:`~.inference.infer_scores` run as :func:`inference_settings` say (mode, window, flip,
-    the BEiTv2 row's short-side padding): class probabilities (softmax over the first
-    ``num_classes`` channels, all by default; the rest pass unchanged) at ``out_size``, averaged
-    over the flips as mmseg does."""
-    probs = class_probabilities(num_out if num_classes is None else num_classes)
-    return infer_scores(score_fn, img, num_out, out_size, settings["mode"], tuple(settings["crop_size"]),
-                        tuple(settings["stride"]), bool(settings["flip"]), probs,
-                        pad_short_side=settings.get("pad_short_side"))
 
 
 _TEST_KEYS = ("mode", "crop_size", "stride", "scale", "size_divisor", "pad_short_side", "flip")

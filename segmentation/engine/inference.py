@@ -1,14 +1,16 @@
 """Whole-image and sliding-window inference (MMSegmentation's), with optional horizontal flip
-averaged as mmseg's ``aug_test`` does."""
+averaged as mmseg's ``aug_test`` does, and the test settings (mode, window, scale, flip) that
+`prolab eval` and `prolab predict` both run it with."""
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.nn import functional as F
 
+from ..data.transforms import TestPipeline, check_positive_or_none
 from ..data.transforms import pad_short_side as pad_to_short_side
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -100,3 +102,32 @@ def infer_scores(
     if flip:
         scores = (scores + once(img.flip(-1)).flip(-1)) / 2
     return scores
+
+
+def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:
+    """The ``test`` section of the checkpoint's config, updated by non-None ``overrides``."""
+    settings = {"mode": "whole", "crop_size": [512, 512], "stride": [341, 341], "scale": [2048, 512],
+                "size_divisor": None, "pad_short_side": None, "flip": False}
+    settings.update((config or {}).get("test", {}))
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def pipeline_for(settings: dict) -> TestPipeline:
+    """The test-time resize (and ResizeToMultiple, ``size_divisor``) and normalisation of
+    :func:`inference_settings` (whose ``pad_short_side`` :func:`scores_for` applies)."""
+    check_positive_or_none(settings.get("pad_short_side"), "test.pad_short_side")
+    return TestPipeline(scale=tuple(settings["scale"]) if settings["scale"] else None,
+                        size_divisor=settings.get("size_divisor"))
+
+
+def scores_for(settings: dict, score_fn, img: torch.Tensor, num_out: int, out_size: tuple[int, int],
+               num_classes: int | None = None) -> torch.Tensor:
+    """:func:`infer_scores` run as :func:`inference_settings` say (mode, window, flip,
+    the BEiTv2 row's short-side padding): class probabilities (softmax over the first
+    ``num_classes`` channels, all by default; the rest pass unchanged) at ``out_size``, averaged
+    over the flips as mmseg does."""
+    probs = class_probabilities(num_out if num_classes is None else num_classes)
+    return infer_scores(score_fn, img, num_out, out_size, settings["mode"], tuple(settings["crop_size"]),
+                        tuple(settings["stride"]), bool(settings["flip"]), probs,
+                        pad_short_side=settings.get("pad_short_side"))

@@ -25,9 +25,10 @@ from prolab_cli.errors import ProlabError
 from prolab_cli.progress import track
 
 from ..data.datasets import read_image
-from .builder import load_label_space, model_from_checkpoint, pick_device
+from ..label_space import load_label_space
+from .builder import model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
-from .evaluate import inference_settings, scores_for, pipeline_for
+from .inference import inference_settings, pipeline_for, scores_for
 
 _HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 

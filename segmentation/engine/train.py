@@ -20,9 +20,10 @@ from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
+from ..label_space import load_label_space
 from . import distributed as D
-from .builder import build_model, load_label_space, model_kwargs_from_config, pick_device
-from .checkpoint import bank_of, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
+from .builder import build_for_head, model_kwargs_from_config, pick_device
+from .checkpoint import class_rows_and_centres, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
 from .config import TrainingConfig, apply_resume_overrides, base_defaults, check_config, merge
 from .init_from import init_from_checkpoint
 from .logger import RunLogger
@@ -163,7 +164,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     kwargs = model_kwargs_from_config(mcfg)
     # SyncBN needs CUDA; gloo/CPU process groups train with per-process BN statistics
     sync_bn = world > 1 and device == "cuda"
-    model = build_model(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
+    model = build_for_head(mcfg["preset"], head, class_names, space, dict(kwargs, sync_bn=sync_bn)).to(torch_device)
     optimizer = build_optimizer(model, ocfg)
     scheduler = PolyWarmup(optimizer, int(scfg["max_iters"]), int(scfg["warmup_iters"]),
                            float(scfg["warmup_ratio"]), float(scfg["power"]),
@@ -281,11 +282,11 @@ def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_n
     meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
     meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
     if meta["label_space"] is not None:
-        from prolab_cli.artifact import resolve_artifact_path
+        from ..label_space import resolve_artifact_path
 
         meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
     meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
-    bank = bank_of(space) if head == "property" else None
+    bank = class_rows_and_centres(space) if head == "property" else None
     return meta, bank
 
 

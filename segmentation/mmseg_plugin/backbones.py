@@ -13,23 +13,24 @@ from mmseg.registry import MODELS
 
 from prolab_cli.errors import ProlabError
 from segmentation.models import backbone as prolab_backbone
-from segmentation.models.presets import PRESETS, ModelConfig
+from segmentation.models.registry import MODELS as PROLAB_MODELS
+from segmentation.models.registry import ModelConfig
 
 _BACKBONE_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate", "conv_inplane",
                     "n_points", "deform_num_heads", "init_values", "cffn_ratio", "deform_ratio",
                     "interaction_indexes")
 
 
-def preset_kwargs(arch: str | None, kind: str) -> dict[str, Any]:
-    """The constructor arguments of prolab preset ``arch`` (e.g. ``vit-adapter-b``) for a
-    backbone of ``kind`` ("vit" or "beit"); {} without a preset."""
+def registered_kwargs(arch: str | None, kind: str) -> dict[str, Any]:
+    """The constructor arguments of registered prolab model ``arch`` (e.g. ``vit-adapter-b``;
+    :data:`segmentation.models.MODELS`) for a backbone of ``kind`` ("vit" or "beit"); {} without one."""
     if arch is None:
         return {}
-    cfg: ModelConfig | None = PRESETS.get(arch)
+    cfg: ModelConfig | None = PROLAB_MODELS.get(arch)
     if cfg is None:
-        raise ProlabError(f"backbone arch {arch!r} is not a prolab preset (known: {', '.join(PRESETS)})")
+        raise ProlabError(f"backbone arch {arch!r} is not a registered prolab model (known: {', '.join(PROLAB_MODELS)})")
     if cfg.backbone != kind:
-        raise ProlabError(f"backbone arch {arch!r} is a {cfg.backbone} preset, not a {kind} one")
+        raise ProlabError(f"backbone arch {arch!r} is a {cfg.backbone} model, not a {kind} one")
     out = {name: getattr(cfg, name) for name in _BACKBONE_FIELDS}
     out["pretrain_size" if kind == "vit" else "img_size"] = cfg.pretrain_size if kind == "vit" else cfg.img_size
     return out
@@ -53,14 +54,14 @@ class _PretrainedMixin:
 
 @MODELS.register_module(name="ViTAdapter")
 class MMSegViTAdapter(_PretrainedMixin, prolab_backbone.ViTAdapter):
-    """ViT-Adapter (T/S/B/L or any width): ``arch`` names a prolab preset (``vit-adapter-t``,
+    """ViT-Adapter (T/S/B/L or any width): ``arch`` names a registered prolab model (``vit-adapter-t``,
     ``-s``, ``-b``, ``-l``, ``-nano``); explicit keyword arguments override it."""
 
     def __init__(self, arch: str | None = "vit-adapter-b", pretrained: str | None = None,
                  init_cfg: Any = None, **kwargs: Any):
         if init_cfg is not None:
             raise ProlabError("ViTAdapter: use pretrained=<file> instead of init_cfg")
-        super().__init__(**{**preset_kwargs(arch, "vit"), **kwargs})
+        super().__init__(**{**registered_kwargs(arch, "vit"), **kwargs})
         self._set_pretrained(pretrained)
 
 
@@ -73,5 +74,5 @@ class MMSegBEiTAdapter(_PretrainedMixin, prolab_backbone.BEiTAdapter):
                  init_cfg: Any = None, **kwargs: Any):
         if init_cfg is not None:
             raise ProlabError("BEiTAdapter: use pretrained=<file> instead of init_cfg")
-        super().__init__(**{**preset_kwargs(arch, "beit"), **kwargs})
+        super().__init__(**{**registered_kwargs(arch, "beit"), **kwargs})
         self._set_pretrained(pretrained)

@@ -36,9 +36,9 @@ class ProLabFolderDataset(BaseSegDataset):
             root = kwargs.get("data_root") or ""
             names = read_class_file(Path(root) / classes_file)
         elif label_space is not None:
-            from prolab_cli.artifact import LabelSpace
+            from segmentation.label_space import load_label_space
 
-            names = list(LabelSpace.load(label_space).classes)
+            names = list(load_label_space(label_space).classes)
         if names is not None:
             kwargs["metainfo"] = {**(kwargs.get("metainfo") or {}), "classes": tuple(names)}
         if not (kwargs.get("metainfo") or {}).get("classes"):

@@ -24,11 +24,11 @@ from segmentation.models.property_head import PropertyBank
 from .losses import PropertyCosineLoss
 
 
-def load_bank(label_space: str, temperature: float, normalize_embedding: bool):
+def load_property_bank(label_space: str, temperature: float, normalize_embedding: bool):
     """(LabelSpace, PropertyBank) of a prolab artifact directory."""
-    from prolab_cli.artifact import LabelSpace
+    from segmentation.label_space import load_label_space
 
-    space = LabelSpace.load(label_space)
+    space = load_label_space(label_space)
     bank = PropertyBank(space.multi_hot, space.centres, temperature, normalize_embedding)
     return space, bank
 
@@ -42,7 +42,7 @@ class PropertyHeadMixin:
         """Load and check the artifact; the head's keyword arguments, the space and its bank."""
         if not label_space:
             raise ProlabError(f"{cls_name}: label_space=<prolab artifact directory> is required")
-        space, bank = load_bank(label_space, temperature, normalize_embedding)
+        space, bank = load_property_bank(label_space, temperature, normalize_embedding)
         where = f"{cls_name} (label_space={label_space})"
         if num_properties is not None and int(num_properties) != space.num_properties:
             raise ProlabError(f"{where}: the config says num_properties={num_properties} but the "

@@ -1,12 +1,12 @@
 """ViT-Adapter / BEiT-Adapter + UperNet segmentation models with a one-hot or ProLab property head.
 
-    from segmentation.models import build_segmentor, PRESETS
-    model = build_segmentor("vit-adapter-nano", num_classes=5)
+    from segmentation.models import MODELS, build_model
+    model = build_model("vit-adapter-nano", num_classes=5)
 """
 
-from .presets import PRESETS, ModelConfig, build_backbone, build_segmentor, resolve_config
 from .property_head import PropertyBank
+from .registry import MODELS, ModelConfig, build_backbone, build_model, model_config, parameter_count
 from .segmentor import Segmentor
 
-__all__ = ["PRESETS", "ModelConfig", "PropertyBank", "Segmentor", "build_backbone",
-           "build_segmentor", "resolve_config"]
+__all__ = ["MODELS", "ModelConfig", "PropertyBank", "Segmentor", "build_backbone", "build_model", "model_config",
+           "parameter_count"]

@@ -1,8 +1,8 @@
 """Multi-scale deformable attention in plain PyTorch (``grid_sample``): always available.
 
-Semantics (DESIGN.md section 2): value [N,S,M,D] with the L levels flattened, spatial_shapes
-[L,2] as (H,W), level_start_index [L], sampling_locations [N,Q,M,L,P,2] as (x,y) in [0,1],
-attention_weights [N,Q,M,L,P] -> output [N,Q,M*D]. Bilinear sampling, zero padding,
+Semantics (those of Deformable DETR's MSDeformAttn CUDA op, which ViT-Adapter uses): value [N,S,M,D]
+with the L levels flattened, spatial_shapes [L,2] as (H,W), level_start_index [L],
+sampling_locations [N,Q,M,L,P,2] as (x,y) in [0,1], attention_weights [N,Q,M,L,P] -> output [N,Q,M*D]. Bilinear sampling, zero padding,
 align_corners=False, i.e. exactly ``grid_sample`` on ``2*loc-1``.
 """
 

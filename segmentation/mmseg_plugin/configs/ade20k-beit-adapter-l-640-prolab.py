@@ -1,5 +1,5 @@
 # ADE20K-150, BEiT-Adapter-L + UperNet, ProLab property head (paper: 58.2 mIoU).
-# Row 'ade20k-beit-adapter-l-640-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
+# Row 'ade20k-beit-adapter-l-640-prolab' of segmentation/zoo.py; settings as in the released config:
 # K=256, T=0.01, e normalised: True, crop 640, scale (2048, 640), slide stride 426, lr 2e-05,
 # wd 0.05, layer decay 0.9 over 24 layers, 2 images/GPU x 8 GPUs, 160k iterations.
 _base_ = ['./_base_/prolab_runtime.py']

@@ -1,5 +1,5 @@
 # ADE20K-150, BEiTv2-Adapter-L + UperNet, ProLab property head (paper: 58.7 mIoU).
-# Row 'ade20k-beitv2-adapter-l-896-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
+# Row 'ade20k-beitv2-adapter-l-896-prolab' of segmentation/zoo.py; settings as in the released config:
 # K=256, T=0.04, e normalised: False, crop 896, scale (3584, 896), slide stride 512, lr 4e-05,
 # wd 0.05, layer decay 0.9 over 24 layers, 2 images/GPU x 8 GPUs, 80k iterations.
 _base_ = ['./_base_/prolab_runtime.py']

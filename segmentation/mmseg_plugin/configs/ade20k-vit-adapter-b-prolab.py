@@ -1,5 +1,5 @@
 # ADE20K-150, ViT-Adapter-B + UperNet, ProLab property head (paper: 49.0 mIoU).
-# Row 'ade20k-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
+# Row 'ade20k-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config:
 # K=256, T=0.04, e normalised: False, crop 512, scale (2048, 512), slide stride 341, lr 6e-05,
 # wd 0.01, layer decay 0.95 over 12 layers, 2 images/GPU x 8 GPUs, 160k iterations.
 _base_ = ['./_base_/prolab_runtime.py']

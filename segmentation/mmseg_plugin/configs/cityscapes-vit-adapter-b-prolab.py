@@ -1,5 +1,5 @@
 # Cityscapes, ViT-Adapter-B + UperNet, ProLab property head (paper: 81.4 mIoU).
-# Row 'cityscapes-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
+# Row 'cityscapes-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config:
 # K=32, T=0.04, e normalised: False, crop 768, scale (2048, 1024), slide stride 512, lr 6e-05,
 # wd 0.01, layer decay 0.95 over 12 layers, 1 images/GPU x 8 GPUs, 160k iterations.
 _base_ = ['./_base_/prolab_runtime.py']

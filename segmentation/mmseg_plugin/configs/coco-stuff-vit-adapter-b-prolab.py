@@ -1,5 +1,5 @@
 # COCO-Stuff-164k, ViT-Adapter-B + UperNet, ProLab property head (paper: 45.4 mIoU).
-# Row 'coco-stuff-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config (DESIGN.md section 2b):
+# Row 'coco-stuff-vit-adapter-b-prolab' of segmentation/zoo.py; settings as in the released config:
 # K=256, T=0.01, e normalised: True, crop 512, scale (2048, 512), slide stride 341, lr 6e-05,
 # wd 0.01, layer decay 0.95 over 12 layers, 2 images/GPU x 8 GPUs, 160k iterations.
 _base_ = ['./_base_/prolab_runtime.py']

@@ -12,8 +12,13 @@ import torch
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
 
-from .checkpoint_io import extract_state_dict, read_checkpoint
-from .presets import PRESETS, ModelConfig, build_segmentor
+from ..label_space import label_space_from_bank, load_label_space, read_released_bank
+from ..models.checkpoint_io import extract_state_dict, read_checkpoint
+from ..models.registry import MODELS, ModelConfig, build_model, model_config
+from .builder import model_kwargs_from_config
+from .checkpoint import class_rows_and_centres, make_meta, save_checkpoint
+from .config import load_config
+from .row_match import match_row, row_architecture, state_shapes
 
 _MMSEG_META_KEYS = ("CLASSES", "mmcv_version", "mmseg_version", "iter", "epoch", "time")
 
@@ -87,10 +92,6 @@ def _mmseg1_globals() -> list:
             (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
 
 
-def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
-    return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("relative_position_index")}
-
-
 def _fit_beit_window(cfg: ModelConfig, sd: dict[str, torch.Tensor], patch_size: int = 16) -> ModelConfig:
     """A BEiT ``cfg`` with the input size whose window gives the state dict's relative-position
     table ((2w-1)^2 + 3 rows); other configs, or a state dict without the table, unchanged."""
@@ -112,15 +113,15 @@ def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tupl
     relative position table)."""
     is_beit = "backbone.blocks.0.attn.relative_position_bias_table" in sd
     out = _head_channels(sd, where)
-    want = _shapes(sd)
-    for name, cfg in PRESETS.items():
+    want = state_shapes(sd)
+    for name, cfg in MODELS.items():
         if is_beit != (cfg.backbone == "beit"):
             continue
         cfg = _fit_beit_window(cfg, sd)
-        model = build_segmentor(cfg, num_classes=out, device="meta")
-        if _shapes(model.state_dict()) == want:
+        model = build_model(cfg, num_classes=out, device="meta")
+        if state_shapes(model.state_dict()) == want:
             return name, cfg
-    raise ProlabError(f"{where}: keys/shapes match no preset ({', '.join(PRESETS)}); give --preset")
+    raise ProlabError(f"{where}: keys/shapes match no registered model ({', '.join(MODELS)}); give --preset")
 
 
 def _bank_entries(raw: dict) -> dict[str, tuple[int, int]]:
@@ -204,11 +205,6 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     head needs an explicit ``temperature``. Missing keys are an error unless ``allow_missing``;
     unexpected keys are reported and dropped. ``trust_pickle`` allows unpickling arbitrary objects.
     """
-    from segmentation.engine.builder import model_kwargs_from_config
-    from segmentation.engine.checkpoint import bank_of, make_meta, save_checkpoint
-
-    from .row_match import match_row, row_architecture
-
     where = str(src)
     if label_space is not None and bank is not None:
         raise ProlabError("give --label-space or --bank, not both")
@@ -222,13 +218,9 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
 
     space = raw_bank = None
     if label_space is not None:
-        from prolab_cli.artifact import LabelSpace
-
-        space = LabelSpace.load(label_space)
+        space = load_label_space(label_space)
     elif bank is not None:
-        from prolab_cli.interop import load_bank
-
-        raw_bank = load_bank(bank, trust_pickle)
+        raw_bank = read_released_bank(bank, trust_pickle)
     entries = _bank_entries(raw_bank) if raw_bank is not None else None
     match = match_row(sd, where, row, space, mmseg_meta, entries, bank_key)
 
@@ -238,15 +230,12 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         preset_name, cfg = row_architecture(the_row.id)
         if preset is not None and preset != preset_name:
             raise ProlabError(f"--preset {preset} contradicts row {the_row.id} (model {preset_name})")
-        from segmentation.engine.config import load_config
-
         config = load_config(the_row.id)
         if raw_bank is not None:
             from prolab_cli.classes import load_classes
-            from prolab_cli.interop import bank_to_label_space
 
             key = bank_key or _row_bank_key(the_row, entries, str(bank))
-            space = bank_to_label_space(raw_bank, the_row.label_space, key=key,
+            space = label_space_from_bank(raw_bank, the_row.label_space, key=key,
                                         classes=classes or load_classes(the_row.dataset), source=str(bank))
         if space is None:
             raise ProlabError(f"row {the_row.id} is a ProLab model: give --bank embeddings/{the_row.bank_file} "
@@ -263,14 +252,9 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         elif isinstance(preset, ModelConfig):
             preset_name, cfg = None, preset
         else:
-            preset_name, cfg = preset, PRESETS.get(preset)
-            if cfg is None:
-                raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
-            cfg = _fit_beit_window(cfg, sd)
+            preset_name, cfg = preset, _fit_beit_window(model_config(preset), sd)
         if raw_bank is not None:
-            from prolab_cli.interop import bank_to_label_space
-
-            space = bank_to_label_space(raw_bank, Path(bank).stem, key=bank_key, classes=classes, source=str(bank))
+            space = label_space_from_bank(raw_bank, Path(bank).stem, key=bank_key, classes=classes, source=str(bank))
         kwargs = {}
         if space is not None:
             recorded = head_settings_from_mmseg_cfg(mmseg_meta.get("cfg"))
@@ -289,7 +273,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             raise ProlabError(f"{where}: decode_head.conv_seg emits {out_channels} channels but label "
                               f"space {space.name!r} has D={space.dim}")
         head, names = "property", list(space.classes)
-        model = build_segmentor(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
+        model = build_model(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
     else:
         head = "onehot"
         mmseg1_classes = (mmseg_meta.get("dataset_meta") or {}).get("classes")  # MMSeg 1.x
@@ -299,7 +283,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         if len(names) != out_channels:
             raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs "
                               "(a ProLab embedding head? give --label-space or --bank)")
-        model = build_segmentor(cfg, num_classes=out_channels)
+        model = build_model(cfg, num_classes=out_channels)
 
     bar.update(1)
     own = model.state_dict()
@@ -328,7 +312,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         meta["property_names"] = list(space.property_names)
     payload: dict[str, Any] = {"state_dict": model.state_dict(), "meta": meta}
     if space is not None:
-        payload["bank"] = bank_of(space)
+        payload["bank"] = class_rows_and_centres(space)
     if config is not None:
         payload["config"] = config
     path = save_checkpoint(dst, payload)

@@ -132,7 +132,7 @@ def score_model(method: str, model, model_classes: list[str] | None, ckpt: dict,
                 split: str = "val") -> dict:
     """Seen / held-out metrics of ``model`` on ``split`` over all classes of ``world``."""
     from segmentation.data.datasets import SegDataset
-    from segmentation.engine.evaluate import inference_settings, pipeline_for, scores_for
+    from segmentation.engine.inference import inference_settings, pipeline_for, scores_for
 
     classes = world.classes
     order = list(range(len(classes))) if model_classes is None else [model_classes.index(c) for c in classes]

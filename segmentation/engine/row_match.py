@@ -12,7 +12,8 @@ import torch
 
 from prolab_cli.errors import ProlabError
 
-from .presets import build_segmentor, resolve_config
+from ..models.registry import build_model, model_config
+from .config import load_config
 
 #: words in a config name / dataset type / data root -> dataset
 _DATASET_WORDS = (
@@ -33,22 +34,21 @@ class RowMatch:
     inferred: bool = True       # False: named with --row (and checked)
 
 
-def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
+def state_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
+    """{key: shape} of a state dict, without the BEiT relative_position_index buffers (rebuilt from the model)."""
     return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("relative_position_index")}
 
 
 def row_architecture(row_id: str) -> tuple[str, Any]:
-    """(model preset name, ModelConfig) of a row's training preset."""
-    from segmentation.engine.config import load_config
-
+    """(registered model name, ModelConfig) of a row's training preset."""
     model = load_config(row_id)["model"]
-    return model["preset"], resolve_config(model["preset"], img_size=model.get("img_size"))
+    return model["preset"], model_config(model["preset"], img_size=model.get("img_size"))
 
 
 @lru_cache(maxsize=8)
 def _arch_shapes(cfg: Any, out_channels: int) -> tuple:
-    model = build_segmentor(cfg, num_classes=out_channels, device="meta")
-    return tuple(sorted(_shapes(model.state_dict()).items()))
+    model = build_model(cfg, num_classes=out_channels, device="meta")
+    return tuple(sorted(state_shapes(model.state_dict()).items()))
 
 
 def fits_keys(row: Any, sd: dict[str, torch.Tensor]) -> bool:
@@ -59,7 +59,7 @@ def fits_keys(row: Any, sd: dict[str, torch.Tensor]) -> bool:
     if head is None or patch is None or tuple(head.shape[:2]) != (row.embed_dim, cfg.decode_channels) \
             or patch.shape[0] != cfg.embed_dim:
         return False  # decided without building the model
-    return tuple(sorted(_shapes(sd).items())) == _arch_shapes(cfg, row.embed_dim)
+    return tuple(sorted(state_shapes(sd).items())) == _arch_shapes(cfg, row.embed_dim)
 
 
 def dataset_hints(meta: dict) -> set[str]:
@@ -145,6 +145,6 @@ def match_row(sd: dict[str, torch.Tensor], where: str, row_id: str | None = None
 
 
 def describe_rows_model(row: Any) -> str:
-    """``preset at img_size, D outputs`` of a row, for messages."""
-    preset, cfg = row_architecture(row.id)
-    return f"{preset}, img_size {cfg.img_size}, heads emitting {row.embed_dim} channels"
+    """``model at img_size, D outputs`` of a row, for messages."""
+    model, cfg = row_architecture(row.id)
+    return f"{model}, img_size {cfg.img_size}, heads emitting {row.embed_dim} channels"

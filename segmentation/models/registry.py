@@ -1,9 +1,16 @@
-"""Named model presets (the published ViT-Adapter / BEiT-Adapter + UperNet hyper-parameters) and
-``build_segmentor``."""
+"""The one registry of named segmentation models (the published ViT-Adapter / BEiT-Adapter + UperNet
+hyper-parameters) and :func:`build_model`, the one way train, eval, predict, convert, the MMSeg plugin,
+the benchmarks and the tests build a segmentor. ``prolab models`` lists the registry.
+
+Every registered model has the state-dict key layout of the mmseg 0.x ViT-Adapter / ProLab releases
+(``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``), so one ``state_dict`` format serves prolab
+checkpoints and converted releases alike.
+"""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+import difflib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -68,7 +75,8 @@ class ModelConfig:
         return cls(**d)
 
 
-PRESETS: dict[str, ModelConfig] = {
+#: registered model name -> its architecture
+MODELS: dict[str, ModelConfig] = {
     # tiny model for tests and CPU demos (64x64..128x128 inputs)
     "vit-adapter-nano": ModelConfig(embed_dim=96, depth=4, num_heads=3, drop_path_rate=0.0,
                                     conv_inplane=16, deform_num_heads=3, deform_ratio=1.0,
@@ -93,15 +101,45 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def resolve_config(preset: str | ModelConfig, **overrides: Any) -> ModelConfig:
-    """A preset name or a config, with the non-None ``overrides`` applied."""
-    if isinstance(preset, ModelConfig):
-        cfg = preset
-    elif preset in PRESETS:
-        cfg = PRESETS[preset]
+#: the checkpoint key layouts each registered model loads: "prolab" (`prolab train` / `prolab convert`
+#: output) and, for the sizes ViT-Adapter / ProLab released, "mmseg 0.x release" (read by `prolab convert`;
+#: tests/test_model.py checks the released key lists of vit-adapter-t, vit-adapter-b and beit-adapter-l)
+CHECKPOINT_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "vit-adapter-nano": ("prolab",),
+    "vit-adapter-t": ("prolab", "mmseg 0.x release"),
+    "vit-adapter-s": ("prolab", "mmseg 0.x release"),
+    "vit-adapter-b": ("prolab", "mmseg 0.x release"),
+    "vit-adapter-l": ("prolab", "mmseg 0.x release"),
+    "beit-adapter-l": ("prolab", "mmseg 0.x release"),
+    "beitv2-adapter-l": ("prolab", "mmseg 0.x release"),
+}
+
+
+def model_config(name: str | ModelConfig, **overrides: Any) -> ModelConfig:
+    """The architecture of registered model ``name`` (or a config itself), with the non-None
+    ``overrides`` (ModelConfig fields) applied; an unknown name or field is a one-line error."""
+    if isinstance(name, ModelConfig):
+        cfg = name
+    elif name in MODELS:
+        cfg = MODELS[name]
     else:
-        raise ProlabError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
+        raise ProlabError(f"unknown model {name!r}{_nearest(str(name), MODELS)} (known: {', '.join(MODELS)})")
+    known = {f.name for f in fields(ModelConfig)}
+    for key in overrides:
+        if key not in known:
+            raise ProlabError(f"model override {key!r} is not a model setting{_nearest(key, known)}")
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _nearest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parameter_count(name: str | ModelConfig, num_classes: int = 150) -> int:
+    """Parameters of model ``name`` with a ``num_classes`` one-hot head, counted on the meta device
+    (no memory is allocated, so even the large models count in a moment)."""
+    return sum(p.numel() for p in build_model(name, num_classes=num_classes, device="meta").parameters())
 
 
 def build_backbone(cfg: ModelConfig, with_cp: bool = False, sync_bn: bool | None = None):
@@ -119,31 +157,30 @@ def build_backbone(cfg: ModelConfig, with_cp: bool = False, sync_bn: bool | None
     raise ProlabError(f"model config: unknown backbone {cfg.backbone!r} (use 'vit' or 'beit')")
 
 
-def build_segmentor(preset: str | ModelConfig = "vit-adapter-b", num_classes: int | None = None,
-                    class_rows: Any = None, centres: Any = None, temperature: float = 0.04,
-                    normalize_embedding: bool = False, loss: str = "cosine",
-                    aux_weight: float = 0.4, img_size: int | None = None,
-                    drop_path_rate: float | None = None, with_cp: bool = False,
-                    pretrained: str | None = None, sync_bn: bool | None = None,
-                    device: str | torch.device | None = None) -> Segmentor:
-    """Build ViT-Adapter + UperNet + FCN auxiliary head.
+def build_model(name: str | ModelConfig = "vit-adapter-b", *, num_classes: int | None = None,
+                class_rows: Any = None, centres: Any = None, temperature: float = 0.04,
+                normalize_embedding: bool = False, loss: str = "cosine", aux_weight: float = 0.4,
+                with_cp: bool = False, pretrained: str | None = None, sync_bn: bool | None = None,
+                device: str | torch.device | None = None, **overrides: Any) -> Segmentor:
+    """Build registered model ``name`` (or a :class:`ModelConfig`): ViT-Adapter + UperNet + FCN auxiliary head.
 
     One-hot head: give ``num_classes``. Property head: give ``class_rows`` [C,K] and ``centres``
-    [K,D] (the heads then emit D-dim embeddings). ``img_size`` / ``drop_path_rate`` override the
-    preset. ``pretrained`` is a local DeiT/BEiT ``.pth`` or timm ``.safetensors`` for the plain
-    backbone. ``device="meta"`` builds without allocating memory (for key/shape checks).
+    [K,D] (the heads then emit D-dim embeddings). ``overrides`` are ModelConfig fields (``img_size``,
+    ``drop_path_rate``, ...; None leaves the registered value). ``pretrained`` is a local DeiT/BEiT
+    ``.pth`` or timm ``.safetensors`` for the plain backbone. ``device="meta"`` builds without
+    allocating memory (for key/shape checks).
     """
-    cfg = resolve_config(preset, img_size=img_size, drop_path_rate=drop_path_rate)
+    cfg = model_config(name, **overrides)
     with torch.device(device) if device is not None else nullcontext():
-        bank = None
+        property_bank = None
         if class_rows is not None or centres is not None:
             if class_rows is None or centres is None:
                 raise ProlabError("the property head needs both class_rows and centres")
             rows, cents = as_float_tensor(class_rows, "class_rows"), as_float_tensor(centres, "centres")
             if num_classes is not None and num_classes != rows.shape[0]:
                 raise ProlabError(f"num_classes={num_classes} but class_rows has {rows.shape[0]} rows")
-            bank = PropertyBank(rows, cents, temperature, normalize_embedding)
-            out_channels = bank.dim
+            property_bank = PropertyBank(rows, cents, temperature, normalize_embedding)
+            out_channels = property_bank.dim
         elif num_classes is None or num_classes < 1:
             raise ProlabError("give num_classes (one-hot head) or class_rows and centres (property head)")
         else:
@@ -154,7 +191,7 @@ def build_segmentor(preset: str | ModelConfig = "vit-adapter-b", num_classes: in
                           cfg.dropout_ratio, sync_bn)
         aux = FCNHead(width, cfg.aux_channels, out_channels, cfg.aux_in_index,
                       dropout_ratio=cfg.dropout_ratio, sync_bn=sync_bn)
-        model = Segmentor(backbone, decode, aux, bank, aux_weight, loss, cfg)
+        model = Segmentor(backbone, decode, aux, property_bank, aux_weight, loss, cfg)
     if pretrained is not None:
         from .pretrained import load_pretrained
 
