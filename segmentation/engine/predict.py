@@ -80,7 +80,8 @@ def predict(
     """Predict every image; returns one summary dict per image (also written as ``<stem>.json``).
 
     A ``label_space`` whose class list differs from the checkpoint's (the model's dataset) is
-    refused unless ``map_classes_by_name``: the label ids then number the label space's classes."""
+    refused unless it extends it (the trained classes first, as ``prolab extend`` writes) or
+    ``map_classes_by_name``: the label ids then number the label space's classes."""
     if not images:
         raise ProlabError("give at least one image")
     stems: dict[str, Path] = {}
@@ -92,8 +93,11 @@ def predict(
     ckpt = load_checkpoint(checkpoint)
     space = load_label_space(label_space)
     model, model_classes, info = model_from_checkpoint(ckpt, space)
-    diff = class_list_difference(model_classes, ckpt["meta"]["classes"])
-    if diff and not map_classes_by_name:
+    trained = list(ckpt["meta"]["classes"])
+    # an extension (`prolab extend`) keeps the trained classes first: their label ids do not change
+    extends = class_list_difference(model_classes[:len(trained)], trained) is None
+    diff = class_list_difference(model_classes, trained)
+    if diff and not extends and not map_classes_by_name:
         raise ProlabError(
             f"label space {space.name!r}: its class list differs from the classes of {ckpt['path']} at {diff}; "
             "pass --map-classes-by-name to label with its classes (label ids then number its class list)"
