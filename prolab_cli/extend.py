@@ -220,7 +220,7 @@ def run_extend(
     """The ``prolab extend`` stage: keep a subset (``keep``), then add ``descriptions_path``'s
     classes; save the new version next to the parent (or in ``out_dir``)."""
     from .artifact import resolve_artifact_path
-    from .interop import read_descriptions
+    from .descriptor_files import read_descriptions
 
     if descriptions_path is None and keep is None:
         raise ProlabError("give --descriptions (classes to add) and/or --keep (classes to keep)")
