@@ -67,6 +67,7 @@ class TestSection:
     stride: Pair[int]
     scale: Pair[int]
     size_divisor: int | None
+    pad_short_side: int | None
     flip: bool
 
 
