@@ -116,8 +116,9 @@ def test_data_check_on_both_layouts(tmp_path):
 
 
 def test_eval_extended_model_over_ade20k_847(tmp_path):
-    """A model trained on five classes, extended to two more, evaluated over an 847-class set whose
-    classes sit at ids above 255 (one at 255 itself), with 65535 pixels and a class the model lacks."""
+    """A model trained on five classes, extended to two held-out ones and 254 more (so that its label maps
+    are wide too), evaluated over an 847-class set whose classes sit at ids above 255 (one at 255
+    itself), with 65535 pixels and a class the model lacks."""
     import torch
 
     from prolab_cli.build import build_label_space
@@ -140,7 +141,8 @@ def test_eval_extended_model_over_ade20k_847(tmp_path):
     seen = {c: descriptions[c] for c in info["seen"]}
     emb = embed_descriptions(seen, EmbedOptions("minilm"), progress=False)
     seen_path = build_label_space(emb, cluster_embeddings(emb, 8), "toy-seen", allow_collisions=True).save(tmp_path)
-    (tmp_path / "held.json").write_text(json.dumps({c: descriptions[c] for c in info["heldout"]}))
+    fillers = {f"test class {i:03d}": [f"a made-up object number {i}"] for i in range(10, 265) if i != 255}
+    (tmp_path / "held.json").write_text(json.dumps({c: descriptions[c] for c in info["heldout"]} | fillers))
     _, extended, _ = run_extend(seen_path, tmp_path / "held.json", name="toy-ext", out_dir=tmp_path)
     cfg = apply_overrides(load_config("synth-vit-adapter-nano"),
                           ["schedule.max_iters=2", "train.ckpt_interval=100000", "model.img_size=32",
@@ -178,18 +180,20 @@ def test_eval_extended_model_over_ade20k_847(tmp_path):
     space = load_label_space(extended)
     ckpt = load_checkpoint(run["checkpoint"])
     model, model_classes, _ = model_from_checkpoint(ckpt, space)
-    assert set(model_classes) == set(synth_classes) and len(model_classes) == 7
+    n = len(model_classes)
+    assert set(model_classes) == set(synth_classes) | set(fillers) and n == 7 + 254
     settings = inference_settings(ckpt.get("config"), {})
-    by_id = {i: model_classes.index(name) for name, i in ids.items() if name in model_classes}
-    inter, pred_area, label_area = np.zeros(7), np.zeros(7), np.zeros(7)
+    names = class_file.read_text().splitlines()
+    by_id = {i: model_classes.index(name) for i, name in enumerate(names) if name in model_classes}
+    inter, pred_area, label_area = np.zeros(n), np.zeros(n), np.zeros(n)
     with torch.no_grad():
         for stem, raw in truth.items():
             img = pipeline_for(settings)(read_image(root / "images_detectron2/validation" / f"{stem}.jpg"),
                                          raw)["img"].unsqueeze(0)
-            pred = scores_for(settings, model.encode_decode, img, 7, raw.shape).argmax(1)[0].numpy()
+            pred = scores_for(settings, model.encode_decode, img, n, raw.shape).argmax(1)[0].numpy()
             valid = (raw != IGNORE) & (raw != ids["stranger"])
             gt = np.vectorize(lambda v: by_id.get(int(v), -1))(raw)
-            for c in range(7):
+            for c in range(n):
                 inter[c] += ((pred == c) & (gt == c) & valid).sum()
                 pred_area[c] += ((pred == c) & valid).sum()
                 label_area[c] += ((gt == c) & valid).sum()
