@@ -127,10 +127,11 @@ def test_eval_and_predict_accept_the_extended_space(tmp_path):
     cfg = apply_overrides(load_config("synth-vit-adapter-nano"),
                           ["schedule.max_iters=2", "train.ckpt_interval=100000", "model.img_size=32",
                            "data.crop_size=[32,32]", "data.scale=[64,32]", "data.batch_size=2"])
-    run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen_path, progress=False)
+    run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen_path, progress=False,
+                map_classes_by_name=True)
     res = evaluate(run["checkpoint"], data, label_space=extended, progress=False)
     assert res["swapped_class_rows"] and {r["class"] for r in res["per_class"]} >= set(info["heldout"])
     out = CliRunner().invoke(main, ["predict", "--checkpoint", run["checkpoint"], "--label-space", str(extended),
                                     str(next((data / "images" / "validation").iterdir())),
-                                    "--out", str(tmp_path / "pred")])
+                                    "--out", str(tmp_path / "pred"), "--map-classes-by-name"])
     assert out.exit_code == 0, out.output

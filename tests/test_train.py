@@ -211,7 +211,7 @@ def test_label_space_with_foreign_classes_is_refused(synth, tmp_path):
     path = space.save(tmp_path)
     cfg = _config(**{"schedule.max_iters": 1})
     with pytest.raises(ProlabError, match=r"label space 'zoo': its class list differs from the ade20k dataset at .* "
-                                          r"\(9 classes\) at index 1: 'zebra' vs 'yellow dotted disc'"):
+                                          r"\(9 classes\) at index 1: 'zebra' vs '[a-z ]+'"):
         train(cfg, synth["data"], work_dir=tmp_path / "zoo-run", label_space=path, progress=False)
     with pytest.raises(ProlabError, match=r"label space 'zoo': classes \['zebra'\] are not classes of the ade20k dataset"):
         train(cfg, synth["data"], work_dir=tmp_path / "zoo-run", label_space=path, progress=False, map_classes_by_name=True)
