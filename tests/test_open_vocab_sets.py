@@ -210,3 +210,32 @@ def test_eval_extended_model_over_ade20k_847(tmp_path):
     assert res["mIoU"] == pytest.approx(np.nanmean(iou))
     assert res["aAcc"] == pytest.approx(100 * inter.sum() / label_area.sum())
     assert label_area[[model_classes.index(c) for c in info["heldout"]]].sum() > 0  # held-out classes are scored
+
+
+def test_wide_labels_through_training_transforms_and_losses():
+    """Above 255 classes the crop pads with 65535 and the losses ignore 65535, not class 255."""
+    import torch
+    from torch.nn import functional as F
+
+    from segmentation.data.transforms import TrainPipeline
+    from segmentation.models.property_head import PropertyBank, cross_entropy_loss
+
+    label = np.full((8, 8), 300, np.int32)
+    label[:, :2] = 255
+    label[0] = IGNORE
+    out = TrainPipeline(scale=(8, 8), ratio_range=(1.0, 1.0), crop_size=(12, 12), flip_prob=0.0,
+                        photometric=False)(np.zeros((8, 8, 3), np.uint8), label, np.random.default_rng(0))
+    y = out["label"]
+    assert set(torch.unique(y).tolist()) == {255, 300, IGNORE} and (y[8:] == IGNORE).all() and (y[:, 8:] == IGNORE).all()
+
+    logits = torch.randn(1, 301, 12, 12, generator=torch.Generator().manual_seed(0))
+    valid = y != IGNORE
+    want = F.cross_entropy(logits.permute(0, 2, 3, 1)[valid.unsqueeze(0)], y[valid])
+    assert float(cross_entropy_loss(logits, y.unsqueeze(0))) == pytest.approx(float(want), rel=1e-5)
+
+    rows = torch.eye(301)
+    bank = PropertyBank(rows, torch.randn(301, 8, generator=torch.Generator().manual_seed(1)))
+    only_ignored = torch.full((1, 4, 4), IGNORE)
+    assert float(bank.loss(torch.randn(1, 8, 4, 4), only_ignored)) == 0.0
+    with pytest.raises(ProlabError, match=r"label ids must be in \[0, 301\) or 65535"):
+        bank.loss(torch.randn(1, 8, 4, 4), torch.full((1, 4, 4), 400))
