@@ -226,7 +226,8 @@ def test_wide_labels_through_training_transforms_and_losses():
     out = TrainPipeline(scale=(8, 8), ratio_range=(1.0, 1.0), crop_size=(12, 12), flip_prob=0.0,
                         photometric=False)(np.zeros((8, 8, 3), np.uint8), label, np.random.default_rng(0))
     y = out["label"]
-    assert set(torch.unique(y).tolist()) == {255, 300, IGNORE} and (y[8:] == IGNORE).all() and (y[:, 8:] == IGNORE).all()
+    assert set(torch.unique(y).tolist()) == {255, 300, IGNORE}
+    assert (y[8:] == IGNORE).all() and (y[:, 8:] == IGNORE).all()
 
     logits = torch.randn(1, 301, 12, 12, generator=torch.Generator().manual_seed(0))
     valid = y != IGNORE

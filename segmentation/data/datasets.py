@@ -22,8 +22,8 @@ from prolab_cli.progress import track
 from ..labels import IGNORE_INDEX, ignore_index_for, label_dtype_for
 from .layouts import SPLITS, Layout, get_layout
 
-__all__ = ["IGNORE_INDEX", "Sample", "SegDataset", "class_lookup", "find_samples", "index_seed", "read_image", "read_mask",
-           "reduce_zero_label", "resolve_classes"]
+__all__ = ["IGNORE_INDEX", "Sample", "SegDataset", "class_lookup", "find_samples", "index_seed", "read_image",
+           "read_mask", "reduce_zero_label", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ def resolve_classes(layout: Layout, root: Path, classes: str | Path | None = Non
     a ``class_count`` (the open-vocabulary sets) takes only ``classes``, of exactly that length."""
     if layout.class_count is not None:
         if classes is None:
-            raise ProlabError(f"the {layout.name} layout needs its {layout.class_count}-class list: give --classes FILE "
-                              "(one name per line, in train-id order; no list is built in)")
+            raise ProlabError(f"the {layout.name} layout needs its {layout.class_count}-class list: "
+                              "give --classes FILE (one name per line, in train-id order; no list is built in)")
         names = load_classes(Path(classes) if Path(str(classes)).exists() else str(classes))
         if len(names) != layout.class_count:
             raise ProlabError(f"{classes}: {len(names)} classes, but the {layout.name} layout has {layout.class_count}")
@@ -168,7 +168,8 @@ def class_lookup(dataset_classes: Sequence[str], target_classes: Sequence[str],
     lacks, and ``raw_ignore``, become the target's ignore id (255, or 65535 above 255 classes)."""
     rec = reconcile_class_names(list(target_classes), list(dataset_classes), source="target classes", partial=True)
     if len(dataset_classes) > raw_ignore:
-        raise ProlabError(f"{len(dataset_classes)} dataset classes do not fit labels whose ignore value is {raw_ignore}")
+        raise ProlabError(f"{len(dataset_classes)} dataset classes do not fit labels whose ignore value is "
+                          f"{raw_ignore}")
     lut = np.full(raw_ignore + 1, ignore_index_for(len(target_classes)), dtype=label_dtype_for(len(target_classes)))
     for i, j in enumerate(rec.mapping):
         if j is not None:

@@ -2,8 +2,8 @@
 
 Train: random resize (ratio 0.5-2.0 of ``scale``, aspect kept) -> random crop with
 ``cat_max_ratio`` -> horizontal flip -> photometric distortion -> normalise -> pad (image 0,
-label 255, or 65535 for the int32 labels of more than 255 classes). Test: resize to ``scale`` (aspect kept) -> resize up to multiples of ``size_divisor``
-(mmseg's ResizeToMultiple) -> normalise -> for the BEiTv2 row pad to a short side of
+label 255, or 65535 for the int32 labels of more than 255 classes). Test: resize to ``scale``
+(aspect kept) -> resize up to multiples of ``size_divisor`` (mmseg's ResizeToMultiple) -> normalise -> for the BEiTv2 row pad to a short side of
 ``pad_short_side`` (ViT-Adapter's PadShortSide, applied at inference: :func:`pad_short_side`); the
 label stays at its original size, as MMSegmentation evaluates at the original resolution.
 Resizing is mmcv's: its rescale rule and cv2's bilinear (images) / nearest (labels) results, which
