@@ -68,7 +68,7 @@ def test_pascal_context_split_file(tmp_path):
     assert ds.load(ds.samples[0])[1].max() == 58
 
 
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("layout", sorted(name for name, lay in LAYOUTS.items() if lay.class_count is None))
 def test_synth_writes_every_layout_and_loader_reads_it(tmp_path, layout):
     root = write_synth(tmp_path / layout, layout=layout, num_train=3, num_val=2, size=32, num_seen=4, num_heldout=2)
     classes = (root / "classes.txt").read_text().split("\n")[:-1]

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("label space: interop and inspection", ("prolab_cli.interop", "prolab_cli.inspection")),
     ("label space: whole-pipeline stages", ("prolab_cli.properties", "prolab_cli.extend", "prolab_cli.naming",
                                               "prolab_cli.pipeline")),
-    ("segmentation base", ("segmentation", "segmentation.label_space", "segmentation.zoo", "segmentation.ops",
+    ("segmentation base", ("segmentation", "segmentation.label_space", "segmentation.labels", "segmentation.zoo", "segmentation.ops",
                            "segmentation.ops.*")),
     ("segmentation models", ("segmentation.models", "segmentation.models.*")),
     ("segmentation data", ("segmentation.data", "segmentation.data.*")),

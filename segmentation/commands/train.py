@@ -14,7 +14,7 @@ from prolab_cli.errors import ProlabError
 from prolab_cli.commands.options import quiet_option
 from prolab_cli.progress import is_quiet
 
-_DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k or generic"
+_DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k, generic, or (evaluation only) ade20k-847, pascal-context-459"
 
 
 def _pair(value: str | None) -> tuple[int, int] | None:

@@ -19,9 +19,11 @@ from prolab_cli.classes import load_classes, reconcile_class_names
 from prolab_cli.errors import InputError, ProlabError
 from prolab_cli.progress import track
 
+from ..labels import IGNORE_INDEX, ignore_index_for, label_dtype_for
 from .layouts import SPLITS, Layout, get_layout
 
-IGNORE_INDEX = 255
+__all__ = ["IGNORE_INDEX", "Sample", "SegDataset", "class_lookup", "find_samples", "index_seed", "read_image",
+           "read_mask", "reduce_zero_label", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,16 @@ class Sample:
 
 def resolve_classes(layout: Layout, root: Path, classes: str | Path | None = None) -> list[str]:
     """The dataset's class list: ``classes`` when given, else ``<root>/classes.txt`` when the data
-    root carries one (synthetic and generic datasets), else the layout's built-in list."""
+    root carries one (synthetic and generic datasets), else the layout's built-in list. A layout with
+    a ``class_count`` (the open-vocabulary sets) takes only ``classes``, of exactly that length."""
+    if layout.class_count is not None:
+        if classes is None:
+            raise ProlabError(f"the {layout.name} layout needs its {layout.class_count}-class list: "
+                              "give --classes FILE (one name per line, in train-id order; no list is built in)")
+        names = load_classes(Path(classes) if Path(str(classes)).exists() else str(classes))
+        if len(names) != layout.class_count:
+            raise ProlabError(f"{classes}: {len(names)} classes, but the {layout.name} layout has {layout.class_count}")
+        return names
     if classes is not None:
         return load_classes(Path(classes) if Path(str(classes)).exists() else str(classes))
     own = root / "classes.txt"
@@ -50,6 +61,9 @@ def find_samples(layout: Layout, root: Path, split: str) -> tuple[list[Sample], 
     """(samples, images without a mask) of ``split`` under ``root``, sorted by image path."""
     if split not in SPLITS:
         raise ProlabError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if split not in layout.img_dirs:
+        raise ProlabError(f"the {layout.name} layout has no {split} split (only {', '.join(layout.img_dirs)}: "
+                          "it is an evaluation set)")
     if not root.is_dir():
         raise ProlabError(f"{root}: data root not found")
     img_dir = root / layout.img_dirs[split]
@@ -118,8 +132,10 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot read image ({exc})") from None
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A single-channel label map (mode L, P or I;16) as uint8 [H,W] holding raw label values."""
+def read_mask(path: Path, max_value: int = IGNORE_INDEX) -> np.ndarray:
+    """A single-channel label map (mode L, P or I;16) holding raw label values: uint8 [H,W] when
+    ``max_value`` (the layout's ignore value) is 255, else int32 [H,W]; a value above ``max_value``
+    is an error naming the file."""
     try:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "I;16", "I"):
@@ -129,10 +145,11 @@ def read_mask(path: Path) -> np.ndarray:
     except OSError as exc:
         raise InputError(f"{path}: cannot read mask ({exc})") from None
     if mask.dtype != np.uint8:
-        if mask.max(initial=0) > 255:
-            raise InputError(f"{path}: label {int(mask.max())} out of range (at most 255)")
-        mask = mask.astype(np.uint8)
-    return mask
+        if mask.max(initial=0) > max_value:
+            raise InputError(f"{path}: label {int(mask.max())} out of range (at most {max_value})")
+        if mask.min(initial=0) < 0:
+            raise InputError(f"{path}: label {int(mask.min())} out of range (negative)")
+    return mask.astype(np.uint8 if max_value <= IGNORE_INDEX else np.int32, copy=False)
 
 
 def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
@@ -143,12 +160,17 @@ def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def class_lookup(dataset_classes: Sequence[str], target_classes: Sequence[str]) -> np.ndarray:
-    """A 256-entry table mapping dataset train ids to the target class list's ids by name
-    (:func:`~prolab_cli.classes.reconcile_class_names`: exact, case-folded, aliases);
-    dataset classes the target lacks become 255 (ignored)."""
+def class_lookup(dataset_classes: Sequence[str], target_classes: Sequence[str],
+                 raw_ignore: int = IGNORE_INDEX) -> np.ndarray:
+    """A table of ``raw_ignore + 1`` entries mapping dataset train ids to the target class list's ids
+    by name (:func:`~prolab_cli.classes.reconcile_class_names`: exact, case-folded, aliases), in the
+    target's label type (:func:`~segmentation.labels.label_dtype_for`); dataset classes the target
+    lacks, and ``raw_ignore``, become the target's ignore id (255, or 65535 above 255 classes)."""
     rec = reconcile_class_names(list(target_classes), list(dataset_classes), source="target classes", partial=True)
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    if len(dataset_classes) > raw_ignore:
+        raise ProlabError(f"{len(dataset_classes)} dataset classes do not fit labels whose ignore value is "
+                          f"{raw_ignore}")
+    lut = np.full(raw_ignore + 1, ignore_index_for(len(target_classes)), dtype=label_dtype_for(len(target_classes)))
     for i, j in enumerate(rec.mapping):
         if j is not None:
             lut[j] = i
@@ -182,7 +204,11 @@ class SegDataset:
         self.reduce_zero_label = (
             self.layout.reduce_zero_label if reduce_zero_label is None else reduce_zero_label
         )
-        self.lut = class_lookup(self.classes, self.target_classes)
+        if self.reduce_zero_label and self.layout.ignore_value != IGNORE_INDEX:
+            raise ProlabError(f"reduce_zero_label applies to 8-bit masks; the {self.layout.name} layout's are 16-bit")
+        self.lut = class_lookup(self.classes, self.target_classes, self.layout.ignore_value)
+        #: the ignore id of the labels this dataset returns (255, or 65535 above 255 target classes)
+        self.ignore_index = ignore_index_for(len(self.target_classes))
         samples, orphans = find_samples(self.layout, self.root, split)
         self.skipped: list[tuple[Path, str]] = []
         if orphans and not skip_bad:
@@ -206,16 +232,17 @@ class SegDataset:
         return len(self.samples)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        """(RGB image uint8 [H,W,3], label uint8 [H,W] in target class ids, 255 = ignore), checked."""
+        """(RGB image uint8 [H,W,3], label [H,W] in target class ids, checked): uint8 with 255 =
+        ignore, or int32 with 65535 = ignore when the target has more than 255 classes."""
         image = read_image(sample.image)
-        raw = read_mask(sample.mask)
+        raw = read_mask(sample.mask, self.layout.ignore_value)
         if raw.shape != image.shape[:2]:
             raise InputError(
                 f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image is "
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         label = reduce_zero_label(raw) if self.reduce_zero_label else raw
-        valid = label[label != IGNORE_INDEX]
+        valid = label[label != self.layout.ignore_value]
         if valid.size and int(valid.max()) >= len(self.classes):
             raw_value = int(valid.max()) + (1 if self.reduce_zero_label else 0)
             raise InputError(

@@ -2,7 +2,10 @@
 
 A :class:`Layout` says, per split, which folder holds the images and which the label maps, how a
 mask's file name follows from its image's, whether label 0 means "unlabelled"
-(``reduce_zero_label``) and which built-in class list names the train ids.
+(``reduce_zero_label``), which value on disk means "ignore" and which built-in class list names the
+train ids. The open-vocabulary test sets (ADE20K-847, Pascal Context-459) are laid out as
+MaskFormer's and ODISE's preparation scripts write them: uint16 TIFF label maps, 65535 = ignore,
+validation split only, and no built-in class list: the user gives the list as a file.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ class Layout:
     #: images sit in sub-folders (Cityscapes' cities)
     recursive: bool = False
     description: str = ""
+    #: the label value on disk that means "ignore" (255 in 8-bit masks, 65535 in 16-bit ones); also
+    #: the largest value a mask may hold
+    ignore_value: int = 255
+    #: the number of classes the class list must have (open-vocabulary sets, whose list is a file)
+    class_count: int | None = None
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -88,6 +96,32 @@ LAYOUTS: dict[str, Layout] = {
         classes="bdd100k",
         description="images/10k/{train,val}, labels/sem_seg/masks/{train,val}",
     ),
+    "ade20k-847": Layout(
+        name="ade20k-847",
+        img_dirs={"val": "images_detectron2/validation"},
+        ann_dirs={"val": "annotations_detectron2/validation"},
+        img_suffixes=(".jpg",),
+        seg_suffix=".tif",
+        reduce_zero_label=False,
+        classes=None,
+        ignore_value=65535,
+        class_count=847,
+        description="ADE20K_2021_17_01 as MaskFormer's prepare_ade20k_full_sem_seg.py writes it: "
+                    "images_detectron2/validation + annotations_detectron2/validation/*.tif (uint16, 65535 = ignore)",
+    ),
+    "pascal-context-459": Layout(
+        name="pascal-context-459",
+        img_dirs={"val": "images/validation"},
+        ann_dirs={"val": "annotations_ctx459/validation"},
+        img_suffixes=(".jpg",),
+        seg_suffix=".tif",
+        reduce_zero_label=False,
+        classes=None,
+        ignore_value=65535,
+        class_count=459,
+        description="pascal_ctx_d2 as ODISE's prepare_pascal_ctx_full_sem_seg.py writes it: "
+                    "images/validation + annotations_ctx459/validation/*.tif (uint16, 65535 = ignore)",
+    ),
     "generic": Layout(
         name="generic",
         img_dirs={"train": "images/train", "val": "images/val"},
@@ -108,6 +142,10 @@ ALIASES = {
     "pascal-context": "pascal-context-59",
     "pcontext": "pascal-context-59",
     "bdd": "bdd100k",
+    "ade847": "ade20k-847",
+    "ade20k-full": "ade20k-847",
+    "pascal-context-full": "pascal-context-459",
+    "pc459": "pascal-context-459",
 }
 
 

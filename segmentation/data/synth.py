@@ -209,6 +209,9 @@ def write_synth(
     on top, the held-out classes taken in turn (see :func:`make_classes` for how they are drawn;
     the held-out experiment asks ``min_support=2``, small demo worlds work with 1)."""
     lay = get_layout(layout)
+    if lay.class_count is not None:
+        raise ProlabError(f"the {lay.name} layout is an evaluation set ({lay.class_count} classes from a file); "
+                          "synthetic data is written in the training layouts only")
     seen, heldout = make_classes(num_seen, num_heldout, seed, min_support, min_distance)
     classes = [GROUND] + [c.name for c in seen + heldout]
     descriptions = {GROUND: GROUND_DESCRIPTIONS} | {c.name: c.descriptions() for c in seen + heldout}

@@ -2,8 +2,8 @@
 
 Train: random resize (ratio 0.5-2.0 of ``scale``, aspect kept) -> random crop with
 ``cat_max_ratio`` -> horizontal flip -> photometric distortion -> normalise -> pad (image 0,
-label 255). Test: resize to ``scale`` (aspect kept) -> resize up to multiples of ``size_divisor``
-(mmseg's ResizeToMultiple) -> normalise -> for the BEiTv2 row pad to a short side of
+label 255, or 65535 for the int32 labels of more than 255 classes). Test: resize to ``scale``
+(aspect kept) -> resize up to multiples of ``size_divisor`` (mmseg's ResizeToMultiple) -> normalise -> for the BEiTv2 row pad to a short side of
 ``pad_short_side`` (ViT-Adapter's PadShortSide, applied at inference: :func:`pad_short_side`); the
 label stays at its original size, as MMSegmentation evaluates at the original resolution.
 Resizing is mmcv's: its rescale rule and cv2's bilinear (images) / nearest (labels) results, which
@@ -23,7 +23,7 @@ from PIL import Image
 
 from prolab_cli.errors import ProlabError
 
-from .datasets import IGNORE_INDEX
+from ..labels import ignore_index_of
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -100,7 +100,7 @@ def random_crop_box(
     if cat_max_ratio < 1.0:
         for _ in range(10):
             patch = label[box[0] : box[1], box[2] : box[3]]
-            _, counts = np.unique(patch[patch != IGNORE_INDEX], return_counts=True)
+            _, counts = np.unique(patch[patch != ignore_index_of(label)], return_counts=True)
             if len(counts) > 1 and counts.max() / counts.sum() < cat_max_ratio:
                 break
             box = draw()
@@ -163,7 +163,7 @@ class TrainPipeline:
         y = torch.from_numpy(np.array(label)).long()
         if pad_h or pad_w:
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), value=0.0)
-            y = torch.nn.functional.pad(y, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
+            y = torch.nn.functional.pad(y, (0, pad_w, 0, pad_h), value=ignore_index_of(label))
         return {"img": x, "label": y}
 
 

@@ -142,7 +142,7 @@ def evaluate(
     class_mapping = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name, rank == 0)
     if announce and rank == 0:
         print(format_settings(used), file=sys.stderr, flush=True)
-    metric = SegMetric(len(model_classes))
+    metric = SegMetric(len(model_classes), ds.ignore_index)
     indices = range(rank, len(ds), world)
     bar = progress_bar(len(indices), f"eval {split}", "img", progress and rank == 0)
     for i in indices:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 
+from ..labels import ignore_index_for
+
 
 def intersect_and_union(
     pred: torch.Tensor,
@@ -43,16 +45,19 @@ def intersect_and_union(
 
 @dataclass
 class SegMetric:
-    """Accumulates areas over a split; :meth:`compute` gives aAcc, mIoU, mAcc and per-class rows."""
+    """Accumulates areas over a split; :meth:`compute` gives aAcc, mIoU, mAcc and per-class rows.
+    The ignore id defaults to that of label maps over ``num_classes`` classes (255, or 65535 above 255)."""
 
     num_classes: int
-    ignore_index: int = 255
+    ignore_index: int | None = None
     intersect: torch.Tensor = field(init=False)
     union: torch.Tensor = field(init=False)
     pred_area: torch.Tensor = field(init=False)
     label_area: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.ignore_index is None:
+            self.ignore_index = ignore_index_for(self.num_classes)
         zeros = lambda: torch.zeros(self.num_classes, dtype=torch.float64)  # noqa: E731
         self.intersect, self.union, self.pred_area, self.label_area = zeros(), zeros(), zeros(), zeros()
 

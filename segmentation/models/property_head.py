@@ -13,9 +13,8 @@ from torch.nn import functional as F
 
 from prolab_cli.errors import ProlabError
 
+from ..labels import ignore_index_for
 from .layers import resize
-
-IGNORE_INDEX = 255
 
 
 def as_float_tensor(x: Any, name: str) -> torch.Tensor:
@@ -119,19 +118,21 @@ class PropertyBank(nn.Module):
             return torch.einsum("bkhw,ck->bchw", F.normalize(props.to(dtype), dim=1), rows)
 
     def loss(self, embedding: torch.Tensor, label: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
-        """Mean over valid pixels (label != 255) of 1 - cos(p, y_label) (or BCE(p, y_label)),
+        """Mean over valid pixels (label != the ignore id: 255, or 65535 above 255 classes) of
+        1 - cos(p, y_label) (or BCE(p, y_label)),
         with the embedding brought to the label's resolution (bilinear) before the sigmoid."""
         with full_precision(embedding.device):
             return self._loss(embedding, label, kind)
 
     def _loss(self, embedding: torch.Tensor, label: torch.Tensor, kind: str) -> torch.Tensor:
         z = self.logits_at(embedding, label.shape[-2:])
-        valid = label != IGNORE_INDEX
+        ignore = ignore_index_for(self.num_classes)
+        valid = label != ignore
         if not bool(valid.any()):
             return z.sum() * 0.0
         target_ids = label[valid]
         if int(target_ids.max()) >= self.num_classes or int(target_ids.min()) < 0:
-            raise ProlabError(f"label ids must be in [0, {self.num_classes}) or 255, "
+            raise ProlabError(f"label ids must be in [0, {self.num_classes}) or {ignore}, "
                               f"got {int(target_ids.min())}..{int(target_ids.max())}")
         z = z.permute(0, 2, 3, 1)[valid] / self.temperature
         target = self.class_rows.to(z.dtype)[target_ids]
@@ -143,13 +144,15 @@ class PropertyBank(nn.Module):
 
 
 def cross_entropy_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Pixel cross-entropy at the label's resolution, mean over valid pixels (255 ignored)."""
+    """Pixel cross-entropy at the label's resolution, mean over valid pixels (the ignore id of
+    ``logits``' class count ignored: 255, or 65535 above 255 classes)."""
     logits = resize(logits, label.shape[-2:])
-    valid = label != IGNORE_INDEX
+    ignore = ignore_index_for(logits.shape[1])
+    valid = label != ignore
     if not bool(valid.any()):
         return logits.sum() * 0.0
     ids = label[valid]
     if int(ids.max()) >= logits.shape[1] or int(ids.min()) < 0:
-        raise ProlabError(f"label ids must be in [0, {logits.shape[1]}) or 255, "
+        raise ProlabError(f"label ids must be in [0, {logits.shape[1]}) or {ignore}, "
                           f"got {int(ids.min())}..{int(ids.max())}")
-    return F.cross_entropy(logits.float(), label, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.float(), label, ignore_index=ignore)
