@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from prolab_cli.commands.options import quiet_option
+from prolab_cli.commands.options import classes_option, quiet_option
 
 
 @click.command()
@@ -19,8 +19,8 @@ from prolab_cli.commands.options import quiet_option
 @click.option("--preset", default=None, help="Model preset (default: inferred from the keys and shapes).")
 @click.option("--label-space", "label_space", default=None, type=click.Path(),
               help="Label-space artifact: makes a property-head model (ProLab checkpoints).")
-@click.option("--classes", "classes", default=None,
-              help="Class list (built-in name or file): for one-hot checkpoints without meta.CLASSES, or a bank's classes.")
+@classes_option("class list (built-in name, alias or file): for one-hot checkpoints without meta.CLASSES, or a "
+                "bank's classes")
 @click.option("--temperature", default=None, type=float,
               help="Property-head sigmoid temperature (default: the row's; required outside the paper rows).")
 @click.option("--normalize-embedding/--no-normalize-embedding", default=None,
