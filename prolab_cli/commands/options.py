@@ -80,23 +80,28 @@ def quiet_option(func: Callable) -> Callable:
                   callback=callback, help="No progress output.")(func)
 
 
+def _default(default: Any) -> dict[str, Any]:
+    # an explicit default=None would satisfy required=True in click 8.5
+    return {} if default is None else {"default": default}
+
+
 def output_option(help: str, *, required: bool = False, default: str | None = None,
                   dir_okay: bool = False, name: str = "output") -> Callable:
     """``-o/--output FILE``: the file a command writes (``dir_okay`` where a folder picks a default name)."""
-    return option("-o", "--output", name, required=required, default=default, help=help,
-                  type=click.Path(dir_okay=dir_okay), metavar="FILE")
+    return option("-o", "--output", name, required=required, help=help, type=click.Path(dir_okay=dir_okay),
+                  metavar="FILE", **_default(default))
 
 
 def out_dir_option(help: str, *, required: bool = False, default: str | None = None,
                    old_names: tuple[str, ...] = (), name: str = "out_dir") -> Callable:
     """``--out-dir DIR``: the folder a command writes into (``old_names``: its old spellings)."""
-    return option("--out-dir", name, required=required, default=default, show_default=default is not None,
-                  help=help, old_names=old_names, type=click.Path(file_okay=False), metavar="DIR")
+    return option("--out-dir", name, required=required, show_default=default is not None, help=help,
+                  old_names=old_names, type=click.Path(file_okay=False), metavar="DIR", **_default(default))
 
 
 def classes_option(help: str = CLASS_LIST, *, required: bool = False, name: str = "classes") -> Callable:
     """``--classes LIST``: a class list (built-in name, alias or file) wherever it is taken."""
-    return option("--classes", name, required=required, default=None, help=help, metavar="LIST")
+    return option("--classes", name, required=required, help=help, metavar="LIST")
 
 
 def embedding_model_option(func: Callable) -> Callable:

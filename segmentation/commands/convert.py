@@ -7,10 +7,19 @@ import click
 from prolab_cli.commands.options import classes_option, quiet_option
 
 
+def _known_row(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check --row against `prolab zoo` before any file is read."""
+    if value is not None:
+        from segmentation.zoo import get_row
+
+        get_row(value)
+    return value
+
+
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--row", default=None,
+@click.option("--row", default=None, callback=_known_row,
               help="Paper row (`prolab zoo`), e.g. ade20k-vit-adapter-b-prolab (default: inferred from the keys, "
                    "the label space and the checkpoint's meta; an error when several fit).")
 @click.option("--bank", default=None, type=click.Path(dir_okay=False),

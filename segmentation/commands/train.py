@@ -31,6 +31,14 @@ def _pair(value: str | None) -> tuple[int, int] | None:
     return a, b
 
 
+def _check_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check an N or H,W option of positive integers while the command line is parsed."""
+    pair = _pair(value)
+    if pair is not None and (len(value.lower().replace("x", ",").split(",")) > 2 or min(pair) < 1):
+        raise click.BadParameter(f"{value!r}: expected N or H,W of positive integers")
+    return value
+
+
 def _threads(threads: int | None) -> None:
     if threads is not None:
         import torch
@@ -239,9 +247,9 @@ def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
 @classes_option(_DATASET_CLASSES)
 @inference_mode_option
 @click.option("--flip/--no-flip", default=None, help="average with the flipped image")
-@click.option("--scale", default=None, help="test resize scale LONG,SHORT")
-@click.option("--crop", default=None, help="sliding-window size H,W")
-@click.option("--stride", default=None, help="sliding-window stride H,W")
+@click.option("--scale", default=None, callback=_check_pair, help="test resize scale LONG,SHORT")
+@click.option("--crop", default=None, callback=_check_pair, help="sliding-window size H,W")
+@click.option("--stride", default=None, callback=_check_pair, help="sliding-window stride H,W")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @device_option
 @threads_option
@@ -305,6 +313,8 @@ def _image_files(paths: tuple[str, ...]) -> list[Path]:
             if not found:
                 raise ProlabError(f"{path}: no images ({', '.join(_IMAGE_SUFFIXES)}) in this folder")
             files += found
+        elif not path.is_file():
+            raise ProlabError(f"{path}: no such image file or folder")
         else:
             files.append(path)
     return files
