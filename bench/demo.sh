@@ -50,14 +50,15 @@ stage "The seen classes' rows of it, for training -> $SYN/label_spaces/synth-see
 prolab data subset-space "$SYN/label_spaces/synth-all-k16" --classes "$SYN/data/descriptions_seen.json" \
   --name synth-seen-k16 --out-dir "$SYN/label_spaces"
 
-stage "Train the nano ViT-Adapter with the property head for 600 iterations (~1 min) -> $SYN/run/"
+stage "Train the nano ViT-Adapter (property head, seen classes only) for 600 iterations (~1 min) -> $SYN/run/"
 rm -rf "$SYN/run"
 prolab train --config synth-vit-adapter-nano --data-root "$SYN/data" \
-  --label-space "$SYN/label_spaces/synth-seen-k16" --work-dir "$SYN/run" --set schedule.max_iters=600 \
-  --threads 1 -q
+  --label-space "$SYN/label_spaces/synth-seen-k16" --map-classes-by-name --work-dir "$SYN/run" \
+  --set schedule.max_iters=600 --threads 1 -q
 
 stage "Evaluate on the seen classes -> $SYN/eval-seen.json"
-prolab eval --checkpoint "$SYN/run" --data-root "$SYN/data" -o "$SYN/eval-seen.json" --threads 1 -q | tail -n 1
+prolab eval --checkpoint "$SYN/run" --data-root "$SYN/data" --map-classes-by-name -o "$SYN/eval-seen.json" \
+  --threads 1 -q | tail -n 1
 
 stage "Evaluate on all classes, held-out ones named through the full label space -> $SYN/eval-all.json"
 prolab eval --checkpoint "$SYN/run" --data-root "$SYN/data" --label-space "$SYN/label_spaces/synth-all-k16" \
@@ -65,7 +66,7 @@ prolab eval --checkpoint "$SYN/run" --data-root "$SYN/data" --label-space "$SYN/
 
 stage "Predict 4 validation images: masks, overlays and property maps -> $SYN/predict/"
 prolab predict "$SYN"/data/images/validation/synth_val_0000[0-3].jpg --checkpoint "$SYN/run" \
-  --label-space "$SYN/label_spaces/synth-all-k16" --out-dir "$SYN/predict" --threads 1 -q
+  --label-space "$SYN/label_spaces/synth-all-k16" --map-classes-by-name --out-dir "$SYN/predict" --threads 1 -q
 
 cat <<EOF
 

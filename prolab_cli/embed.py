@@ -128,6 +128,16 @@ def fingerprint(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------- encoders
+def _no_loading_bar() -> None:
+    """No 'Loading weights' bar from transformers: a local model loads in well under a second, and the
+    redrawn bar floods logs (and ignores -q)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
 def _load_error(spec: ModelSpec, exc: Exception) -> ProlabError:
     """One line naming the model directory, for any failure of a backend to load it."""
     first = (str(exc).strip().splitlines() or [""])[0]
@@ -156,6 +166,7 @@ class SentenceTransformerEncoder:
                 f"{ST_FLOOR} (pip install -U 'prolab[embed]')", "embed"
             ) from None
         SentenceTransformer = sentence_transformers.SentenceTransformer
+        _no_loading_bar()
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory

@@ -187,8 +187,8 @@ def test_permission_errors_name_the_file(files):
         manifest.chmod(0o644)
         line = one_line_error(run_cli(["describe", "--classes", locked, "-o", root / "d2.json"]))
         assert line == f"Error: {locked}: cannot read (Permission denied)"
-        usage = run_cli(["embed", locked, "-o", root / "out.safetensors"])  # click checks its file arguments
-        assert usage.returncode == 2 and f"File '{locked}' is not readable." in usage.stderr
+        line = one_line_error(run_cli(["embed", locked, "-o", root / "out.safetensors"]))  # click checks the file
+        assert f"File '{locked}' is not readable." in line
         line = one_line_error(run_cli(["cluster", files["embeddings"], "-k", "2", "-o", readonly / "c.safetensors"]))
         assert line == f"Error: {readonly / 'c.safetensors'}: cannot write (Permission denied)"
         line = one_line_error(run_cli(["export-bank", files["artifact"], "-o", readonly / "bank.pth"]))
