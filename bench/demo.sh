@@ -8,8 +8,8 @@ mkdir -p "$OUT"
 step=0
 stage() { step=$((step + 1)); printf '\n==> %d. %s\n' "$step" "$*"; }
 
-echo "prolab demo: a property-level label space for Cityscapes, then a segmentation model trained on one."
-echo "Everything runs offline on CPU and is written under $OUT/."
+echo "prolab demo: a property-level label space for Cityscapes, then a segmentation model trained on one"
+echo "(offline, on CPU, a few minutes; everything is written under $OUT/)."
 
 stage "Describe the 19 Cityscapes classes with the local Gemma model -> $OUT/descriptions.json"
 prolab describe --classes cityscapes --llm local -q -o "$OUT/descriptions.json"
@@ -70,8 +70,11 @@ prolab predict "$SYN"/data/images/validation/synth_val_0000[0-3].jpg --checkpoin
 
 cat <<EOF
 
-Done. Try next:
-  prolab inspect $OUT/label_spaces/cityscapes-minilm-k32 --property 0     # the classes sharing property 0
-  prolab eval --checkpoint $SYN/run --data-root $SYN/data --json           # the full per-class table as JSON
-  prolab describe --classes ade20k --llm gpt-3.5 -j 8 -o ade20k.json       # your own classes with an API model
+Done: everything above is in $OUT/. Three things to try next:
+  prolab inspect $OUT/label_spaces/cityscapes-minilm-k32 --property 0
+      (which classes share property 0, and its descriptions)
+  prolab predict YOUR_PHOTO.jpg --checkpoint $SYN/run --label-space $SYN/label_spaces/synth-all-k16 --map-classes-by-name --out-dir pred/
+      (masks, overlays and property maps for your own images)
+  prolab describe --classes my_classes.txt --llm gpt-3.5 -j 8 -o my_descriptions.json
+      (your own classes described by an API model; needs OPENAI_API_KEY, then embed, cluster, build as above)
 EOF
