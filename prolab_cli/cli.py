@@ -44,6 +44,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: click >= 8.2 shows a bare group's help by raising this usage error (8.1 exits 0 instead)
+_BARE_GROUP_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class LazyGroup(SummaryGroup):
     """A click group that imports a command's module on first use.
 
@@ -76,7 +80,7 @@ class LazyGroup(SummaryGroup):
                 return super().invoke(ctx)
         except ProlabError as exc:  # the one place a library error becomes click's "Error: ..." (exit 1)
             raise click.ClickException(exc.message) from exc
-        except click.exceptions.NoArgsIsHelpError:
+        except _BARE_GROUP_HELP:
             raise
         except click.UsageError as exc:
             raise click.ClickException(one_line_usage_error(exc)) from exc
@@ -84,7 +88,7 @@ class LazyGroup(SummaryGroup):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except click.exceptions.NoArgsIsHelpError:
+        except _BARE_GROUP_HELP:
             raise
         except click.UsageError as exc:  # an unknown or malformed option of `prolab` itself
             raise click.ClickException(one_line_usage_error(exc)) from exc
