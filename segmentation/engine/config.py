@@ -111,8 +111,13 @@ def check_numbers(config: dict) -> None:
         if v is not None and not all(is_int(x) and x >= 1 for x in (v if isinstance(v, list) else [v])):
             raise ProlabError(f"config {key}: must be positive integers, got {v!r}")
     lr = value("optim.lr")
-    if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
-        raise ProlabError(f"config optim.lr: must be a positive number, got {lr!r}")
+    if lr is not None:
+        try:
+            number = float(lr)  # YAML reads 1e-4 (no dot) as a string
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(lr, bool) or number is None or not number >= 0:
+            raise ProlabError(f"config optim.lr: must be a number >= 0, got {lr!r}")
 
 
 #: what ``prolab train --resume --set`` may change: the schedule (its length and shape) and the
