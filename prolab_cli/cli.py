@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import click
 
 from . import __version__
+from .commands.options import SummaryGroup
 from .errors import ProlabError
 from .extras import missing_extra
 from .progress import set_quiet
@@ -46,13 +47,20 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
+#: click >= 8.2 shows a bare group's help by raising this usage error (8.1 exits 0 instead)
+_BARE_GROUP_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class LazyGroup(SummaryGroup):
     """A click group that imports a command's module on first use.
 
     Errors that escape a command as Python exceptions but are the user's to fix become one-line
     errors here, for every command alike: a missing optional dependency (which ``prolab[EXTRA]``
     brings it) and an operating-system error on a named file (permission denied, disk full, ...).
-    Every :class:`~prolab_cli.errors.ProlabError` is shown as click's one-line ``Error: ...``, exit 1.
+    Every :class:`~prolab_cli.errors.ProlabError` is shown as click's one-line ``Error: ...``, exit 1,
+    and so is a usage error (a missing or malformed option: click's own would print the usage block and
+    exit 2), with a pointer to the command's ``--help`` on the same line. A bare group (``prolab data``)
+    still prints its help.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -75,11 +83,31 @@ class LazyGroup(click.Group):
                 return super().invoke(ctx)
         except ProlabError as exc:  # the one place a library error becomes click's "Error: ..." (exit 1)
             raise click.ClickException(exc.message) from exc
+        except _BARE_GROUP_HELP:
+            raise
+        except click.UsageError as exc:
+            raise click.ClickException(one_line_usage_error(exc)) from exc
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _BARE_GROUP_HELP:
+            raise
+        except click.UsageError as exc:  # an unknown or malformed option of `prolab` itself
+            raise click.ClickException(one_line_usage_error(exc)) from exc
 
     @staticmethod
     def _available(name: str) -> bool:
         module_name = COMMANDS[name].split(":")[0]
         return importlib.util.find_spec(module_name) is not None
+
+
+def one_line_usage_error(exc: click.UsageError) -> str:
+    """Click's usage error as one line: its message and where the command's help is."""
+    message = " ".join(exc.format_message().split())
+    if exc.ctx is None:
+        return message
+    return f"{message} (see '{exc.ctx.command_path} --help')"
 
 
 @contextlib.contextmanager

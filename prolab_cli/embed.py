@@ -112,6 +112,16 @@ def resolve_model(name: str, download: bool = False) -> ModelSpec:
 
 
 # ----------------------------------------------------------------------------------- encoders
+def _no_loading_bar() -> None:
+    """No 'Loading weights' bar from transformers: a local model loads in well under a second, and the
+    redrawn bar floods logs (and ignores -q)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
 def _load_error(spec: ModelSpec, exc: Exception) -> ProlabError:
     """One line naming the model directory, for any failure of a backend to load it."""
     return ProlabError(f"cannot load embedding model {spec.path}: {exception_line(exc)}")
@@ -139,6 +149,7 @@ class SentenceTransformerEncoder:
                 f"{ST_FLOOR} (pip install -U 'prolab[embed]')", "embed"
             ) from None
         SentenceTransformer = sentence_transformers.SentenceTransformer
+        _no_loading_bar()
         try:
             model = SentenceTransformer(str(spec.path), device="cpu", local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to load means an unusable model directory

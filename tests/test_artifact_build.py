@@ -110,7 +110,7 @@ def test_build_and_inspect_cli(tmp_path):
     _, emb_path, clu_path, desc_path = _files(tmp_path)
     runner = CliRunner()
     res = runner.invoke(main, ["build", "--descriptions", str(desc_path), "--embeddings", str(emb_path),
-                               "--clusters", str(clu_path), "--name", "toy", "-o", str(tmp_path / "out")])
+                               "--clusters", str(clu_path), "--name", "toy", "--out-dir", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     art = tmp_path / "out" / "toy"
     space = LabelSpace.load(art)

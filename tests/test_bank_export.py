@@ -46,7 +46,7 @@ def test_export_loads_as_the_released_config_and_imports_back(tmp_path):
     space = _space(classes)
     art = space.save(tmp_path / "spaces")
     runner = CliRunner()
-    res = runner.invoke(main, ["export-bank", str(art), "-o", str(tmp_path / "embeddings")])
+    res = runner.invoke(main, ["export-bank", str(art), "--out-dir", str(tmp_path / "embeddings")])
     assert res.exit_code == 0, res.output
     assert "entry 'bge-base-en-v1.5_gpt3.5_cluster_6_embeddings_and_labels'" in res.output
 
@@ -58,7 +58,7 @@ def test_export_loads_as_the_released_config_and_imports_back(tmp_path):
                                rtol=1e-6)
 
     exported = tmp_path / "embeddings" / "cityscapes_bdd_desc_bge-base-en-v1.5_gpt3.5_cluster_6_embedding_bank.pth"
-    res = runner.invoke(main, ["import-bank", str(exported), "--name", "back", "-o", str(tmp_path / "spaces")])
+    res = runner.invoke(main, ["import-bank", str(exported), "--name", "back", "--out-dir", str(tmp_path / "spaces")])
     assert res.exit_code == 0, res.output
     back = LabelSpace.load(tmp_path / "spaces" / "back")
     assert back.classes == space.classes and back.descriptions == space.descriptions
@@ -74,18 +74,18 @@ def test_dataset_prefix_model_name_and_overrides(tmp_path):
     assert default_bank_key(ade) == "all-minilm-l6-v2_gpt3.5_cluster_6_embeddings_and_labels"
     art = ade.save(tmp_path / "spaces")
     runner = CliRunner()
-    res = runner.invoke(main, ["export-bank", str(art), "-o", str(tmp_path / "e")])
+    res = runner.invoke(main, ["export-bank", str(art), "--out-dir", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "e" / "ade_desc_all-minilm-l6-v2_gpt3.5_cluster_6_embedding_bank.pth").is_file()
-    res = runner.invoke(main, ["export-bank", str(art), "-o", str(tmp_path / "e"), "--dataset", "ade20k_mine",
+    res = runner.invoke(main, ["export-bank", str(art), "--out-dir", str(tmp_path / "e"), "--dataset", "ade20k_mine",
                                "--key", "bge-base-en-v1.5_gpt3.5_cluster_6_embeddings_and_labels"])
     assert res.exit_code == 0, res.output
     load_as_released_config(tmp_path / "e", "ade20k_mine", 6)
 
     own = _space(["road", "car", "sky"]).save(tmp_path / "own")
-    res = runner.invoke(main, ["export-bank", str(own), "-o", str(tmp_path / "e")])
+    res = runner.invoke(main, ["export-bank", str(own), "--out-dir", str(tmp_path / "e")])
     assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
     assert "its classes are none of the built-in lists, so the bank file name needs --dataset NAME" in res.output
-    res = runner.invoke(main, ["export-bank", str(own), "-o", str(tmp_path / "e"), "--key",
+    res = runner.invoke(main, ["export-bank", str(own), "--out-dir", str(tmp_path / "e"), "--key",
                                "bge-base-en-v1.5_gpt3.5_cluster_7_embeddings_and_labels", "--dataset", "x"])
     assert res.exit_code == 1 and "names K=7 but label space 'city' has K=6" in res.output

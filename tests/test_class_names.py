@@ -78,7 +78,7 @@ def test_import_bank_reconciles_with_the_dataset_list(tmp_path):
     path = tmp_path / "ade_desc_bge-base-en-v1.5_gpt3.5_cluster_4_embedding_bank.pth"
     torch.save(_released_ade_bank(), path)
     for args, name in (([], "implied"), (["--classes", "ade20k"], "given")):  # list from the file name, or given
-        res = CliRunner().invoke(main, ["import-bank", str(path), "--name", name, "-o", str(tmp_path / "spaces"), *args])
+        res = CliRunner().invoke(main, ["import-bank", str(path), "--name", name, "--out-dir", str(tmp_path / "spaces"), *args])
         assert res.exit_code == 0, res.output
         assert f"{path.name}: class 122 'storage tank' -> 'tank' (alias)" in res.output
         assert f"{path.name}: stripped whitespace from 1 class names" in res.output
@@ -103,7 +103,7 @@ def test_import_bank_bad_input_is_one_line(tmp_path):
     bank = _released_ade_bank()
     good = tmp_path / "bank.pth"
     torch.save(bank, good)
-    out = ["-o", str(tmp_path / "spaces"), "--name", "x"]
+    out = ["--out-dir", str(tmp_path / "spaces"), "--name", "x"]
 
     line = _one_line_error(["import-bank", str(good), "--key", "m_gpt3.5_cluster_4_embeddings_and_labels", *out])
     assert f"no entry 'm_gpt3.5_cluster_4_embeddings_and_labels' (entries: ['{KEY}', 'descriptions'])" in line
@@ -147,7 +147,7 @@ def test_descriptor_file_import_reconciles_and_builds(tmp_path):
     assert f"{descriptors}: class 2 'storage tank' -> 'tank' (alias)" in res.output
     assert runner.invoke(main, ["cluster", str(emb), "-k", "6", "-o", str(clusters)]).exit_code == 0
     res = runner.invoke(main, ["build", "--descriptions", str(descriptors), "--embeddings", str(emb),
-                               "--clusters", str(clusters), "--name", "three", "-o", str(tmp_path / "spaces")])
+                               "--clusters", str(clusters), "--name", "three", "--out-dir", str(tmp_path / "spaces")])
     assert res.exit_code == 0, res.output
     space = LabelSpace.load(tmp_path / "spaces" / "three")
     assert space.classes == ["wall", "bed", "tank"]

@@ -173,7 +173,7 @@ def test_converted_row_checkpoint_evaluates_as_its_preset_with_no_other_option(t
     data = _ade_split(tmp_path / "ade")
     out = tmp_path / "metrics.json"
     res = CliRunner().invoke(main, ["eval", "--checkpoint", str(dst), "--data-root", str(data), "-o", str(out),
-                                    "--no-progress", "--device", "cpu"])
+                                    "-q", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "evaluating" in res.output and "(row tiny-ade)" in res.output
     assert ("slide crop 64x64 stride 43x43, resize to 160x64 (keep ratio), size_divisor 32, pad short side 96, "

@@ -141,8 +141,8 @@ def test_checkpoint_files(tmp_path):
 def test_cli_synth_check_and_errors(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cs"
-    result = runner.invoke(main, ["data", "synth", "--layout", "cityscapes", "--out", str(out), "--train", "2",
-                                  "--val", "1", "--size", "32", "--classes", "3", "--heldout", "1"])
+    result = runner.invoke(main, ["data", "synth", "--layout", "cityscapes", "--out-dir", str(out), "--train", "2",
+                                  "--val", "1", "--size", "32", "--seen", "3", "--heldout", "1"])
     assert result.exit_code == 0, result.output
     assert len(list((out / "gtFine" / "train").rglob("*_gtFine_labelTrainIds.png"))) == 2
     result = runner.invoke(main, ["data", "check", "--dataset", "cityscapes", "--data-root", str(out), "--split", "train"])

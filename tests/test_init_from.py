@@ -37,7 +37,7 @@ def _cli_train(first_run, work, *extra):
     sets = [a for k, v in {**SETS, "schedule.max_iters": 1, "optim.lr": 0}.items() for a in ("--set", f"{k}={v}")]
     return CliRunner().invoke(main, ["train", "--config", "synth-vit-adapter-nano", "--data-root", str(first_run["data"]),
                                      "--label-space", str(first_run["space"]), "--work-dir", str(work), "--device", "cpu",
-                                     "--no-progress", *sets, *extra])
+                                     "-q", *sets, *extra])
 
 
 def test_init_from_loads_the_model_weights_and_starts_a_fresh_run(first_run, tmp_path):

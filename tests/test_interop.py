@@ -65,7 +65,7 @@ def test_bank_round_trip(tmp_path):
     assert hot.shape == (5, 3) and hot.dtype == torch.float64
     assert list(raw["descriptions"]) == ["road", "car", "sky"]
 
-    res = runner.invoke(main, ["import-bank", str(bank_path), "--name", "back", "-o", str(tmp_path / "spaces")])
+    res = runner.invoke(main, ["import-bank", str(bank_path), "--name", "back", "--out-dir", str(tmp_path / "spaces")])
     assert res.exit_code == 0, res.output
     back = LabelSpace.load(tmp_path / "spaces" / "back")
     assert back.classes == space.classes and back.descriptions == space.descriptions

@@ -232,7 +232,7 @@ def test_checkpoints_cross_between_engines_and_eval_matches(run, synth, tmp_path
     assert sorted(prolab_sd) == sorted(mm_sd) and all(torch.equal(prolab_sd[k], mm_sd[k]) for k in mm_sd)
 
     res = CliRunner().invoke(main, ["eval", "--checkpoint", str(converted), "--dataset", "generic", "--data-root", str(synth["data"]),
-                                    "--mode", "whole", "--scale", "64,64", "--json", "--no-progress"])
+                                    "--mode", "whole", "--scale", "64,64", "--json", "-q"])
     assert res.exit_code == 0, res.output
     ours = json.loads(res.output[res.output.index("{"):])
 

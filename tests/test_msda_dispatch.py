@@ -165,7 +165,7 @@ def test_cli_status_reports_forced_reference(monkeypatch):
 
 def test_cli_build_unknown_variant_is_a_usage_error():
     result = CliRunner().invoke(main, ["ops", "build", "--variant", "tpu"])
-    assert result.exit_code == 2 and "tpu" in result.output
+    assert result.exit_code == 1 and "tpu" in result.output  # usage errors: one line, status 1
 
 
 def test_cuda_variant_on_cpu_torch_is_a_clear_error():

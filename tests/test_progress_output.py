@@ -85,8 +85,8 @@ def _invoke(args: list[str]):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("progress")
-    res = _invoke(["data", "synth", "--layout", "ade20k", "--out", root / "data", "--train", "4", "--val", "2",
-                   "--size", "64", "--classes", "3", "--heldout", "1"])
+    res = _invoke(["data", "synth", "--layout", "ade20k", "--out-dir", root / "data", "--train", "4", "--val", "2",
+                   "--size", "64", "--seen", "3", "--heldout", "1"])
     assert res.exit_code == 0, res.output
     return root / "data"
 
@@ -122,7 +122,7 @@ def test_eval_predict_check_and_sweep_report_progress_and_q_silences_them(run, d
     checks = [
         (["eval", "--checkpoint", run["work"], "--data-root", data], "eval val: 2/2 img (100%), done in"),
         (["predict", data / "images" / "validation", "--checkpoint", run["work"],  # a folder: its images
-          "--out", tmp_path / "pred"], "predict: 2/2 img (100%), done in"),
+          "--out-dir", tmp_path / "pred"], "predict: 2/2 img (100%), done in"),
         (["data", "check", "--dataset", "ade20k", "--data-root", data], "check val: 2/2 img (100%), done in"),
     ]
     for args, line in checks:
@@ -133,6 +133,7 @@ def test_eval_predict_check_and_sweep_report_progress_and_q_silences_them(run, d
         assert quiet.exit_code == 0 and line.split(":")[0] + ":" not in quiet.stderr, quiet.stderr
     old_spelling = _invoke(checks[0][0] + ["--no-progress"])
     assert old_spelling.exit_code == 0 and "eval val:" not in old_spelling.stderr
+    assert "Warning: --no-progress is deprecated in" in old_spelling.stderr and "; use --quiet" in old_spelling.stderr
 
 
 def test_cluster_sweep_reports_each_k(tmp_path):

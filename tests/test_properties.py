@@ -46,7 +46,7 @@ def _write(tmp_path, data, name="property_toy.json"):
 
 def _invoke(tmp_path, path, *extra):
     return CliRunner().invoke(main, ["import-properties", str(path), "--classes", str(tmp_path / "classes.txt"),
-                                     "--model", "minilm", "-o", str(tmp_path / "spaces"), "-q", *extra])
+                                     "--model", "minilm", "--out-dir", str(tmp_path / "spaces"), "-q", *extra])
 
 
 def test_artifact_has_the_files_assignment_names_and_member_means(tmp_path):

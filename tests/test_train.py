@@ -114,9 +114,9 @@ def test_cli_resume_refuses_flags_that_would_change_the_config(tmp_path):
     from prolab_cli.cli import main
 
     res = CliRunner().invoke(main, ["train", "--data-root", str(tmp_path), "--work-dir", str(tmp_path),
-                                    "--resume", "--model", "vit-adapter-t", "--config", "synth-vit-adapter-nano"])
+                                    "--resume", "--preset", "vit-adapter-t", "--config", "synth-vit-adapter-nano"])
     assert res.exit_code == 1
-    assert "--resume continues the checkpoint's config: --config, --model cannot change it" in res.output
+    assert "--resume continues the checkpoint's config: --config, --preset cannot change it" in res.output
 
 
 def test_resume_refuses_another_label_space(synth, trained):
@@ -183,7 +183,7 @@ def test_two_process_ddp_on_cpu(synth, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "prolab_cli.cli", "train", "--config", "synth-vit-adapter-nano", "--data-root", str(synth["data"]),
            "--label-space", str(synth["seen"]), "--map-classes-by-name", "--work-dir", str(tmp_path / "ddp"), "--device", "cpu",
-           "--threads", "1", "--no-progress", "--set", "schedule.max_iters=3", "--set", "data.batch_size=2",
+           "--threads", "1", "-q", "--set", "schedule.max_iters=3", "--set", "data.batch_size=2",
            "--set", "data.crop_size=[64,64]", "--set", "model.img_size=64", "--set", "train.log_interval=1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -259,13 +259,13 @@ def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_expl
     from prolab_cli.cli import main
 
     res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
-                                    "--no-progress"])
+                                    "-q"])
     assert res.exit_code == 1 and "Traceback" not in res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and f"differ from the ade20k dataset's (9 classes) at index 7: (none) vs " \
                                 f"{synth['info']['heldout'][0]!r} (7 classes vs 9)" in lines[0]
     res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
-                                    "--no-progress", "--map-classes-by-name", "-o", str(tmp_path / "m.json")])
+                                    "-q", "--map-classes-by-name", "-o", str(tmp_path / "m.json")])
     assert res.exit_code == 0, res.output
     assert f"dataset classes with no match (ignored): {synth['info']['heldout']}" in res.output
     assert json.loads((tmp_path / "m.json").read_text())["class_mapping"]["ignored_dataset_classes"] == \

@@ -8,6 +8,7 @@ import re
 import click
 
 from ..errors import ProlabError
+from .options import SummaryGroup, quiet_option
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -48,12 +49,13 @@ def _open_existing():
     return path, Cache(path)
 
 
-@click.group()
+@click.group(cls=SummaryGroup)
 def cache() -> None:
     """The cache of LLM replies and embeddings ($PROLAB_CACHE/cache.sqlite)."""
 
 
 @cache.command("path")
+@quiet_option
 def path_() -> None:
     """Print the cache database's path."""
     from ..cache import default_cache_path
@@ -62,6 +64,7 @@ def path_() -> None:
 
 
 @cache.command()
+@quiet_option
 def info() -> None:
     """Entries and size per backend and model."""
     path, store = _open_existing()
@@ -86,6 +89,7 @@ def info() -> None:
 
 
 @cache.command()
+@quiet_option
 @click.option("--older-than", "older_than", default=None, metavar="DURATION",
               help="only entries created longer ago than this (30d, 12h, 90m, 2w, 1d12h)")
 @click.option("--backend", default=None, metavar="NAME",

@@ -7,10 +7,13 @@ from pathlib import Path
 import click
 
 from ..errors import ProlabError
+from ..progress import is_quiet
+from .options import classes_option, option, output_option, quiet_option
 
 
 @click.command()
 @click.argument("name", required=False)
+@quiet_option
 def classes(name: str | None) -> None:
     """List the built-in class lists, or print one (NAME: built-in name, alias or file)."""
     from ..classes import ALIASES, BUILTIN, load_classes
@@ -26,7 +29,7 @@ def classes(name: str | None) -> None:
 
 
 @click.command()
-@click.option("--classes", "classes_", required=True, help="Built-in class list name or a file (text or JSON list).")
+@classes_option(required=True, name="classes_")
 @click.option("--llm", default="local", show_default=True,
               help="local | llama-cpp:/path/model.gguf | openai:NAME | NAME (gpt-3.5 = gpt-3.5-turbo).")
 @click.option("--template", default="prolab", show_default=True,
@@ -40,7 +43,8 @@ def classes(name: str | None) -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first attempt.")
 @click.option("--temperature", default=None, type=click.FloatRange(min=0), help="Override the template's temperature.")
 @click.option("--max-tokens", default=None, type=click.IntRange(min=1), help="Override the template's max_tokens.")
-@click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "chat", "completion"]),
+@option("--prompt-mode", "mode", old_names=("--mode",), default="auto", show_default=True,
+        type=click.Choice(["auto", "chat", "completion"]),
               help="Prompt as chat or as few-shot completion (auto: chat for APIs, by chat template for GGUF).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="CPU threads of a local model.")
 @click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(min=256), help="Context of a local model.")
@@ -51,23 +55,23 @@ def classes(name: str | None) -> None:
               help="First backoff delay in seconds (doubles per retry, with jitter).")
 @click.option("--backoff-max", default=60.0, show_default=True, type=click.FloatRange(min=0),
               help="Longest backoff delay in seconds.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="descriptions.json to write (plus descriptions.provenance.json).")
+@quiet_option
+@output_option("descriptions.json to write (plus descriptions.provenance.json)", required=True)
 def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts, seed, temperature,
-             max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, quiet, output) -> None:
+             max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, output) -> None:
     """Describe every class with an LLM: {class: [descriptions]} JSON in class order."""
     from ..describe import provenance_path, run_describe
     from ..stage_options import DescribeOptions
     from .options import options_from_flags
 
+    output = Path(output)
     overrides = {}
     if temperature is not None:
         overrides["temperature"] = temperature
     if max_tokens is not None:
         overrides["max_tokens"] = max_tokens
     options = options_from_flags(DescribeOptions, {"min": "min_descriptions"}, sampling=overrides)
-    result = run_describe(classes_, output, options=options, progress=not quiet)
+    result = run_describe(classes_, output, options=options, progress=not is_quiet())
     click.echo(result.summary(), err=True)
     click.echo(f"wrote {output} and {provenance_path(output)}", err=True)
     if result.failed:

@@ -8,34 +8,35 @@ from __future__ import annotations
 import click
 
 from ..stage_options import BuildOptions, ClusterOptions, EmbedOptions
-from .options import options_from_flags, quiet_option
+from ..progress import is_quiet
+from .options import (classes_option, options_from_flags, embedding_model_option, out_dir_option, output_option, quiet_option,
+                      threads_option)
 
-_MODEL_HELP = "minilm (offline default), bge-small|bge-base|bge-large, a Hub id, or a local model directory"
+_SPACES_DIR = "folder the artifact directory goes in"
 
 
 @click.command()
 @click.argument("descriptions", type=click.Path(dir_okay=False))
-@click.option("--model", default="minilm", show_default=True, help=_MODEL_HELP)
+@embedding_model_option
 @click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]), default="sentence-transformers",
               show_default=True)
 @click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
               help="default: mean for bge-* (as the paper), else the model's own")
 @click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@threads_option
 @click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
 @click.option("--drop-empty", is_flag=True, help="leave out classes that have no descriptions")
-@click.option("--classes", "classes_spec", default=None,
-              help="the dataset's class list (built-in name or file): the file's class names are reconciled with "
-                   "it and replaced by its names (each non-exact match printed)")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="embeddings .safetensors")
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@classes_option("the dataset's class list (built-in name, alias or file): the file's class names are reconciled "
+                "with it and replaced by its names (each non-exact match printed)", name="classes_spec")
+@output_option("embeddings .safetensors", required=True)
+@quiet_option
 def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads, download, drop_empty, classes_spec,
-          output, quiet):
+          output):
     """Embed every description (and class name) of DESCRIPTIONS ({class: [descriptions]} JSON)."""
     from ..embed import run_embed
 
-    result = run_embed(descriptions, output, options=options_from_flags(EmbedOptions), progress=not quiet,
+    result = run_embed(descriptions, output, options=options_from_flags(EmbedOptions), progress=not is_quiet(),
                        classes_spec=classes_spec)
     click.echo(
         f"{len(result.texts)} descriptions of {len(result.classes)} classes -> {output}"
@@ -45,11 +46,11 @@ def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads,
 
 @click.command()
 @click.argument("embeddings", type=click.Path(dir_okay=False))
-@click.option("-k", "k", type=int, default=None, help="number of properties (clusters)")
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="number of properties (clusters)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-init", default="auto", show_default=True, help="'auto' or a number of k-means restarts")
 @click.option("--sweep", "sweep_ks", default=None, help="comma-separated Ks: print inertia/silhouette/collisions")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="clusters .safetensors")
+@output_option("clusters .safetensors")
 @quiet_option
 def cluster(embeddings, k, seed, n_init, sweep_ks, output):
     """k-means over all description embeddings of EMBEDDINGS pooled."""
@@ -64,8 +65,9 @@ def cluster(embeddings, k, seed, n_init, sweep_ks, output):
 @click.option("--embeddings", required=True, type=click.Path(dir_okay=False))
 @click.option("--clusters", required=True, type=click.Path(dir_okay=False))
 @click.option("--name", required=True, help="artifact name, e.g. ade20k-bge-base-k256")
-@click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
+@out_dir_option(_SPACES_DIR, default="label_spaces", old_names=("-o",))
 @click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")
+@quiet_option
 def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions):
     """Build the versioned label-space artifact from embeddings and clusters."""
     from ..build import run_build
@@ -95,8 +97,9 @@ def pipeline(config, force):
 @click.option("--class", "cls", default=None, help="show the properties of this class")
 @click.option("--property", "prop", type=int, default=None, help="show the members of property K")
 @click.option("--similar", default=None, help="classes sharing most properties with this class")
-@click.option("--top", type=int, default=10, show_default=True, help="rows for --similar")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="rows for --similar")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the class x property matrix")
+@quiet_option
 def inspect(artifact, cls, prop, similar, top, plot):
     """Describe a label-space ARTIFACT (directory, or the name of a shipped one)."""
     from ..inspection import run_inspect
@@ -108,11 +111,12 @@ def inspect(artifact, cls, prop, similar, top, plot):
 @click.argument("bank", type=click.Path(dir_okay=False))
 @click.option("--name", required=True, help="artifact name")
 @click.option("--key", default=None, help="bank entry, if the file holds several")
-@click.option("--classes", "classes_spec", default=None,
-              help="the dataset's class list (built-in name or file); the bank's names are reconciled with it "
-                   "[default: implied by a released file name (ade_desc_... -> ade20k), else the bank's own names]")
-@click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
+@classes_option("the dataset's class list (built-in name, alias or file); the bank's names are reconciled with it "
+                "[default: implied by a released file name (ade_desc_... -> ade20k), else the bank's own names]",
+                name="classes_spec")
+@out_dir_option(_SPACES_DIR, default="label_spaces", old_names=("-o",))
 @click.option("--trust-pickle", is_flag=True, help="allow a bank that holds more than tensors (runs pickle code)")
+@quiet_option
 def import_bank(bank, name, key, classes_spec, out_dir, trust_pickle):
     """Import ProLab's embedding-bank .pth as a verified artifact."""
     from ..interop import import_notes, run_import_bank
@@ -125,40 +129,47 @@ def import_bank(bank, name, key, classes_spec, out_dir, trust_pickle):
 
 @click.command("export-bank")
 @click.argument("artifact")
-@click.option("-o", "--output", default=None, type=click.Path(),
-              help="bank .pth file, or a folder for the released file name "
-                   "<dataset>_desc_<model>_gpt3.5_cluster_<K>_embedding_bank.pth  [default: embeddings/]")
+@output_option("bank .pth file to write")
+@out_dir_option("folder for the released file name <dataset>_desc_<model>_gpt3.5_cluster_<K>_embedding_bank.pth"
+                "  [default: embeddings/ when no -o]")
 @click.option("--key", default=None,
               help="entry name [default: <model>_gpt3.5_cluster_<K>_embeddings_and_labels, "
                    "e.g. bge-base-en-v1.5_gpt3.5_cluster_256_embeddings_and_labels]")
 @click.option("--dataset", default=None,
               help="dataset part of the file name: ade, coco_stuff_164k, pascal_context_59, cityscapes_bdd or any "
                    "[default: from the artifact's class list]")
-def export_bank(artifact, output, key, dataset):
+@quiet_option
+def export_bank(artifact, output, out_dir, key, dataset):
     """Export an artifact as ProLab's embedding-bank .pth (the file and entry the released configs load)."""
     from ..interop import run_export_bank
 
-    path, key = run_export_bank(artifact, output, key, dataset)
+    if output and out_dir:
+        raise click.UsageError("-o/--output names the bank file, --out-dir a folder for its released name: give one")
+    if output and not output.endswith(".pth"):
+        click.echo("Warning: -o with a folder is deprecated in prolab export-bank; use --out-dir "
+                   "(the old spelling goes in the next release)", err=True)
+    path, key = run_export_bank(artifact, output or out_dir, key, dataset)
     click.echo(f"{path}  entry {key!r}")
 
 
-@click.command("import-properties")
+@click.command("import-properties", short_help="Build an artifact from the paper's property file (class-property "
+               "assignment and property names from the file, centres from MODEL).")
 @click.argument("properties", type=click.Path(dir_okay=False))
-@click.option("--classes", "classes_spec", required=True, help="the dataset's class list (built-in name or file)")
-@click.option("--model", default="minilm", show_default=True, help=_MODEL_HELP)
+@classes_option("the dataset's class list (built-in name, alias or file)", required=True, name="classes_spec")
+@embedding_model_option
 @click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]), default="sentence-transformers",
               show_default=True)
 @click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
               help="default: mean for bge-* (as the paper), else the model's own")
 @click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
 @click.option("--name", default=None, help="artifact name [default: <file stem>-<model>]")
-@click.option("-o", "--out-dir", default="label_spaces", show_default=True, type=click.Path(file_okay=False))
+@out_dir_option(_SPACES_DIR, default="label_spaces", old_names=("-o",))
 @click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@quiet_option
 def import_properties(properties, classes_spec, model, backend, pooling, lowercase, batch_size, download, name,
-                      out_dir, allow_collisions, quiet):
+                      out_dir, allow_collisions):
     """Build an artifact from the paper's property file ({property: ["class: description", ...]}):
     its class-property assignment, its property names, centres = mean of each property's member
     embeddings under MODEL."""
@@ -166,7 +177,7 @@ def import_properties(properties, classes_spec, model, backend, pooling, lowerca
 
     options = options_from_flags(EmbedOptions)
     space, path, notes = run_import_properties(properties, classes_spec, options, name, out_dir, allow_collisions,
-                                               progress=not quiet)
+                                               progress=not is_quiet())
     for line in notes:
         click.echo(line, err=True)
     click.echo(f"{path}  version {space.version}  C={space.num_classes} K={space.num_properties} D={space.dim}")

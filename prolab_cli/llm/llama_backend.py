@@ -106,7 +106,7 @@ class LlamaCppBackend(Backend):
         if mode == "auto":
             mode = "chat" if has_template else "completion"
         elif mode == "chat" and not has_template:
-            raise ProlabError(f"{path}: --mode chat needs a GGUF with a chat template (this one has none)")
+            raise ProlabError(f"{path}: --prompt-mode chat needs a GGUF with a chat template (this one has none)")
         self.mode = mode
 
     def details(self) -> dict[str, Any]:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import click
 
-from prolab_cli.commands.options import quiet_option
+from prolab_cli.commands.options import classes_option, quiet_option
+
+
+def _known_row(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check --row against `prolab zoo` before any file is read."""
+    if value is not None:
+        from segmentation.zoo import get_row
+
+        get_row(value)
+    return value
 
 
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--row", default=None,
+@click.option("--row", default=None, callback=_known_row,
               help="Paper row (`prolab zoo`), e.g. ade20k-vit-adapter-b-prolab (default: inferred from the keys, "
                    "the label space and the checkpoint's meta; an error when several fit).")
 @click.option("--bank", default=None, type=click.Path(dir_okay=False),
@@ -19,8 +28,8 @@ from prolab_cli.commands.options import quiet_option
 @click.option("--preset", default=None, help="Model preset (default: inferred from the keys and shapes).")
 @click.option("--label-space", "label_space", default=None, type=click.Path(),
               help="Label-space artifact: makes a property-head model (ProLab checkpoints).")
-@click.option("--classes", "classes", default=None,
-              help="Class list (built-in name or file): for one-hot checkpoints without meta.CLASSES, or a bank's classes.")
+@classes_option("class list (built-in name, alias or file): for one-hot checkpoints without meta.CLASSES, or a "
+                "bank's classes")
 @click.option("--temperature", default=None, type=float,
               help="Property-head sigmoid temperature (default: the row's; required outside the paper rows).")
 @click.option("--normalize-embedding/--no-normalize-embedding", default=None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from prolab_cli.commands.options import SummaryGroup, quiet_option, threads_option
+
 
 def _threads(threads: int | None) -> None:
     if threads:
@@ -13,7 +15,7 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@click.group("mmseg")
+@click.group("mmseg", cls=SummaryGroup)
 def mmseg() -> None:
     """Train and test MMSegmentation 1.x configs (the ProLab head and ViT-Adapter registered in
     mmseg; configs in segmentation/mmseg_plugin/configs/). Needs: pip install 'prolab[mmseg]'."""
@@ -28,7 +30,8 @@ def mmseg() -> None:
               help="continue from this checkpoint")
 @click.option("--cfg-options", multiple=True, metavar="KEY=VALUE",
               help="override a config key (repeatable), as MMSeg's tools/train.py --cfg-options")
-@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@threads_option
+@quiet_option
 def train(config, work_dir, resume, resume_from, cfg_options, threads):
     """Train with CONFIG (an MMSeg 1.x Python config)."""
     _threads(threads)
@@ -42,7 +45,8 @@ def train(config, work_dir, resume, resume_from, cfg_options, threads):
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--work-dir", default=None, help="where logs go (default work_dirs/<config name>)")
 @click.option("--cfg-options", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
-@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@threads_option
+@quiet_option
 def test(config, checkpoint, work_dir, cfg_options, threads):
     """Evaluate CHECKPOINT (written by MMSeg or by prolab) on CONFIG's test split with its
     evaluator (IoUMetric); prints the metrics."""

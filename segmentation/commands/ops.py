@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from prolab_cli.commands.options import SummaryGroup, quiet_option
 
-@click.group()
+
+@click.group(cls=SummaryGroup)
 def ops() -> None:
     """Compiled kernels (multi-scale deformable attention)."""
 
@@ -14,6 +16,7 @@ def ops() -> None:
 @click.option("--variant", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="cpu: C++ kernels only; cuda: C++ and CUDA kernels (needs CUDA torch and toolkit).")
 @click.option("--verbose", is_flag=True, help="Show the compiler output.")
+@quiet_option
 def build(variant: str, verbose: bool) -> None:
     """Compile the kernels now instead of on first use."""
     from segmentation.ops.report import build_kernels
@@ -24,6 +27,7 @@ def build(variant: str, verbose: bool) -> None:
 
 @ops.command("status")
 @click.option("--check", is_flag=True, help="Also build if needed and compare with the reference on a small case.")
+@quiet_option
 def status(check: bool) -> None:
     """Which implementation runs on CPU and on CUDA tensors, and why."""
     from segmentation.ops.report import status_lines

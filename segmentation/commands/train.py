@@ -11,10 +11,13 @@ from pathlib import Path
 import click
 
 from prolab_cli.errors import ProlabError
-from prolab_cli.commands.options import quiet_option
+from prolab_cli.commands.options import (SummaryGroup, classes_option, device_option, inference_mode_option, option,
+                                         out_dir_option, output_option, quiet_option, threads_option)
 from prolab_cli.progress import is_quiet
 
 _DATASETS = "ade20k, coco-stuff, pascal-context-59, cityscapes, bdd100k, generic, or (evaluation only) ade20k-847, pascal-context-459"
+_DATASET_CLASSES = ("the dataset's class list: built-in name, alias or file  "
+                    "[default: <data-root>/classes.txt, else the dataset's built-in list]")
 
 
 def _pair(value: str | None) -> tuple[int, int] | None:
@@ -28,6 +31,14 @@ def _pair(value: str | None) -> tuple[int, int] | None:
     return a, b
 
 
+def _check_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check an N or H,W option of positive integers while the command line is parsed."""
+    pair = _pair(value)
+    if pair is not None and (len(value.lower().replace("x", ",").split(",")) > 2 or min(pair) < 1):
+        raise click.BadParameter(f"{value!r}: expected N or H,W of positive integers")
+    return value
+
+
 def _threads(threads: int | None) -> None:
     if threads is not None:
         import torch
@@ -35,21 +46,23 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(max(threads, 1))
 
 
-@click.group()
+@click.group(cls=SummaryGroup)
 def data() -> None:
     """Datasets: write a synthetic one, check a real one."""
 
 
 @data.command("synth")
 @click.option("--layout", default="ade20k", show_default=True, help=f"folder layout: {_DATASETS}")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="dataset root to write")
-@click.option("--train", "num_train", type=int, default=64, show_default=True, help="training images")
-@click.option("--val", "num_val", type=int, default=16, show_default=True, help="validation images")
-@click.option("--size", type=int, default=64, show_default=True, help="image side in pixels")
-@click.option("--classes", "num_seen", type=int, default=12, show_default=True, help="object classes seen in training")
-@click.option("--heldout", "num_heldout", type=int, default=4, show_default=True,
-              help="object classes only in validation (described, never trained)")
+@out_dir_option("dataset root to write", required=True, old_names=("--out",), name="out")
+@click.option("--train", "num_train", type=click.IntRange(min=1), default=64, show_default=True, help="training images")
+@click.option("--val", "num_val", type=click.IntRange(min=1), default=16, show_default=True, help="validation images")
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, help="image side in pixels")
+@option("--seen", "num_seen", old_names=("--classes",), type=click.IntRange(min=1), default=12, show_default=True,
+        help="number of object classes seen in training")
+@click.option("--heldout", "num_heldout", type=click.IntRange(min=0), default=4, show_default=True,
+              help="number of object classes only in validation (described, never trained)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
 def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, seed):
     """Write a synthetic dataset of textured shapes in a real dataset's layout, with classes.txt
     and descriptions.json (all classes) / descriptions_seen.json (seen classes only)."""
@@ -63,7 +76,7 @@ def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, seed):
 @click.option("--dataset", required=True, help=_DATASETS)
 @click.option("--data-root", required=True, type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
-@click.option("--classes", default=None, help="class list file (default: <data-root>/classes.txt or built-in)")
+@classes_option(f"{_DATASET_CLASSES}")
 @quiet_option
 def check(dataset, data_root, split, classes):
     """Read every image and mask of a split and report the bad ones (exit 1 if any)."""
@@ -79,10 +92,11 @@ def check(dataset, data_root, split, classes):
 
 @data.command("subset-space")
 @click.argument("artifact")
-@click.option("--classes", "classes_file", required=True, type=click.Path(dir_okay=False),
-              help="the classes to keep (a class list or descriptions JSON), in their order")
+@classes_option("the classes to keep, in their order: a class list (built-in name, alias or file) or a "
+                "descriptions JSON", required=True, name="classes_file")
 @click.option("--name", required=True, help="name of the new artifact")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False))
+@out_dir_option("folder the new artifact directory goes in", required=True, old_names=("-o",))
+@quiet_option
 def subset_space(artifact, classes_file, name, out_dir):
     """Keep some classes of a label space over the same centres (e.g. the seen classes, to train a
     model whose full label space labels the held-out ones)."""
@@ -96,7 +110,8 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--dataset", default=None, help=f"{_DATASETS} (default: the config's)")
 @click.option("--data-root", required=True, type=click.Path(file_okay=False))
 @click.option("--label-space", default=None, help="label-space artifact (directory or shipped name)")
-@click.option("--model", "preset", default=None, help="model preset, e.g. vit-adapter-b, vit-adapter-nano")
+@option("--preset", "preset", old_names=("--model",), default=None,
+        help="model preset, e.g. vit-adapter-b, vit-adapter-nano  [default: the config's]")
 @click.option("--config", "config_name", default=None,
               help="a preset of segmentation/configs or a YAML file  [default: ade20k-vit-adapter-b-prolab]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-4")
@@ -111,10 +126,10 @@ def subset_space(artifact, classes_file, name, out_dir):
 @click.option("--overwrite", is_flag=True,
               help="start afresh in a work dir that holds checkpoints: the earlier run's checkpoints and log "
                    "are deleted when the new run finishes")
-@click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
+@classes_option(_DATASET_CLASSES)
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
-@click.option("--threads", type=int, default=None, help="torch CPU threads per process")
+@device_option
+@threads_option
 @click.option("--map-classes-by-name", is_flag=True,
               help="train a label space whose classes are some of the dataset's (matched by name; the dataset's "
                    "other classes are ignored and listed); without it the class lists must be equal")
@@ -135,7 +150,7 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
 
     started = time.time()
     if resume:
-        fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--model", preset),
+        fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--preset", preset),
                                           ("--head", head), ("--init-from", init_from)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
@@ -231,16 +246,16 @@ def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
 @click.option("--data-root", required=True, type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
 @click.option("--label-space", default=None, help="another artifact over the same centres (classes never trained on)")
-@click.option("--classes", default=None, help="dataset class list file (default: <data-root>/classes.txt or built-in)")
-@click.option("--mode", type=click.Choice(["slide", "whole"]), default=None, help="default: the config's test.mode")
+@classes_option(_DATASET_CLASSES)
+@inference_mode_option
 @click.option("--flip/--no-flip", default=None, help="average with the flipped image")
-@click.option("--scale", default=None, help="test resize scale LONG,SHORT")
-@click.option("--crop", default=None, help="sliding-window size H,W")
-@click.option("--stride", default=None, help="sliding-window stride H,W")
-@click.option("--skip-bad", is_flag=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="write the result as JSON")
+@click.option("--scale", default=None, callback=_check_pair, help="test resize scale LONG,SHORT")
+@click.option("--crop", default=None, callback=_check_pair, help="sliding-window size H,W")
+@click.option("--stride", default=None, callback=_check_pair, help="sliding-window stride H,W")
+@click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
+@device_option
+@threads_option
+@output_option("JSON file to write the result to")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
 @click.option("--map-classes-by-name", is_flag=True,
               help="cross-dataset evaluation: match the dataset's classes to the model's by name; dataset classes "
@@ -264,14 +279,16 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
 @click.option("--label-space", default=None, help="another artifact over the same centres")
-@click.option("--classes", default=None, type=click.Path(dir_okay=False), help="only choose among these classes")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--mode", type=click.Choice(["slide", "whole"]), default=None)
-@click.option("--flip/--no-flip", default=None)
-@click.option("--regions", type=int, default=3, show_default=True, help="largest predicted regions to explain")
-@click.option("--top-properties", type=int, default=3, show_default=True, help="property maps per region")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@classes_option("only choose among these classes: a class list (built-in name, alias or file)")
+@out_dir_option("folder for the masks, overlays and property maps", required=True, old_names=("--out",))
+@inference_mode_option
+@click.option("--flip/--no-flip", default=None, help="average with the flipped image")
+@click.option("--regions", type=click.IntRange(min=1), default=3, show_default=True,
+              help="largest predicted regions to explain")
+@click.option("--top-properties", type=click.IntRange(min=1), default=3, show_default=True,
+              help="property maps per region")
+@device_option
+@threads_option
 @click.option("--map-classes-by-name", is_flag=True,
               help="allow a --label-space whose classes differ from the checkpoint's (label ids then number its classes)")
 @quiet_option
@@ -300,6 +317,8 @@ def _image_files(paths: tuple[str, ...]) -> list[Path]:
             if not found:
                 raise ProlabError(f"{path}: no images ({', '.join(_IMAGE_SUFFIXES)}) in this folder")
             files += found
+        elif not path.is_file():
+            raise ProlabError(f"{path}: no such image file or folder")
         else:
             files.append(path)
     return files

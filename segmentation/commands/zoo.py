@@ -6,10 +6,13 @@ import json
 
 import click
 
+from prolab_cli.commands.options import quiet_option
+
 
 @click.command()
 @click.option("--markdown", is_flag=True, help="print the README's Markdown table instead")
 @click.option("--json", "as_json", is_flag=True, help="print the rows and commands as JSON")
+@quiet_option
 def zoo(markdown: bool, as_json: bool) -> None:
     """The seven released ProLab models: preset, checkpoint, bank, K/T, paper mIoU and commands."""
     from segmentation import zoo as rows

@@ -130,7 +130,9 @@ def check_config(config: dict | TrainingConfig, where: str = "config") -> dict:
     its type; numbers made floats where the schema says so), as a plain dict."""
     if isinstance(config, TrainingConfig):
         config = config.to_dict()
-    return check(TrainingConfig, config, where).to_dict()
+    checked = check(TrainingConfig, config, where).to_dict()
+    check_numbers(checked)
+    return checked
 
 
 def base_defaults() -> dict:
@@ -206,7 +208,48 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = coerce(value, tp, key, where)
+    check_numbers(config)
     return config
+
+
+#: config keys that hold a count: (key, smallest allowed value)
+_COUNTS = (("schedule.max_iters", 1), ("schedule.warmup_iters", 0), ("data.batch_size", 1), ("data.num_workers", 0),
+           ("train.accum_steps", 1), ("train.log_interval", 1), ("train.ckpt_interval", 1), ("train.max_keep", 1),
+           ("model.img_size", 1))
+#: config keys that hold a size in pixels: a positive integer or a list of them
+_SIZES = ("data.crop_size", "data.scale", "test.crop_size", "test.stride", "test.scale")
+
+
+def check_numbers(config: dict) -> None:
+    """Refuse absurd numbers (0 iterations, batch size 0, a negative crop, ...) before any work starts."""
+
+    def value(key: str) -> Any:
+        node: Any = config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key, least in _COUNTS:
+        v = value(key)
+        if v is not None and (not is_int(v) or v < least):
+            raise ProlabError(f"config {key}: must be an integer >= {least}, got {v!r}")
+    for key in _SIZES:
+        v = value(key)
+        if v is not None and not all(is_int(x) and x >= 1 for x in (v if isinstance(v, list) else [v])):
+            raise ProlabError(f"config {key}: must be positive integers, got {v!r}")
+    lr = value("optim.lr")
+    if lr is not None:
+        try:
+            number = float(lr)  # YAML reads 1e-4 (no dot) as a string
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(lr, bool) or number is None or not number >= 0:
+            raise ProlabError(f"config optim.lr: must be a number >= 0, got {lr!r}")
 
 
 #: what ``prolab train --resume --set`` may change: the schedule (its length and shape) and the
