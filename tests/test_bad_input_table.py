@@ -120,6 +120,17 @@ def rows() -> list[Row]:
         R("export-bank", "unknown", ("nosuch-space", "-o", "{out}.pth"), "nosuch-space"),
         R("export-bank", "truncated", ("{truncated_artifact}", "-o", "{out}.pth"), "manifest.json"),
         R("export-bank", "usage", ("{artifact}", "-o", "{out}.pth", "--out-dir", "{out}"), "give one"),
+        R("extend", "missing", ("{artifact}", "--descriptions", "{nowhere}/new.json", "--out-dir", "{out}"), "new.json"),
+        R("extend", "empty", ("{artifact}", "--descriptions", "{empty_json}", "--out-dir", "{out}"), "empty.json"),
+        R("extend", "wrong-type", ("{artifact}", "--descriptions", "{list_json}", "--out-dir", "{out}"), "list.json"),
+        R("extend", "truncated", ("{artifact}", "--descriptions", "{truncated_descriptions}", "--out-dir", "{out}"),
+          "trunc"),
+        R("extend", "unknown", ("nosuch-space", "--keep", "class0", "--out-dir", "{out}"), "nosuch-space"),
+        R("extend", "unknown", ("{artifact}", "--keep", "nosuch-class", "--out-dir", "{out}"), "nosuch-class"),
+        R("name-properties", "unknown", ("nosuch-space", "--out-dir", "{out}"), "nosuch-space"),
+        R("name-properties", "absurd", ("{artifact}", "--members", "0", "--out-dir", "{out}"), "--members"),
+        R("name-properties", "missing", ("{artifact}", "--llm", "llama-cpp:{nowhere}/m.gguf", "--out-dir", "{out}"),
+          "m.gguf"),
         R("import-properties", "missing", ("{nowhere}/p.json", "--classes", "{classes_txt}", "--out-dir", "{out}"),
           "p.json"),
         R("import-properties", "empty", ("{empty_json}", "--classes", "{classes_txt}", "--out-dir", "{out}"),
@@ -142,6 +153,8 @@ def rows() -> list[Row]:
         R("ops build", "unknown", ("--variant", "tpu"), "tpu"),
         R("ops status", "usage", ("--bogus",), "--bogus"),
         R("zoo", "usage", ("nosuch-row",), "nosuch-row"),
+        R("models", "absurd", ("--num-classes", "0"), "--num-classes"),
+        R("models", "usage", ("--bogus",), "--bogus"),
         R("convert", "missing", ("{nowhere}/m.pth", "{out}.pth"), "m.pth"),
         R("convert", "empty", ("{empty_pth}", "{out}.pth"), "empty.pth"),
         R("convert", "wrong-type", ("{list_pth}", "{out}.pth"), "list.pth"),
@@ -265,7 +278,7 @@ def _write_inputs(root: Path) -> dict[str, str]:
     f["checkpoint"] = root / "ckpt.pth"
 
     res = CliRunner().invoke(main, ["data", "synth", "--out-dir", str(root / "synth"), "--train", "1", "--val", "1",
-                                    "--size", "32", "--seen", "2", "--heldout", "1", "-q"])
+                                    "--size", "32", "--seen", "3", "--heldout", "1", "-q"])
     assert res.exit_code == 0, res.output
     f["synth"] = root / "synth"
     (root / "empty_dir").mkdir()

@@ -48,13 +48,13 @@ def test_each_flag_means_one_thing_everywhere():
 def test_old_spellings_work_with_one_warning_and_stay_out_of_help(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["data", "synth", "--out", str(tmp_path / "d"), "--train", "1", "--val", "1",
-                               "--size", "32", "--classes", "2", "--heldout", "1"])
+                               "--size", "32", "--classes", "3", "--heldout", "1"])
     assert res.exit_code == 0, res.output
     warnings = res.stderr.strip().splitlines()
     assert len(warnings) == 2 and all(w.startswith("Warning: ") for w in warnings), res.stderr
     assert "--out is deprecated" in warnings[0] and "use --out-dir" in warnings[0]
     assert "--classes is deprecated" in warnings[1] and "use --seen" in warnings[1]
-    assert "(2 seen + 1 held-out classes" in res.stdout
+    assert "(3 seen + 1 held-out classes" in res.stdout
 
     descriptions = {f"c{i}": [f"text {i}"] for i in range(3)}
     vectors = np.eye(3, 4, dtype=np.float32)

@@ -262,7 +262,7 @@ def test_models_command_lists_the_registry_with_counts_layouts_and_rows():
     assert "mmseg 0.x release" in table["beit-adapter-l"]["loads"]
     assert "ade20k-vit-adapter-b-prolab" in table["vit-adapter-b"]["paper_rows"]
     assert table["beitv2-adapter-l"]["paper_rows"] == ["ade20k-beitv2-adapter-l-896-prolab"]
-    text = CliRunner().invoke(main, ["models", "--classes", "19"])
+    text = CliRunner().invoke(main, ["models", "--num-classes", "19"])
     assert text.exit_code == 0 and "params (19 cl.)" in text.output
     assert all(name in text.output for name in MODELS)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .options import out_dir_option, quiet_option
+
 
 @click.command()
 @click.argument("artifact")
@@ -11,8 +13,8 @@ import click
               help="{class: [descriptions]} JSON of the classes to add")
 @click.option("--keep", default=None, help="classes to keep: a class-list file, a descriptions JSON, or a comma list")
 @click.option("--name", default=None, help="name of the new artifact (default: <parent>-extended or <parent>-subset)")
-@click.option("-o", "--out-dir", default=None, type=click.Path(file_okay=False),
-              help="where to write it (default: beside the parent)")
+@out_dir_option("where to write it (default: beside the parent)", old_names=("-o",))
+@quiet_option
 def extend(artifact, descriptions, keep, name, out_dir):
     """Add classes never trained on to ARTIFACT (their descriptions embedded with the artifact's own
     model, each assigned to the nearest existing centre), and/or keep a subset of its classes. The
@@ -34,12 +36,12 @@ def extend(artifact, descriptions, keep, name, out_dir):
 @click.option("--llm", default="local", show_default=True,
               help="local (offline Gemma GGUF), llama-cpp:/path/model.gguf, or an OpenAI-compatible model name")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint")
-@click.option("--threads", type=int, default=1, show_default=True, help="threads of a local model")
-@click.option("--members", type=int, default=8, show_default=True, help="member descriptions shown per property")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="threads of a local model")
+@click.option("--members", type=click.IntRange(min=1), default=8, show_default=True, help="member descriptions shown per property")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--name", default=None, help="name of the new artifact (default: <parent>-named)")
-@click.option("-o", "--out-dir", default=None, type=click.Path(file_okay=False),
-              help="where to write it (default: beside the parent)")
+@out_dir_option("where to write it (default: beside the parent)", old_names=("-o",))
+@quiet_option
 def name_properties(artifact, llm, base_url, threads, members, seed, name, out_dir):
     """Ask an LLM for a short readable name per property of ARTIFACT (from its member descriptions);
     writes a new version with the names stored as llm_name beside the nearest-to-centre names."""

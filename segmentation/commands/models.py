@@ -6,11 +6,14 @@ import json
 
 import click
 
+from prolab_cli.commands.options import quiet_option
+
 
 @click.command()
-@click.option("--classes", "num_classes", type=click.IntRange(min=1), default=150, show_default=True,
+@click.option("--num-classes", "num_classes", type=click.IntRange(min=1), default=150, show_default=True,
               help="classes of the one-hot head the parameters are counted with")
 @click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
+@quiet_option
 def models(num_classes: int, as_json: bool) -> None:
     """The registered models (`--preset` / a config's `model.preset`): backbone, parameter count (counted on
     the meta device, no memory allocated), the checkpoint layouts each loads and the paper rows that use it."""

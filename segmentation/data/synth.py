@@ -129,7 +129,7 @@ def make_classes(
             return [make(t) for t in seen], [make(t) for t in heldout]
     raise ProlabError(
         f"no draw of {num_seen} seen classes gives {num_heldout} held-out classes whose properties each occur in"
-        f" >= {min_support} seen classes at Hamming distance >= {min_distance}; raise --classes or lower --heldout"
+        f" >= {min_support} seen classes at Hamming distance >= {min_distance}; raise --seen or lower --heldout"
     )
 
 
