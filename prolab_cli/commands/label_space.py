@@ -9,7 +9,7 @@ import click
 
 from ..stage_options import BuildOptions, ClusterOptions, EmbedOptions
 from ..progress import is_quiet
-from .options import (classes_option, options_from_flags, embedding_model_option, out_dir_option, output_option, quiet_option,
+from .options import (classes_option, embedding_options, options_from_flags, out_dir_option, output_option, quiet_option,
                       threads_option)
 
 _SPACES_DIR = "folder the artifact directory goes in"
@@ -17,15 +17,8 @@ _SPACES_DIR = "folder the artifact directory goes in"
 
 @click.command()
 @click.argument("descriptions", type=click.Path(dir_okay=False))
-@embedding_model_option
-@click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]), default="sentence-transformers",
-              show_default=True)
-@click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
-              help="default: mean for bge-* (as the paper), else the model's own")
-@click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@embedding_options
 @threads_option
-@click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
 @click.option("--drop-empty", is_flag=True, help="leave out classes that have no descriptions")
 @classes_option("the dataset's class list (built-in name, alias or file): the file's class names are reconciled "
                 "with it and replaced by its names (each non-exact match printed)", name="classes_spec")
@@ -156,14 +149,7 @@ def export_bank(artifact, output, out_dir, key, dataset):
                "assignment and property names from the file, centres from MODEL).")
 @click.argument("properties", type=click.Path(dir_okay=False))
 @classes_option("the dataset's class list (built-in name, alias or file)", required=True, name="classes_spec")
-@embedding_model_option
-@click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]), default="sentence-transformers",
-              show_default=True)
-@click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
-              help="default: mean for bge-* (as the paper), else the model's own")
-@click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub")
+@embedding_options
 @click.option("--name", default=None, help="artifact name [default: <file stem>-<model>]")
 @out_dir_option(_SPACES_DIR, default="label_spaces", old_names=("-o",))
 @click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")

@@ -125,9 +125,22 @@ def classes_option(help: str = CLASS_LIST, *, required: bool = False, name: str 
     return option("--classes", name, required=required, help=help, metavar="LIST")
 
 
-def embedding_model_option(func: Callable) -> Callable:
-    """``--model NAME``: the embedding model."""
-    return option("--model", default="minilm", show_default=True, help=EMBEDDING_MODELS)(func)
+def embedding_options(func: Callable) -> Callable:
+    """The embed stage's flags, for every command that embeds descriptions (embed, import-properties):
+    ``--model NAME`` (the embedding model), ``--backend``, ``--pooling``, ``--lowercase``,
+    ``--batch-size``, ``--download``."""
+    for decorate in reversed((
+        option("--model", default="minilm", show_default=True, help=EMBEDDING_MODELS),
+        click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]),
+                     default="sentence-transformers", show_default=True),
+        click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
+                     help="default: mean for bge-* (as the paper), else the model's own"),
+        click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off"),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub"),
+    )):
+        func = decorate(func)
+    return func
 
 
 def inference_mode_option(func: Callable) -> Callable:
