@@ -1,5 +1,6 @@
-# Cityscapes: the data, its pipelines at the released crop and scale, loaders and mIoU evaluation.
-# A row with another crop or scale restates the pipelines and the loaders' pipeline keys.
+# Cityscapes (19 classes, labels from 0) at crop 768 and scale (2048, 1024), 1 image/GPU.
+_base_ = ['./seg_loaders.py']
+
 crop_size = (768, 768)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -18,26 +19,14 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 data_root = 'data/cityscapes/'
-train_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type='CityscapesDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CityscapesDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
-        pipeline=test_pipeline))
+train_dataloader = dict(batch_size=1, dataset=dict(
+    type='CityscapesDataset',
+    data_root=data_root,
+    data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+    pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(
+    type='CityscapesDataset',
+    data_root=data_root,
+    data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+    pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
