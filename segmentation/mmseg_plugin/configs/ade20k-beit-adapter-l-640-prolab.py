@@ -16,6 +16,7 @@ label_space = 'label_spaces/ade20k-bge-base-k256'
 pretrained = 'pretrained/beit_large_patch16_224_pt22k_ft22k.pth'
 crop_size = (640, 640)
 data_preprocessor = dict(size=crop_size)
+# Both heads' label space, K, T and normalisation (mmengine keeps no `__` name in the resolved config).
 __prolab_head = dict(
     label_space=label_space, num_properties=256, temperature=0.01, normalize_embedding=True)
 model = dict(

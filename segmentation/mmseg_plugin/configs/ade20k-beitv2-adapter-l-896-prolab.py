@@ -18,6 +18,7 @@ crop_size = (896, 896)
 # ProLabSegDataPreProcessor: the released test pipeline's PadShortSide(896) after Normalize, the padded
 # prediction resized whole to the image as mmseg 0.x does (MMSeg 1.x's test_cfg padding would crop it).
 data_preprocessor = dict(type='ProLabSegDataPreProcessor', pad_short_side=896, size=crop_size)
+# Both heads' label space, K, T and normalisation (mmengine keeps no `__` name in the resolved config).
 __prolab_head = dict(
     label_space=label_space, num_properties=256, temperature=0.04, normalize_embedding=False)
 model = dict(

@@ -14,6 +14,7 @@ _base_ = [
 # or `prolab pipeline`; its class list must equal the dataset's metainfo classes.
 label_space = 'label_spaces/ade20k-bge-base-k256'
 crop_size = (512, 512)
+# Both heads' label space, K, T and normalisation (mmengine keeps no `__` name in the resolved config).
 __prolab_head = dict(
     label_space=label_space, num_properties=256, temperature=0.04, normalize_embedding=False)
 data_preprocessor = dict(size=crop_size)

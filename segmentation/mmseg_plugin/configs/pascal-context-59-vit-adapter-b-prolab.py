@@ -14,6 +14,7 @@ _base_ = [
 # or `prolab pipeline`; its class list must equal the dataset's metainfo classes.
 label_space = 'label_spaces/pascal-context-59-bge-base-k128'
 crop_size = (512, 512)
+# Both heads' label space, K, T and normalisation (mmengine keeps no `__` name in the resolved config).
 __prolab_head = dict(
     label_space=label_space, num_properties=128, temperature=0.04, normalize_embedding=False)
 data_preprocessor = dict(size=crop_size)
@@ -22,3 +23,5 @@ model = dict(
     decode_head=__prolab_head,
     auxiliary_head=__prolab_head,
     test_cfg=dict(crop_size=crop_size, stride=(341, 341)))
+
+# fp32 (the schedule base's OptimWrapper), as the released config (it sets no fp16).
