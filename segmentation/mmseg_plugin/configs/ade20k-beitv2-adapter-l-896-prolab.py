@@ -2,7 +2,12 @@
 # Row 'ade20k-beitv2-adapter-l-896-prolab' of segmentation/zoo.py; settings as in the released config:
 # K=256, T=0.04, e normalised: False, crop 896, scale (3584, 896), slide stride 512, lr 4e-05,
 # wd 0.05, layer decay 0.9 over 24 layers, 2 images/GPU x 8 GPUs, 80k iterations.
-_base_ = ['./_base_/prolab_runtime.py']
+_base_ = [
+    './_base_/prolab_runtime.py',
+    './_base_/beit_adapter_l_prolab_upernet.py',
+    './_base_/ade20k.py',
+    './_base_/schedule_160k.py',
+]
 
 # A prolab label-space artifact with the released assignment (K=256, D=768 bge-base-en-v1.5):
 # `prolab import-bank embeddings/ade_desc_bge-base-en-v1.5_gpt3.5_cluster_256_embedding_bank.pth ...`
@@ -10,60 +15,18 @@ _base_ = ['./_base_/prolab_runtime.py']
 label_space = 'label_spaces/ade20k-bge-base-k256'
 pretrained = 'pretrained/beitv2_large_patch16_224_pt1k_ft21k.pth'
 crop_size = (896, 896)
-norm_cfg = dict(type='SyncBN', requires_grad=True)  # plain BN when not distributed (the Runner reverts it)
 # ProLabSegDataPreProcessor: the released test pipeline's PadShortSide(896) after Normalize, the padded
 # prediction resized whole to the image as mmseg 0.x does (MMSeg 1.x's test_cfg padding would crop it).
-data_preprocessor = dict(
-    type='ProLabSegDataPreProcessor',
-    pad_short_side=896,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=crop_size)
+data_preprocessor = dict(type='ProLabSegDataPreProcessor', pad_short_side=896, size=crop_size)
+# Both heads' label space, K, T and normalisation (mmengine keeps no `__` name in the resolved config).
+__prolab_head = dict(
+    label_space=label_space, num_properties=256, temperature=0.04, normalize_embedding=False)
 model = dict(
-    type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='BEiTAdapter',
-        arch='beitv2-adapter-l',
-        img_size=896,
-        drop_path_rate=0.3,
-        pretrained=pretrained),
-    decode_head=dict(
-        type='ProLabUPerHead',
-        label_space=label_space,
-        num_properties=256,
-        embed_dim=768,
-        temperature=0.04,
-        normalize_embedding=False,
-        in_channels=[1024, 1024, 1024, 1024],
-        in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2, 3, 6),
-        channels=1024,
-        dropout_ratio=0.1,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='PropertyCosineLoss', loss_weight=1.0)),
-    auxiliary_head=dict(
-        type='ProLabFCNHead',
-        label_space=label_space,
-        num_properties=256,
-        embed_dim=768,
-        temperature=0.04,
-        normalize_embedding=False,
-        in_channels=1024,
-        in_index=2,
-        channels=256,
-        num_convs=1,
-        concat_input=False,
-        dropout_ratio=0.1,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='PropertyCosineLoss', loss_weight=0.4)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(512, 512)))
+    backbone=dict(arch='beitv2-adapter-l', img_size=896, pretrained=pretrained),
+    decode_head=__prolab_head,
+    auxiliary_head=__prolab_head,
+    test_cfg=dict(crop_size=crop_size, stride=(512, 512)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -81,45 +44,18 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-data_root = 'data/ade/ADEChallengeData2016'
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type='ADE20KDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ADE20KDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
 
-# AdamW, layer-wise lr decay with prolab's layer ids, no weight decay on 1-D parameters; fp32, as
-# the released config (it sets no fp16).
+# fp32, as the released config (it sets no fp16).
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=4e-05, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='ProLabLayerDecayOptimizerConstructor',
-    paramwise_cfg=dict(num_layers=24, decay_rate=0.9))
+    optimizer=dict(lr=4e-05, weight_decay=0.05), paramwise_cfg=dict(num_layers=24, decay_rate=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=80000),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=16000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+train_cfg = dict(max_iters=80000)
 
 # Fine-tuned for 80k iterations from a 160k run of this same config (the paper's recipe):
 # set load_from to that run's checkpoint.

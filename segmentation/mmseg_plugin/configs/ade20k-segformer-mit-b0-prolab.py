@@ -1,7 +1,7 @@
 # The ProLab head on an mmseg-native backbone: SegFormer MiT-B0 + ProLabSegformerHead on ADE20K-150
 # (mmseg's own segformer_mit-b0_8xb2-160k_ade20k-512x512 recipe, with the property classifier in
 # place of the 150-way one). Not a paper row; it shows the head works on any backbone.
-_base_ = ['./_base_/prolab_runtime.py']
+_base_ = ['./_base_/prolab_runtime.py', './_base_/ade20k.py', './_base_/schedule_160k.py']
 
 label_space = 'label_spaces/ade20k-bge-base-k256'
 crop_size = (512, 512)
@@ -47,46 +47,18 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
+# mmseg's SegFormer recipe resizes the test image without padding it to a multiple of 32.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-data_root = 'data/ade/ADEChallengeData2016'
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type='ADE20KDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ADE20KDataset',
-        data_root=data_root,
-        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        pipeline=test_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+# mmseg's own optimizer recipe in place of prolab's layer-wise decay.
 optim_wrapper = dict(
+    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={
@@ -94,10 +66,3 @@ optim_wrapper = dict(
         'norm': dict(decay_mult=0.),
         'head': dict(lr_mult=10.)
     }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
