@@ -189,6 +189,8 @@ def rows() -> list[Row]:
                               "--set", "schedule.max_iters=-1", "--head", "onehot"), "max_iters"),
         R("train", "absurd", ("--data-root", "{synth}", "--work-dir", "{out}", "--config", "synth-vit-adapter-nano",
                               "--set", "data.batch_size=0", "--head", "onehot"), "batch_size"),
+        R("train", "absurd", ("--data-root", "{synth}", "--work-dir", "{out}", "--config", "synth-vit-adapter-nano",
+                              "--set", "train.loss_scale=0", "--head", "onehot"), "train.loss_scale"),
         R("train", "absurd", ("--data-root", "{synth}", "--work-dir", "{out}", "--threads", "0"), "--threads"),
         R("train", "wrong-type", ("--data-root", "{synth}", "--work-dir", "{out}", "--config", "{list_yaml}"),
           "list.yaml"),

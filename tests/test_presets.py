@@ -69,6 +69,7 @@ def test_resolved_preset_equals_the_released_config(row):
         "iters": cfg["schedule"]["max_iters"], "init_from_required": cfg["schedule"]["init_from_required"],
         "drop_path": model.drop_path_rate, "img_size": cfg["model"]["img_size"], "model": cfg["model"]["preset"],
         "amp": cfg["train"]["amp"], "pad_short_side": cfg["test"]["pad_short_side"],
+        "fp16 loss scale": cfg["train"]["loss_scale"] if row in FP16 else None,
         "zoo pad_short_side": ROWS[row].pad_short_side,
     }
     want = {
@@ -77,6 +78,7 @@ def test_resolved_preset_equals_the_released_config(row):
         "decay": decay, "layers": layers, "imgs/GPU": imgs, "iters": iters, "init_from_required": init_from,
         "drop_path": 0.3, "img_size": crop, "model": MODEL.get(row, "vit-adapter-b"),
         "amp": "fp16" if row in FP16 else "none", "pad_short_side": PAD_SHORT_SIDE.get(row),
+        "fp16 loss scale": 512.0 if row in FP16 else None,  # fp16 = dict(loss_scale=dict(init_scale=512))
         "zoo pad_short_side": PAD_SHORT_SIDE.get(row),
     }
     assert got == want

@@ -100,6 +100,7 @@ class TrainSection:
 
     accum_steps: int
     amp: Literal["none", "fp16", "bf16"]
+    loss_scale: float
     seed: int
     log_interval: int
     ckpt_interval: int
@@ -242,6 +243,9 @@ def check_numbers(config: dict) -> None:
         v = value(key)
         if v is not None and not all(is_int(x) and x >= 1 for x in (v if isinstance(v, list) else [v])):
             raise ProlabError(f"config {key}: must be positive integers, got {v!r}")
+    scale = value("train.loss_scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+        raise ProlabError(f"config train.loss_scale: must be a number > 0, got {scale!r}")
     lr = value("optim.lr")
     if lr is not None:
         try:

@@ -170,7 +170,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
                            float(scfg["warmup_ratio"]), float(scfg["power"]),
                            float(scfg["min_lr"]), base_lr=float(ocfg["lr"]))
     autocast, use_scaler = _amp_context(tcfg["amp"], device, log)
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    scaler = torch.amp.GradScaler("cuda", init_scale=float(tcfg["loss_scale"])) if use_scaler else None
     start = _load_initial_state(ckpt, model, optimizer, scaler, log, resume_overrides)
     if ckpt is None:
         init_from_checkpoint(model, config, log.message)  # --init-from: weights only, before DDP wraps the model
