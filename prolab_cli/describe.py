@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .atomic import json_bytes, write_bytes, write_json
@@ -30,7 +30,7 @@ from .llm.replies import parse_reply, validate
 from .llm.retry import RetryPolicy, call_with_retry
 from .progress import progress_bar
 from .stage_options import DescribeOptions
-from .templates import Template, display_name, load_template
+from .templates import Prompt, Template, display_name, load_template
 
 CACHE_NAMESPACE = "llm"
 PROVENANCE_FORMAT = "prolab.descriptions.provenance"
@@ -113,6 +113,30 @@ def reply_cache_key(backend: Backend, prompt_json: dict[str, Any], sampling: dic
     return content_key("llm-reply/v1", backend.identity(), prompt_json, sampling, seed)
 
 
+def cached_completion(
+    cache: Cache,
+    backend: Backend,
+    prompt: Prompt,
+    sampling: dict[str, Any],
+    seed: int,
+    retry: RetryPolicy,
+    *,
+    what: str,
+    on_retry: Callable[[TransientError, float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[Completion, bool]:
+    """The reply to ``prompt`` from the reply cache, else from ``backend`` (retried), then stored
+    tagged with the backend and model; and whether it came from the cache."""
+    key = reply_cache_key(backend, prompt.as_dict(), sampling, seed)
+    stored = cache.get_json(CACHE_NAMESPACE, key)
+    if stored is not None:
+        return Completion.from_json(stored), True
+    completion = call_with_retry(lambda: backend.complete(prompt, sampling, seed), retry, what=what,
+                                 on_retry=on_retry, stop=stop)
+    cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
+    return completion, False
+
+
 def describe_classes(
     classes: Sequence[str],
     backend: Backend,
@@ -158,30 +182,20 @@ def describe_classes(
     def one_class(name: str) -> None:
         record = records[name]
         prompt = template.render(name, backend.mode)
-        prompt_json = prompt.as_dict()
         allowed = template.example_lines(name)
         for attempt in range(attempts):
             if stop.is_set():
                 return
             call_sampling = first_sampling if attempt == 0 else later_sampling
             call_seed = seed + attempt
-            key = reply_cache_key(backend, prompt_json, call_sampling, call_seed)
-            stored = cache.get_json(CACHE_NAMESPACE, key)
-            if stored is not None:
-                completion = Completion.from_json(stored)
+            def on_retry(exc: TransientError, wait_s: float) -> None:
+                record.retries += 1  # only this class's worker touches its record
+
+            completion, cached = cached_completion(cache, backend, prompt, call_sampling, call_seed, retry,
+                                                   what=f"class {name!r}", on_retry=on_retry, stop=stop)
+            if cached:
                 record.cache_hits += 1
             else:
-                def on_retry(exc: TransientError, wait_s: float) -> None:
-                    record.retries += 1  # only this class's worker touches its record
-
-                completion = call_with_retry(
-                    lambda: backend.complete(prompt, call_sampling, call_seed),
-                    retry,
-                    what=f"class {name!r}",
-                    on_retry=on_retry,
-                    stop=stop,
-                )
-                cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
                 record.calls += 1
                 record.new_tokens += (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
             record.attempts += 1

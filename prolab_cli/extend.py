@@ -234,10 +234,9 @@ def run_extend(
     report: list[NewRow] = []
     if descriptions_path is not None:
         descriptions, cleaned = read_descriptions(descriptions_path)
-        check_new_descriptions(space, descriptions, str(descriptions_path))
-        for line in cleaned.lines():  # what cleaning changed in a file that is otherwise usable
-            print(f"{descriptions_path}: {line}", file=sys.stderr)
         space, report = extend_label_space(space, descriptions, name, str(descriptions_path), cache=cache)
+        for line in cleaned.lines():  # what cleaning changed in a file that turned out usable
+            print(f"{descriptions_path}: {line}", file=sys.stderr)
         if keep is not None:  # the parent is the artifact loaded, not the intermediate subset
             space.manifest["provenance"]["extended_from"] = parent
     target_dir = Path(out_dir) if out_dir is not None else parent_path.parent

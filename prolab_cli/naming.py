@@ -16,8 +16,7 @@ from pathlib import Path
 from .artifact import LabelSpace
 from .cache import Cache
 from .errors import ProlabError
-from .llm import Backend, RetryPolicy, call_with_retry
-from .llm.base import Completion
+from .llm import Backend, RetryPolicy
 from .templates import Prompt
 
 SYSTEM = "You name groups of visual descriptions with a short phrase."
@@ -69,7 +68,7 @@ def name_properties(
 
     A property whose replies (greedy, then sampled) are empty or echo the prompt's example gets
     ``llm_name`` None and is listed under ``unnamed`` in the provenance, never a made-up name."""
-    from .describe import CACHE_NAMESPACE, reply_cache_key
+    from .describe import cached_completion
 
     if members < 1:
         raise ProlabError(f"--members must be at least 1, not {members}")
@@ -84,15 +83,9 @@ def name_properties(
         found = ""
         for attempt in range(attempts):
             sampling = first if attempt == 0 else later
-            key = reply_cache_key(backend, prompt.as_dict(), sampling, seed + attempt)
-            stored = cache.get_json(CACHE_NAMESPACE, key)
-            if stored is not None:
-                completion, hits = Completion.from_json(stored), hits + 1
-            else:
-                completion = call_with_retry(lambda: backend.complete(prompt, sampling, seed + attempt), retry,
-                                             what=f"property {prop['id']}")
-                cache.put_json(CACHE_NAMESPACE, key, completion.to_json())
-                calls += 1
+            completion, cached = cached_completion(cache, backend, prompt, sampling, seed + attempt, retry,
+                                                   what=f"property {prop['id']}")
+            hits, calls = hits + cached, calls + (not cached)
             found = parse_name(completion.text)
             if found.lower() == EXAMPLE_NAME.lower():  # the few-shot example echoed, not an answer
                 found = ""

@@ -20,23 +20,17 @@ _DATASET_CLASSES = ("the dataset's class list: built-in name, alias or file  "
                     "[default: <data-root>/classes.txt, else the dataset's built-in list]")
 
 
-def _pair(value: str | None) -> tuple[int, int] | None:
+def _pair(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """An N or H,W (or HxW) option of positive integers, as (H, W), checked while the command line is parsed."""
     if value is None:
         return None
-    parts = value.lower().replace("x", ",").split(",")
     try:
-        a, b = (int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
+        numbers = [int(p) for p in value.lower().replace("x", ",").split(",")]
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected N or H,W") from None
-    return a, b
-
-
-def _check_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Check an N or H,W option of positive integers while the command line is parsed."""
-    pair = _pair(value)
-    if pair is not None and (len(value.lower().replace("x", ",").split(",")) > 2 or min(pair) < 1):
+        numbers = []
+    if len(numbers) not in (1, 2) or min(numbers) < 1:
         raise click.BadParameter(f"{value!r}: expected N or H,W of positive integers")
-    return value
+    return numbers[0], numbers[-1]
 
 
 def _threads(threads: int | None) -> None:
@@ -249,9 +243,9 @@ def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
 @classes_option(_DATASET_CLASSES)
 @inference_mode_option
 @click.option("--flip/--no-flip", default=None, help="average with the flipped image")
-@click.option("--scale", default=None, callback=_check_pair, help="test resize scale LONG,SHORT")
-@click.option("--crop", default=None, callback=_check_pair, help="sliding-window size H,W")
-@click.option("--stride", default=None, callback=_check_pair, help="sliding-window stride H,W")
+@click.option("--scale", default=None, callback=_pair, help="test resize scale LONG,SHORT")
+@click.option("--crop", default=None, callback=_pair, help="sliding-window size H,W")
+@click.option("--stride", default=None, callback=_pair, help="sliding-window stride H,W")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @device_option
 @threads_option
@@ -269,7 +263,7 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
     from segmentation.engine.metrics import format_table
 
     result = run_eval(checkpoint, data_root, dataset=dataset, split=split, label_space=label_space, classes=classes,
-                      mode=mode, flip=flip, scale=_pair(scale), crop=_pair(crop), stride=_pair(stride),
+                      mode=mode, flip=flip, scale=scale, crop=crop, stride=stride,
                       device=device, skip_bad=skip_bad, output=output, progress=not is_quiet(),
                       map_classes_by_name=map_classes_by_name)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
