@@ -26,9 +26,3 @@ def reference_data() -> Path:
     """``tests/data``: outputs and key layouts of the original code (``golden/``, ``checkpoint_keys/``),
     copied from the reference run with their SHA256 recorded (checked by test_reference_data.py)."""
     return DATA
-
-
-@pytest.fixture(scope="session")
-def shared_reference(reference_data: Path) -> Path:
-    """The old name of :func:`reference_data`, kept for the tests that use it; never ``../shared``."""
-    return reference_data

@@ -81,10 +81,10 @@ def test_bank_round_trip(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_golden_bank_imports_as_the_segmentor_uses_it(tmp_path, shared_reference):
+def test_golden_bank_imports_as_the_segmentor_uses_it(tmp_path, reference_data):
     from safetensors.numpy import load_file
 
-    g = load_file(str(shared_reference / "golden" / "prolab_bank.safetensors"))
+    g = load_file(str(reference_data / "golden" / "prolab_bank.safetensors"))
     d, k = g["centres"].shape
     c = g["multihot"].shape[1]
     bank = {
