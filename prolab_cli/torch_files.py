@@ -14,15 +14,30 @@ from typing import Any, Iterable
 from .errors import MissingDependencyError, ProlabError, exception_line
 
 
+def _multiarray():
+    import numpy as np
+
+    return np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+
+
 def _numpy_safe_globals() -> list:
     """numpy scalars and dtypes, which mmcv checkpoints carry in ``meta`` (e.g. best scores);
     listed under both their numpy 2 and numpy 1 pickle names."""
     import numpy as np
 
-    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    scalar = _multiarray().scalar
     out: list = [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype]
     out += [type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1")]
     return out
+
+
+def numpy_array_globals() -> list:
+    """What a pickled numpy array needs under ``weights_only`` (mmengine checkpoints hold some):
+    ``ndarray`` and its reconstructor, under both its numpy 2 and numpy 1 pickle names."""
+    import numpy as np
+
+    reconstruct = _multiarray()._reconstruct
+    return [np.ndarray, reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct")]
 
 
 def load_torch_file(path: str | os.PathLike, failure: str, trust_pickle: bool = False,

@@ -11,6 +11,7 @@ import torch
 
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
+from prolab_cli.torch_files import numpy_array_globals
 
 from ..label_space import label_space_from_bank, load_label_space, read_released_bank
 from ..models.checkpoint_io import extract_state_dict, read_checkpoint
@@ -84,12 +85,8 @@ def _mmengine_record_getattr(obj: Any, name: str) -> Any:
 
 def _mmseg1_globals() -> list:
     """What torch.load(weights_only=True) needs for an MMSeg 1.x (mmengine) checkpoint."""
-    import numpy as np
-
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     return [(_MMEngineRecord, "mmengine.logging.history_buffer.HistoryBuffer"),
-            (_mmengine_record_getattr, "builtins.getattr"), np.ndarray, multiarray._reconstruct,
-            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
+            (_mmengine_record_getattr, "builtins.getattr"), *numpy_array_globals()]
 
 
 def _fit_beit_window(cfg: ModelConfig, sd: dict[str, torch.Tensor], patch_size: int = 16) -> ModelConfig:

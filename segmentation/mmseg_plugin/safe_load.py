@@ -18,6 +18,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from prolab_cli.torch_files import numpy_array_globals
+
 
 def _numpy_core():
     return np._core if hasattr(np, "_core") else np.core
@@ -38,13 +40,12 @@ def mmengine_checkpoint_globals() -> list:
     beyond tensors and plain containers (numpy 1 names listed beside numpy 2's)."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    multiarray = _numpy_core().multiarray
+    scalar = _numpy_core().multiarray.scalar
     # BUILD on a numpy dtype instance checks its class (numpy.dtypes.Float64DType, ...)
     dtype_classes = [type(np.dtype(c)) for c in ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
                                                   "f2", "f4", "f8")]
-    return [HistoryBuffer, np.ndarray, np.dtype, *dtype_classes,
-            multiarray._reconstruct, (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-            multiarray.scalar, (multiarray.scalar, "numpy.core.multiarray.scalar"),
+    return [HistoryBuffer, *numpy_array_globals(), np.dtype, *dtype_classes,
+            scalar, (scalar, "numpy.core.multiarray.scalar"),
             (history_buffer_getattr, "builtins.getattr")]
 
 
