@@ -43,8 +43,35 @@ class JsonPairs(list):
     """A JSON object read as its (key, value) pairs, so repeated keys are all kept."""
 
 
-def _norm_space(text: str) -> str:
+def normalise_space(text: str) -> str:
+    """``text`` stripped, with every run of white space one space."""
     return " ".join(text.split())
+
+
+def read_json_object(path: str | os.PathLike, shape: str) -> tuple[JsonPairs, bytes]:
+    """A file holding one JSON object (``shape`` describes it in errors, e.g. ``{class: [...]}``),
+    read as its :class:`JsonPairs`, and the file's bytes. One-line errors for a missing, unreadable,
+    non-UTF-8, empty or malformed file and for JSON that is not an object."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ProlabError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ProlabError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProlabError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    if not text.strip():
+        raise ProlabError(f"{path}: empty file (expected a JSON object {shape})")
+    try:
+        pairs = json.loads(text, object_pairs_hook=JsonPairs)
+    except json.JSONDecodeError as exc:
+        raise ProlabError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(pairs, JsonPairs):
+        raise ProlabError(f"{path}: expected a JSON object {shape}")
+    return pairs, data
 
 
 def clean_descriptions(
@@ -58,7 +85,7 @@ def clean_descriptions(
     for raw_key, value in pairs:
         if not isinstance(raw_key, str):
             raise ProlabError(f"{source}: class name {raw_key!r} is not a string")
-        key = _norm_space(raw_key)
+        key = normalise_space(raw_key)
         if not key:
             raise ProlabError(f"{source}: empty class name")
         if key != raw_key:
@@ -75,7 +102,7 @@ def clean_descriptions(
         for item in value:
             if not isinstance(item, str):
                 raise ProlabError(f"{source}: class {key!r} has a non-string description {item!r}")
-            text = _norm_space(item)
+            text = normalise_space(item)
             if not text:
                 report.dropped_blank += 1
             elif text.lower() in known:
@@ -89,21 +116,7 @@ def clean_descriptions(
 
 def read_descriptions(path: str | os.PathLike) -> tuple[dict[str, list[str]], CleanReport]:
     """Read a descriptor JSON file ``{class: [description, ...]}`` as published, cleaned."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ProlabError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise ProlabError(f"{path}: not UTF-8 text ({e.reason})") from None
-    if not text.strip():
-        raise ProlabError(f"{path}: empty file (expected a JSON object {{class: [descriptions]}})")
-    try:
-        pairs = json.loads(text, object_pairs_hook=JsonPairs)
-    except json.JSONDecodeError as e:
-        raise ProlabError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(pairs, JsonPairs):
-        raise ProlabError(f"{path}: expected a JSON object {{class: [descriptions]}}")
+    pairs, _ = read_json_object(path, "{class: [descriptions]}")
     if not pairs:
         raise ProlabError(f"{path}: no classes in the file")
     return clean_descriptions(pairs, source=str(path))

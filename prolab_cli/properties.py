@@ -13,7 +13,6 @@ The artifact is built by the same code as ``prolab build`` (embed stage -> Clust
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .classes import Reconciliation, reconcile_class_names
+from .descriptor_files import JsonPairs, normalise_space, read_json_object
 from .errors import ProlabError
 from .stage_options import DEFAULT_OUT_DIR
 
@@ -55,38 +55,20 @@ class PropertyFile:
         return out
 
 
-def _norm_space(text: str) -> str:
-    return " ".join(text.split())
-
-
 def read_property_file(path: str | os.PathLike) -> PropertyFile:
     """Read ``{property name: ["class: description", ...]}``; names and entries are stripped and
     inner white space collapsed, blank and repeated entries of a property dropped (counted).
     One-line errors for malformed JSON, a repeated property name, an entry that is not a string
     or has no ``class: `` prefix, and a property left without members."""
-    from .descriptor_files import JsonPairs
-
+    shape = '{property name: ["class: description", ...]}'
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ProlabError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ProlabError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProlabError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    try:
-        pairs = json.loads(text, object_pairs_hook=JsonPairs)
-    except json.JSONDecodeError as exc:
-        raise ProlabError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(pairs, JsonPairs) or not pairs:
-        raise ProlabError(f"{path}: expected a JSON object {{property name: [\"class: description\", ...]}}")
+    pairs, data = read_json_object(path, shape)
+    if not pairs:
+        raise ProlabError(f"{path}: expected a JSON object {shape}")
     out = PropertyFile(path, [], [], sha256=hashlib.sha256(data).hexdigest())
     seen_names: dict[str, int] = {}
     for raw_name, entries in pairs:
-        name = _norm_space(raw_name)
+        name = normalise_space(raw_name)
         where = f"{path}: property {len(out.names)} {name!r}"
         if not name:
             raise ProlabError(f"{path}: property {len(out.names)} has an empty name")
@@ -101,7 +83,7 @@ def read_property_file(path: str | os.PathLike) -> PropertyFile:
         for j, entry in enumerate(entries):
             if not isinstance(entry, str):
                 raise ProlabError(f"{where}: entry {j} is {type(entry).__name__}, not a \"class: description\" string")
-            line = _norm_space(entry)
+            line = normalise_space(entry)
             if not line:
                 out.dropped_blank += 1
                 continue
