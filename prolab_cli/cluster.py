@@ -1,7 +1,9 @@
 """The cluster stage: k-means over all description embeddings pooled, as the paper did.
 
 ``KMeans(n_clusters=K, random_state=seed, n_init=n_init)`` from scikit-learn on the float32
-description embeddings. The output file holds the raw centres [K,D] and one cluster label per
+description embeddings. With ``distinct``, k-means sees each distinct description text once and
+every description takes its text's cluster: a text that many classes share (``"made of metal"``)
+then weighs as much as one only a rare class has, which otherwise a frequent neighbour absorbs. The output file holds the raw centres [K,D] and one cluster label per
 description, plus the hash of the embeddings it came from so ``build`` can refuse a mismatch.
 """
 
@@ -114,18 +116,26 @@ def _kmeans(x: np.ndarray, k: int, seed: int, n_init: str | int):
         return KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(x)
 
 
-def cluster_embeddings(emb: EmbeddingSet, k: int, seed: int = 0, n_init: str | int = "auto") -> Clustering:
-    """k-means over all description embeddings pooled (the paper's call, seed recorded)."""
+def cluster_embeddings(emb: EmbeddingSet, k: int, seed: int = 0, n_init: str | int = "auto",
+                       distinct: bool = False) -> Clustering:
+    """k-means over all description embeddings pooled (the paper's call, seed recorded), or over
+    each distinct description text once (``distinct``)."""
     import sklearn
 
-    n = emb.embeddings.shape[0]
+    if distinct:
+        _, first, index = np.unique(np.array(emb.texts, dtype=object), return_index=True, return_inverse=True)
+        points = emb.embeddings[first]
+    else:
+        index, points = np.arange(emb.embeddings.shape[0]), emb.embeddings
+    n = points.shape[0]
+    what = "distinct descriptions" if distinct else "descriptions"
     if k < 1:
         raise ProlabError(f"K must be at least 1, got {k}")
     if k > n:
-        raise ProlabError(f"K={k} is larger than the number of descriptions ({n}); choose K <= {n}")
+        raise ProlabError(f"K={k} is larger than the number of {what} ({n}); choose K <= {n}")
     n_init = parse_n_init(n_init)
-    km = _kmeans(emb.embeddings, k, seed, n_init)
-    labels = km.labels_.astype(np.int64)
+    km = _kmeans(points, k, seed, n_init)
+    labels = km.labels_.astype(np.int64)[np.asarray(index).reshape(-1)]
     centres = km.cluster_centers_.astype(np.float32)
     # sklearn keeps a centre for a cluster that lost every point: such clusters are reported empty
     info = {
@@ -136,7 +146,9 @@ def cluster_embeddings(emb: EmbeddingSet, k: int, seed: int = 0, n_init: str | i
         "n_init": n_init,
         "inertia": float(km.inertia_),
         "n_iter": int(km.n_iter_),
-        "n_descriptions": n,
+        "n_descriptions": int(emb.embeddings.shape[0]),
+        "distinct": distinct,
+        "n_points": n,
         "embeddings_hash": embeddings_hash(emb),
         "descriptions_hash": emb.source_hash,
     }
@@ -195,6 +207,6 @@ def run_cluster(embeddings_path: str | os.PathLike, output: str | os.PathLike | 
         return format_sweep(sweep(emb, parse_ks(sweep_ks), options.seed, options.n_init))
     if options.k is None or output is None:
         raise ProlabError("prolab cluster needs -k and -o (or --sweep K1,K2,...)")
-    result = cluster_embeddings(emb, options.k, options.seed, options.n_init)
+    result = cluster_embeddings(emb, options.k, options.seed, options.n_init, options.distinct)
     result.save(output)
     return result.summary()

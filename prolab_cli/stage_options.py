@@ -60,11 +60,14 @@ class EmbedOptions:
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """Options of the cluster stage: K, the k-means seed and restarts (``"auto"`` or a number)."""
+    """Options of the cluster stage: K, the k-means seed and restarts (``"auto"`` or a number),
+    and whether k-means sees each distinct description text once (``distinct``) instead of every
+    description pooled (the paper's call, the default)."""
 
     k: int | None = None
     seed: int = 0
     n_init: str | int = "auto"
+    distinct: bool = False
 
 
 @dataclass(frozen=True)

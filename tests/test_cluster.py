@@ -118,3 +118,34 @@ def test_file_round_trip_and_cli(tmp_path):
     assert result.exit_code == 1 and "junk.safetensors" in result.output
     with pytest.raises(ProlabError, match="not a prolab clusters file"):
         Clustering.load(emb_path)
+
+
+def test_distinct_clusters_each_text_once():
+    """A text many classes share weighs once. Pooled, twelve copies each of two close texts are
+    worth splitting, and a rare class's own text is folded into one of them; with ``distinct``
+    the two close texts share a cluster and the rare text keeps its own."""
+    e = np.eye(4)
+    texts = {"common a": 3 * e[0] + 0.3 * e[1], "common b": 3 * e[0] - 0.3 * e[1], "rare": 3 * e[0] + e[2],
+             "far": 3 * e[3]}
+    descriptions = {f"class{i}": ["common a", "common b", "far"] for i in range(12)} | {"rare class": ["rare"]}
+    x = np.stack([texts[t] for v in descriptions.values() for t in v]).astype(np.float32)
+    emb = EmbeddingSet(descriptions, x, np.zeros((13, 4), np.float32), {"model": "synthetic"})
+    pooled = dict(zip(emb.texts, cluster_embeddings(emb, 3, seed=0).labels.tolist()))
+    distinct = cluster_embeddings(emb, 3, seed=0, distinct=True)
+    label = dict(zip(emb.texts, distinct.labels.tolist()))
+    assert pooled["common a"] != pooled["common b"] and pooled["rare"] in (pooled["common a"], pooled["common b"])
+    assert label["common a"] == label["common b"] and len({label["common a"], label["rare"], label["far"]}) == 3
+    assert [label[t] for t in emb.texts] == distinct.labels.tolist()
+    assert distinct.info["distinct"] is True and distinct.info["n_points"] == 4 and distinct.info["n_descriptions"] == 37
+    np.testing.assert_allclose(distinct.centres[label["common a"]], 3 * e[0], atol=1e-5)  # each text once
+    with pytest.raises(ProlabError, match=r"distinct descriptions \(4\)"):
+        cluster_embeddings(emb, 5, distinct=True)
+
+
+def test_cluster_command_distinct_flag(tmp_path):
+    emb = blobs()
+    emb.save(tmp_path / "emb.safetensors")
+    result = CliRunner().invoke(main, ["cluster", str(tmp_path / "emb.safetensors"), "-k", "4", "--distinct",
+                                       "-o", str(tmp_path / "c.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert Clustering.load(tmp_path / "c.safetensors").info["distinct"] is True

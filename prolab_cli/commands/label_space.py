@@ -42,11 +42,13 @@ def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads,
 @click.option("-k", "k", type=click.IntRange(min=1), default=None, help="number of properties (clusters)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-init", default="auto", show_default=True, help="'auto' or a number of k-means restarts")
+@click.option("--distinct", is_flag=True,
+              help="k-means over each distinct description text once (the paper pools every description)")
 @click.option("--sweep", "sweep_ks", default=None, help="comma-separated Ks: print inertia/silhouette/collisions")
 @output_option("clusters .safetensors")
 @quiet_option
-def cluster(embeddings, k, seed, n_init, sweep_ks, output):
-    """k-means over all description embeddings of EMBEDDINGS pooled."""
+def cluster(embeddings, k, seed, n_init, distinct, sweep_ks, output):
+    """k-means over all description embeddings of EMBEDDINGS pooled (or each distinct text once)."""
     from ..cluster import run_cluster
 
     click.echo(run_cluster(embeddings, output, options=options_from_flags(ClusterOptions), sweep_ks=sweep_ks))

@@ -55,14 +55,17 @@ def data() -> None:
         help="number of object classes seen in training")
 @click.option("--heldout", "num_heldout", type=click.IntRange(min=0), default=4, show_default=True,
               help="number of object classes only in validation (described, never trained)")
+@click.option("--colours", "num_colours", type=click.IntRange(1, 8), default=8, show_default=True,
+              help="colours in the palette (classes are colour x texture x shape; 4 colours and --seen 64 leave "
+                   "no property predicting another, as bench/train.py uses)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
-def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, seed):
+def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, num_colours, seed):
     """Write a synthetic dataset of textured shapes in a real dataset's layout, with classes.txt
     and descriptions.json (all classes) / descriptions_seen.json (seen classes only)."""
     from segmentation.data.synth import write_synth
 
-    root = write_synth(out, layout, num_train, num_val, size, num_seen, num_heldout, seed)
+    root = write_synth(out, layout, num_train, num_val, size, num_seen, num_heldout, seed, num_colours=num_colours)
     click.echo(f"wrote {num_train} + {num_val} images ({num_seen} seen + {num_heldout} held-out classes + ground) to {root}")
 
 

@@ -38,30 +38,32 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 TEXTURES = ("plain", "striped", "dotted", "checkered")
 SHAPES = ("disc", "square", "triangle", "cross", "diamond")
 
+# Two phrasings per property value; different values do not share a sentence pattern, so that
+# the embedding model groups phrasings by meaning rather than by template.
 PHRASES: dict[str, list[str]] = {
-    "red": ["bright red", "red like a ripe tomato"],
-    "orange": ["warm orange", "orange like a tangerine"],
-    "green": ["vivid green", "green like fresh grass"],
-    "blue": ["deep blue", "blue like the ocean"],
-    "yellow": ["sunny yellow", "yellow like a lemon"],
-    "purple": ["rich purple", "purple like a plum"],
-    "cyan": ["light cyan", "cyan like tropical water"],
-    "pink": ["soft pink", "pink like a flamingo"],
-    "plain": ["a smooth uniform surface without any pattern", "flat plain texture"],
-    "striped": ["covered in parallel diagonal stripes", "a striped pattern of lines"],
+    "red": ["bright red colour", "red like a ripe tomato"],
+    "orange": ["warm orange colour", "orange like a tangerine"],
+    "yellow": ["sunny yellow colour", "yellow like a lemon"],
+    "green": ["vivid green colour", "green like fresh grass"],
+    "cyan": ["light cyan colour", "cyan like tropical water"],
+    "blue": ["deep blue colour", "blue like the ocean"],
+    "purple": ["rich purple colour", "purple like a plum"],
+    "pink": ["soft pink colour", "pink like a flamingo"],
+    "plain": ["plain and smooth, without any pattern", "one uniform plain shade"],
+    "striped": ["covered in diagonal stripes", "a striped pattern of parallel lines"],
     "dotted": ["covered in small round dots", "a polka-dot pattern of spots"],
     "checkered": ["a checkerboard pattern of squares", "checkered like a chess board"],
-    "disc": ["a round circular outline", "shaped like a flat disc"],
-    "square": ["a square outline with four right-angled corners", "shaped like a box seen from the front"],
-    "triangle": ["a triangular outline with three pointed corners", "shaped like a pointed wedge"],
-    "cross": ["a cross-shaped outline like a plus sign", "two bars crossing at right angles"],
-    "diamond": ["a diamond outline standing on one corner", "shaped like a rhombus, a square turned on its tip"],
+    "disc": ["round like a coin", "a circular disc"],
+    "square": ["a square with four equal sides", "square like a box"],
+    "triangle": ["a triangle with three pointed corners", "triangular like a wedge"],
+    "cross": ["a cross like a plus sign", "two bars crossing at right angles"],
+    "diamond": ["a diamond standing on one tip", "a rhombus, a square turned on its corner"],
 }
 GROUND = "ground"
 GROUND_DESCRIPTIONS = [
-    "a flat grey surface covering the background",
-    "grainy grey floor with fine noise",
-    "dull neutral grey in colour",
+    "the background floor behind the objects",
+    "grainy grey ground with fine noise",
+    "dull neutral grey floor",
 ]
 
 
@@ -89,21 +91,36 @@ def _support(seen: list[tuple], triple: tuple) -> int:
     return min(sum(t[axis] == triple[axis] for t in seen) for axis in range(3))
 
 
-def make_classes(
-    num_seen: int, num_heldout: int, seed: int, min_support: int = 2, min_distance: int = 2, attempts: int = 200
-) -> tuple[list[SynthClass], list[SynthClass]]:
-    """(seen, held-out) classes as distinct (colour, texture, shape) triples.
+def _pairs(triple: tuple) -> list[tuple]:
+    """The three property pairs of a class: (colour, texture), (colour, shape), (texture, shape)."""
+    return [(0, triple[0], triple[1]), (1, triple[0], triple[2]), (2, triple[1], triple[2])]
 
-    Every held-out class is a new combination: each of its three properties occurs in at least
-    ``min_support`` seen classes, and it differs from every seen class in at least ``min_distance``
-    properties (so no seen class shares two of its properties). Held-out classes take distinct
-    colours while there are colours left, so they are not all one colour. Seen classes are drawn
-    at random among the triples that keep that distance, those covering a held-out property that
-    still lacks support first. Raises ProlabError when ``attempts`` draws cannot satisfy it.
+
+def make_classes(
+    num_seen: int, num_heldout: int, seed: int, min_support: int = 2, min_distance: int = 1, attempts: int = 200,
+    num_colours: int = len(COLOURS),
+) -> tuple[list[SynthClass], list[SynthClass]]:
+    """(seen, held-out) classes as distinct (colour, texture, shape) triples over the first
+    ``num_colours`` colours of :data:`COLOURS`.
+
+    Held-out classes are drawn first, with distinct colours while there are colours left. Seen
+    classes are then picked one at a time among the other triples, each time the one whose
+    property pairs (colour-texture, colour-shape, texture-shape) have been seen least (a held-out
+    class's pairs that no seen class shows yet first), so that
+    among seen classes no property predicts another: a model cannot read a held-out class's
+    texture or shape off its colour. Every held-out property occurs in at least ``min_support``
+    seen classes. Each held-out class is a new combination (Hamming distance >= 1 in properties,
+    >= 2 between property rows); ``min_distance=2`` also keeps every seen class from sharing two
+    of its properties, which makes each held-out pair unseen and colour *anti*-predict texture
+    and shape among seen classes (the diagnosis control). Raises ProlabError when ``attempts``
+    draws cannot satisfy it.
     """
-    triples = list(itertools.product(COLOURS, TEXTURES, SHAPES))
+    if not 1 <= num_colours <= len(COLOURS):
+        raise ProlabError(f"--colours {num_colours}: expected 1..{len(COLOURS)}")
+    palette = list(COLOURS)[:num_colours]
+    triples = list(itertools.product(palette, TEXTURES, SHAPES))
     if num_seen < 1 or num_heldout < 0 or num_seen + num_heldout > len(triples):
-        raise ProlabError(f"--classes/--heldout: need 1 <= seen and seen + held-out <= {len(triples)}")
+        raise ProlabError(f"--seen/--heldout: need 1 <= seen and seen + held-out <= {len(triples)}")
     rng = np.random.default_rng(seed)
     for _ in range(attempts):
         order = [triples[i] for i in rng.permutation(len(triples))]
@@ -111,20 +128,24 @@ def make_classes(
         for t in order:  # distinct colours first, then any
             if len(heldout) == num_heldout:
                 break
-            if t[0] not in {h[0] for h in heldout} or len(heldout) >= len(COLOURS):
+            if t[0] not in {h[0] for h in heldout} or len(heldout) >= len(palette):
                 heldout.append(t)
-        free = [t for t in order if all(hamming(t, h) >= min_distance for h in heldout)]
+        free = [t for t in order if t not in heldout and all(hamming(t, h) >= min_distance for h in heldout)]
         seen: list[tuple] = []
-        for h in heldout:
-            for axis in range(3):
-                while sum(t[axis] == h[axis] for t in seen) < min_support:
-                    pick = [t for t in free if t[axis] == h[axis] and t not in seen]
-                    if not pick:
-                        break
-                    seen.append(pick[0])
-        seen += [t for t in free if t not in seen][: max(num_seen - len(seen), 0)]
+        count: dict[tuple, int] = {}
+        wanted = {p for h in heldout for p in _pairs(h)}  # a held-out class's pairs, seen in other classes
+
+        def rarity(t: tuple) -> float:
+            return sum(1 / (1 + count.get(p, 0)) + (p in wanted and p not in count) for p in _pairs(t))
+
+        while len(seen) < num_seen and free:
+            pick = max(free, key=rarity)
+            free.remove(pick)
+            seen.append(pick)
+            for p in _pairs(pick):
+                count[p] = count.get(p, 0) + 1
         if len(seen) == num_seen and all(_support(seen, h) >= min_support for h in heldout):
-            seen = [t for t in order if t in seen]  # random order, not coverage order
+            seen = [t for t in order if t in seen]  # random order, not selection order
             make = lambda tr: SynthClass(" ".join(tr), *tr)  # noqa: E731
             return [make(t) for t in seen], [make(t) for t in heldout]
     raise ProlabError(
@@ -166,20 +187,29 @@ def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float) -> n
 
 
 def render(
-    objects: list[tuple[int, SynthClass]], size: int, rng: np.random.Generator
+    objects: list[tuple[int, SynthClass]], size: int, rng: np.random.Generator, tries: int = 30
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB image [S,S,3], train-id mask [S,S]) with ``objects`` = (train id, class) drawn over
-    ground (train id 0) in order, later ones on top.
+    """(RGB image [S,S,3], train-id mask [S,S]) with ``objects`` = (train id, class) placed over
+    ground (train id 0) without overlapping, in order; an object that finds no free place in
+    ``tries`` draws is left out (so put the one that must appear first).
 
-    Nuisances that no class is defined by: object scale and position, texture scale and phase,
-    per-object lighting (brightness x0.75..1.25), ground brightness and sensor noise level."""
+    Objects do not occlude each other because a shape is a property: a half-hidden disc is no
+    disc. Nuisances that no class is defined by: object scale and position, texture scale and
+    phase, per-object lighting (brightness x0.75..1.25), ground brightness and sensor noise level."""
     ground = rng.uniform(105, 150)
     img = np.clip(rng.normal(ground, 18, (size, size, 1)).repeat(3, axis=2), 0, 255)
     label = np.zeros((size, size), np.uint8)
+    taken = np.zeros((size, size), bool)
     for class_id, cls in objects:
-        r = rng.uniform(0.14, 0.3) * size
-        cy, cx = rng.uniform(r * 0.6, size - r * 0.6, size=2)
-        region = _shape_mask(cls.shape, size, size, cy, cx, r)
+        for _ in range(tries):
+            r = rng.uniform(0.14, 0.3) * size
+            cy, cx = rng.uniform(r * 0.6, size - r * 0.6, size=2)
+            region = _shape_mask(cls.shape, size, size, cy, cx, r)
+            if not (region & taken).any():
+                break
+        else:
+            continue
+        taken |= region
         period = max(int(round(size * rng.uniform(0.08, 0.13))), 4)
         shift = rng.integers(0, period, size=2)
         pattern = np.roll(_texture_mask(cls.texture, size, size, period), tuple(shift), axis=(0, 1))
@@ -201,18 +231,20 @@ def write_synth(
     num_heldout: int = 4,
     seed: int = 0,
     min_support: int = 1,
-    min_distance: int = 2,
+    min_distance: int = 1,
+    num_colours: int = len(COLOURS),
 ) -> Path:
     """Write the synthetic dataset to ``out`` (atomically) in ``layout``'s folder structure.
 
     Training images show seen classes only; every other validation image has one held-out object
-    on top, the held-out classes taken in turn (see :func:`make_classes` for how they are drawn;
-    the held-out experiment asks ``min_support=2``, small demo worlds work with 1)."""
+    (placed first, so it is always there), the held-out classes taken in turn (see
+    :func:`make_classes` for how they are drawn; the held-out experiment asks ``min_support=2``,
+    small demo worlds work with 1)."""
     lay = get_layout(layout)
     if lay.class_count is not None:
         raise ProlabError(f"the {lay.name} layout is an evaluation set ({lay.class_count} classes from a file); "
                           "synthetic data is written in the training layouts only")
-    seen, heldout = make_classes(num_seen, num_heldout, seed, min_support, min_distance)
+    seen, heldout = make_classes(num_seen, num_heldout, seed, min_support, min_distance, num_colours=num_colours)
     classes = [GROUND] + [c.name for c in seen + heldout]
     descriptions = {GROUND: GROUND_DESCRIPTIONS} | {c.name: c.descriptions() for c in seen + heldout}
     rng = np.random.default_rng(seed + 1)
@@ -225,7 +257,7 @@ def write_synth(
                 n_obj = int(rng.integers(1, 4))
                 ids = [int(rng.choice(pool)) for _ in range(n_obj)]
                 if split == "val" and heldout and (i % 2 == 0):
-                    ids[-1] = 1 + num_seen + (i // 2) % len(heldout)
+                    ids[0] = 1 + num_seen + (i // 2) % len(heldout)
                 objects = [(cid, (seen + heldout)[cid - 1]) for cid in ids]
                 img, label = render(objects, size, rng)
                 stem = f"synth_{split}_{i:05d}"
@@ -250,6 +282,7 @@ def write_synth(
                 "heldout": classes[1 + num_seen :],
                 "min_support": min_support,
                 "min_distance": min_distance,
+                "colours": list(COLOURS)[:num_colours],
                 "properties": {c.name: [c.colour, c.texture, c.shape] for c in seen + heldout},
             },
         )
@@ -278,7 +311,7 @@ def attribute_label_space(root: str | Path, name: str, classes: list[str] | None
 
     root = Path(root)
     info = json.loads((root / "synth.json").read_text(encoding="utf-8"))
-    values = [GROUND, *COLOURS, *TEXTURES, *SHAPES]
+    values = [GROUND, *info.get("colours", COLOURS), *TEXTURES, *SHAPES]
     props = {GROUND: [GROUND]} | info["properties"]
     names = classes if classes is not None else info["seen"] + info["heldout"]
     rows = np.zeros((len(names), len(values)), np.float32)

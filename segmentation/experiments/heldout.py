@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -40,13 +40,17 @@ class World:
     seen: list[str]
     heldout: list[str]
     properties: dict[str, list[str]]
+    colours: list[str]
 
     @classmethod
     def load(cls, root: str | Path) -> "World":
         """Read ``synth.json`` of a dataset written by :func:`~segmentation.data.synth.write_synth`."""
         root = Path(root)
         info = json.loads((root / "synth.json").read_text(encoding="utf-8"))
-        return cls(root, info["seen"] + info["heldout"], info["seen"], info["heldout"], info["properties"])
+        from segmentation.data.synth import COLOURS
+
+        return cls(root, info["seen"] + info["heldout"], info["seen"], info["heldout"], info["properties"],
+                   info.get("colours", list(COLOURS)))
 
 
 def description_values(descriptions: dict[str, list[str]]) -> list[str]:
@@ -58,9 +62,13 @@ def description_values(descriptions: dict[str, list[str]]) -> list[str]:
     return [phrase_to_value[d] for texts in descriptions.values() for d in texts]
 
 
-def make_spaces(world: World, out: Path, k: int, cluster_seed: int = 0) -> dict[str, Any]:
+def make_spaces(world: World, out: Path, k: int, cluster_seed: int = 0, distinct: bool = True) -> dict[str, Any]:
     """The label spaces of every method: {method: (training artifact, test-time class scorer)} and
-    the adjusted Rand index of descriptions -> k-means clusters vs descriptions -> true property."""
+    the adjusted Rand index of descriptions -> k-means clusters vs descriptions -> true property.
+
+    The pipeline clusters each distinct description once (``distinct``): every phrase of this
+    world recurs in a dozen classes, while the ground's three occur once, and pooled k-means
+    merges those into object clusters (the ground then owns, say, ``green``)."""
     from sklearn.metrics import adjusted_rand_score
 
     from prolab_cli.atomic import write_json
@@ -75,7 +83,7 @@ def make_spaces(world: World, out: Path, k: int, cluster_seed: int = 0) -> dict[
     held_desc = {c: descriptions[c] for c in world.heldout}
     write_json(out / "descriptions_heldout.json", held_desc)
     emb = embed_descriptions(seen_desc, progress=False)
-    clusters = cluster_embeddings(emb, k, seed=cluster_seed)
+    clusters = cluster_embeddings(emb, k, seed=cluster_seed, distinct=distinct)
     seen_space = build_label_space(emb, clusters, f"synth-seen-k{k}", allow_collisions=True)
     seen_path = seen_space.save(out / "spaces")
     full_space, report = extend_label_space(LabelSpace.load(seen_path), held_desc, f"synth-extended-k{k}",
@@ -125,6 +133,43 @@ def model_for(method: str, checkpoint: str | Path, test_space: Any):
                                   old.normalize_embedding)
         classes = None  # the caller's class order: the centroids were stacked in it
     return model, classes, ckpt
+
+
+def training_config(size: int, iters: int, seed: int, method: str, overrides: Sequence[str] = ()) -> dict:
+    """The nano preset at ``size`` px for ``iters`` iterations (one-hot head for ``onehot``),
+    trained on whole images (a random rescale-and-crop cuts objects, and a cut disc is no disc),
+    then ``overrides`` (``--set`` strings)."""
+    from segmentation.engine.config import apply_overrides, load_config
+
+    head = "onehot" if method == "onehot" else "property"
+    return apply_overrides(load_config("synth-vit-adapter-nano"), [
+        f"schedule.max_iters={iters}", "train.ckpt_interval=100000", f"train.seed={seed}",
+        f"train.log_interval={max(iters // 5, 1)}", f"model.img_size={size}", f"model.head={head}",
+        f"data.crop_size=[{size},{size}]", f"data.scale=[{2 * size},{size}]", "data.ratio_range=[1.0,1.0]",
+        f"test.crop_size=[{size},{size}]", f"test.scale=[{2 * size},{size}]", *overrides])
+
+
+def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir: Path, *, size: int, iters: int,
+                    seed: int, overrides: Sequence[str] = ()) -> tuple[dict, Any]:
+    """Train ``method`` on the seen classes of ``world`` and score it over all classes:
+    (metrics with ``final_loss``/``train_seconds``/``eval_seconds``, the trained model).
+
+    The seen-class label spaces lack the held-out classes that the dataset's class list names, so
+    training maps classes by name (held-out classes never occur in the training split)."""
+    import time
+
+    from segmentation.engine.train import train
+
+    train_space, test_space = spaces[method]
+    start = time.time()
+    run = train(training_config(size, iters, seed, method, overrides), world.root, work_dir=work_dir, label_space=train_space,
+                progress=False, map_classes_by_name=train_space is not None)
+    train_seconds = time.time() - start
+    model, classes, ckpt = model_for(method, run["checkpoint"], test_space)
+    scores = score_model(method, model, classes, ckpt, world)
+    scores.update(final_loss=run["loss"], train_seconds=round(train_seconds, 1),
+                  eval_seconds=round(time.time() - start - train_seconds, 1))
+    return scores, model
 
 
 @torch.no_grad()
@@ -212,13 +257,13 @@ def score_model(method: str, model, model_classes: list[str] | None, ckpt: dict,
 def _oracle_property_hits(model, img, label, world: World, is_held, is_seen_obj) -> dict[str, np.ndarray]:
     """Per object pixel, whether the oracle head's strongest colour / texture / shape property is
     the true one (properties of the oracle space: ground, colours, textures, shapes in order)."""
-    from segmentation.data.synth import COLOURS, SHAPES, TEXTURES
+    from segmentation.data.synth import SHAPES, TEXTURES
 
     props = model.property_scores(img)[0]
     if tuple(props.shape[-2:]) != tuple(label.shape):
         props = torch.nn.functional.interpolate(props[None], size=tuple(label.shape), mode="bilinear",
                                                 align_corners=False)[0]
-    groups = [list(COLOURS), list(TEXTURES), list(SHAPES)]
+    groups = [world.colours, list(TEXTURES), list(SHAPES)]
     offsets = np.cumsum([1] + [len(g) for g in groups])
     truth = np.array([[0, 0, 0]] + [[groups[a].index(world.properties[c][a]) for a in range(3)]
                                     for c in world.classes[1:]])
