@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 SIZES = {  # 4 colours x 4 textures x 5 shapes = 80 triples: 64 seen leave no property predicting another
-    "default": dict(seeds="0,1,2", seen=64, heldout=8, colours=4, iters=1500, train_images=1024, val_images=48, k=24),
+    "default": dict(seeds="0,1,2", seen=64, heldout=8, colours=4, iters=2500, train_images=1024, val_images=48, k=24),
     "quick": dict(seeds="0,1,2", seen=64, heldout=8, colours=4, iters=300, train_images=256, val_images=24, k=24),
 }
 METRICS = ("seen_mIoU", "heldout_mIoU", "heldout_top1", "heldout_object_accuracy")
@@ -54,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
-    """Every method on one seed's world: {method: metrics}, plus ARI and timings."""
+def prepare_seed(args: argparse.Namespace, seed: int, out: Path) -> tuple[dict, list[tuple]]:
+    """One seed's world and label spaces: (its result record so far, one training job per method)."""
     from segmentation.data.synth import write_synth
     from segmentation.experiments.heldout import World, make_spaces
 
@@ -68,19 +68,20 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
               "pipeline_collisions": spaces["pipeline_collisions"],
               "heldout_identical_rows": spaces["heldout_identical_rows"],
               "label_space_seconds": round(time.time() - t0, 1)}
-    methods = args.methods.split(",")
-    jobs = [(method, world, spaces[method], out, seed, args.size, args.iters, args.threads) for method in methods]
-    if args.jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
+    jobs = [(method, world, spaces[method], out, seed, args.size, args.iters, args.threads)
+            for method in args.methods.split(",")]
+    return result, jobs
 
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-            done = list(pool.map(_train_method, jobs))
-    else:
-        done = [_train_method(job) for job in jobs]
-    result.update(zip(methods, done))
-    result["seconds"] = round(time.time() - t0, 1)
-    return result
+
+def run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
+    """Every training job, ``workers`` at a time in their own processes (in order when 1)."""
+    if workers <= 1:
+        return [_train_method(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_train_method, jobs))
 
 
 def _train_method(job: tuple) -> dict:
@@ -204,11 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     start = time.time()
-    results = []
-    for seed in seeds:
-        results.append(run_seed(args, seed, out / f"seed{seed}"))
-        (out / "results.json").parent.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": results}, indent=2) + "\n")
+    prepared = [prepare_seed(args, seed, out / f"seed{seed}") for seed in seeds]
+    done = iter(run_jobs([job for _, jobs in prepared for job in jobs], args.jobs))
+    results = [result | {method: next(done) for method in methods} for result, _ in prepared]
     summary = summarise(results, methods)
     n_classes, n_held = 1 + args.seen + args.heldout, args.heldout
     text = table(summary, methods, n_classes, n_held)

@@ -8,12 +8,14 @@ import math
 
 import pytest
 
-from segmentation.data.synth import COLOURS, hamming, make_classes
+from segmentation.data.synth import COLOURS, hamming, make_classes, property_pairs
 
-# the learning test's run (fixed seeds; sizes stated here, not tuned to the result): the bench's world
-# (4 colours, 64 of 80 triples seen) with half its training images
+# the learning test's run, fixed seeds: the bench's default world at seed 0 (4 colours, 64 of 80 triples
+# seen). Sizes come from the diagnosis in bench/README.md (the oracle names 1 of 24 held-out objects after
+# 800 iterations, 18 / 12 / 0 on seeds 0 / 1 / 2 after 1,500, 23 on seeds 0 and 2 after 2,500); the
+# thresholds come from chance, not from the result
 WORLD = dict(num_train=1024, num_val=48, size=64, num_seen=64, num_heldout=8, seed=0, min_support=2, num_colours=4)
-ITERS = 1500
+ITERS = 2500
 K = 24
 FRACTION_OF_ORACLE = 0.5  # the pipeline's label space must reach half the oracle's held-out accuracy
 LUCK = 1e-6  # probability that a guesser reaches the oracle threshold
@@ -23,23 +25,19 @@ def _triple(c):
     return (c.colour, c.texture, c.shape)
 
 
-def _pairs_of(c):
-    return [(0, c.colour, c.texture), (1, c.colour, c.shape), (2, c.texture, c.shape)]
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("sizes", [(40, 8), (16, 4)])
 def test_heldout_classes_are_new_combinations_of_decorrelated_seen_properties(seed, sizes):
     seen, held = make_classes(*sizes, seed)
     assert len({c.colour for c in held}) == len(held)  # not all one colour
-    seen_pairs = {p for s in seen for p in _pairs_of(s)}
+    seen_pairs = {p for s in seen for p in property_pairs(_triple(s))}
     for h in held:
         assert all(hamming(_triple(h), _triple(s)) >= 1 for s in seen)
         for axis in range(3):
             assert sum(_triple(s)[axis] == _triple(h)[axis] for s in seen) >= 2
         # each pair of its properties occurs in some seen class: no property of a held-out class is
         # excluded, among seen classes, by another one of its properties
-        assert all(p in seen_pairs for p in _pairs_of(h)), h
+        assert all(p in seen_pairs for p in property_pairs(_triple(h))), h
     textures_per_colour = {c: {s.texture for s in seen if s.colour == c} for c in COLOURS}
     if sizes == (40, 8):
         assert all(len(t) == 4 for t in textures_per_colour.values())
@@ -116,9 +114,21 @@ def test_oracle_property_rows_name_heldout_objects(trained):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "issue 12 open: the pipeline's label space (MiniLM -> k-means -> build) names 0 of 24 held-out objects where "
-    "the oracle rows name 18: from scratch the head collapses to the ground row on every pixel (MiniLM centres "
+    "the oracle rows name 23: from scratch the head collapses to the ground row on every pixel (MiniLM centres "
     "share a large common direction); see bench/README.md. strict: fails as soon as it passes"))
 def test_pipeline_label_space_reaches_half_the_oracle(trained):
     _, scores = trained
     oracle = scores["oracle"]["heldout_object_accuracy"]
     assert scores["pipeline"]["heldout_object_accuracy"] >= FRACTION_OF_ORACLE * oracle, _report(scores)
+
+
+def test_true_class_rank_counts_ties_at_their_mean():
+    import torch
+
+    from segmentation.experiments.heldout import true_class_rank
+
+    scores = torch.tensor([[[0.9, 0.5]], [[0.1, 0.5]], [[0.4, 0.5]], [[0.4, 0.5]]])  # 4 classes, 1x2 pixels
+    truth = torch.tensor([[2, 0]])
+    true_scores = scores.gather(0, truth[None])[0]
+    # pixel 0: 0.9 above, 0.4 tied -> 2.5; pixel 1: all four tied -> 2.5 (not 1)
+    assert true_class_rank(scores, true_scores).tolist() == [[2.5, 2.5]]

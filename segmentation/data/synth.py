@@ -91,7 +91,7 @@ def _support(seen: list[tuple], triple: tuple) -> int:
     return min(sum(t[axis] == triple[axis] for t in seen) for axis in range(3))
 
 
-def _pairs(triple: tuple) -> list[tuple]:
+def property_pairs(triple: tuple) -> list[tuple]:
     """The three property pairs of a class: (colour, texture), (colour, shape), (texture, shape)."""
     return [(0, triple[0], triple[1]), (1, triple[0], triple[2]), (2, triple[1], triple[2])]
 
@@ -106,10 +106,9 @@ def make_classes(
     Held-out classes are drawn first, with distinct colours while there are colours left. Seen
     classes are then picked one at a time among the other triples, each time the one whose
     property pairs (colour-texture, colour-shape, texture-shape) have been seen least (a held-out
-    class's pairs that no seen class shows yet first), so that
-    among seen classes no property predicts another: a model cannot read a held-out class's
-    texture or shape off its colour. Every held-out property occurs in at least ``min_support``
-    seen classes. Each held-out class is a new combination (Hamming distance >= 1 in properties,
+    class's pairs that no seen class shows yet first), so that among seen classes no property
+    predicts another: a model cannot read a held-out class's texture or shape off its colour.
+    Every held-out property occurs in at least ``min_support`` seen classes. Each held-out class is a new combination (Hamming distance >= 1 in properties,
     >= 2 between property rows); ``min_distance=2`` also keeps every seen class from sharing two
     of its properties, which makes each held-out pair unseen and colour *anti*-predict texture
     and shape among seen classes (the diagnosis control). Raises ProlabError when ``attempts``
@@ -133,16 +132,16 @@ def make_classes(
         free = [t for t in order if t not in heldout and all(hamming(t, h) >= min_distance for h in heldout)]
         seen: list[tuple] = []
         count: dict[tuple, int] = {}
-        wanted = {p for h in heldout for p in _pairs(h)}  # a held-out class's pairs, seen in other classes
+        wanted = {p for h in heldout for p in property_pairs(h)}  # a held-out class's pairs, seen in other classes
 
         def rarity(t: tuple) -> float:
-            return sum(1 / (1 + count.get(p, 0)) + (p in wanted and p not in count) for p in _pairs(t))
+            return sum(1 / (1 + count.get(p, 0)) + (p in wanted and p not in count) for p in property_pairs(t))
 
         while len(seen) < num_seen and free:
             pick = max(free, key=rarity)
             free.remove(pick)
             seen.append(pick)
-            for p in _pairs(pick):
+            for p in property_pairs(pick):
                 count[p] = count.get(p, 0) + 1
         if len(seen) == num_seen and all(_support(seen, h) >= min_support for h in heldout):
             seen = [t for t in order if t in seen]  # random order, not selection order

@@ -162,14 +162,23 @@ def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir:
 
     train_space, test_space = spaces[method]
     start = time.time()
-    run = train(training_config(size, iters, seed, method, overrides), world.root, work_dir=work_dir, label_space=train_space,
-                progress=False, map_classes_by_name=train_space is not None)
+    run = train(training_config(size, iters, seed, method, overrides), world.root, work_dir=work_dir,
+                label_space=train_space, progress=False, map_classes_by_name=train_space is not None)
     train_seconds = time.time() - start
     model, classes, ckpt = model_for(method, run["checkpoint"], test_space)
     scores = score_model(method, model, classes, ckpt, world)
     scores.update(final_loss=run["loss"], train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - start - train_seconds, 1))
     return scores, model
+
+
+def true_class_rank(scores: torch.Tensor, true_scores: torch.Tensor) -> torch.Tensor:
+    """Per pixel, the rank (1 = best) of the true class's score among ``scores`` [C,H,W], ties
+    counted at their mean rank: a model that scores every class alike ranks the truth in the
+    middle, not first."""
+    above = (scores > true_scores[None]).sum(0).double()
+    tied = (scores == true_scores[None]).sum(0).double() - 1
+    return 1 + above + tied / 2
 
 
 @torch.no_grad()
@@ -205,7 +214,7 @@ def score_model(method: str, model, model_classes: list[str] | None, ckpt: dict,
         valid = label != 255
         conf += torch.bincount(label[valid] * n + pred[valid], minlength=n * n).reshape(n, n).double()
         true_scores = scores.gather(0, label.clamp(max=n - 1)[None])[0]
-        rank = 1 + (scores > true_scores[None]).sum(0)
+        rank = true_class_rank(scores, true_scores)
         is_held = torch.isin(label, held)
         if bool(is_held.any()):  # one held-out object per image: right when most of its pixels are
             votes = torch.bincount(pred[is_held], minlength=n)
