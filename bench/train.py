@@ -73,17 +73,6 @@ def prepare_seed(args: argparse.Namespace, seed: int, out: Path) -> tuple[dict, 
     return result, jobs
 
 
-def run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
-    """Every training job, ``workers`` at a time in their own processes (in order when 1)."""
-    if workers <= 1:
-        return [_train_method(job) for job in jobs]
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_train_method, jobs))
-
-
 def _train_method(job: tuple) -> dict:
     """Train and score one method (in a worker process when --jobs > 1); the oracle also draws
     its activation maps."""
@@ -199,6 +188,8 @@ def activation_picture(model, world, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from segmentation.experiments.heldout import run_in_processes
+
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -206,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     start = time.time()
     prepared = [prepare_seed(args, seed, out / f"seed{seed}") for seed in seeds]
-    done = iter(run_jobs([job for _, jobs in prepared for job in jobs], args.jobs))
+    done = iter(run_in_processes(_train_method, [job for _, jobs in prepared for job in jobs], args.jobs))
     results = [result | {method: next(done) for method in methods} for result, _ in prepared]
     summary = summarise(results, methods)
     n_classes, n_held = 1 + args.seen + args.heldout, args.heldout

@@ -77,17 +77,14 @@ def test_guess_threshold():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The oracle and the pipeline model trained on the seen classes of one world, scored on all."""
-    import torch
-
     from segmentation.data.synth import write_synth
-    from segmentation.experiments.heldout import World, make_spaces, train_and_score
+    from segmentation.experiments.heldout import World, make_spaces, train_methods
 
-    torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("heldout")
     world = World.load(write_synth(root / "data", "ade20k", **WORLD))
     spaces = make_spaces(world, root, K)
-    scores = {method: train_and_score(world, spaces, method, root / method, size=WORLD["size"], iters=ITERS,
-                                      seed=0)[0] for method in ("oracle", "pipeline")}
+    scores = train_methods(world, spaces, ("oracle", "pipeline"), root, size=WORLD["size"], iters=ITERS, seed=0,
+                           workers=2)
     return world, scores
 
 

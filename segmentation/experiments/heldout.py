@@ -172,6 +172,32 @@ def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir:
     return scores, model
 
 
+def train_methods(world: World, spaces: dict[str, Any], methods: Sequence[str], work_dir: Path, *, size: int,
+                  iters: int, seed: int, workers: int = 1) -> dict[str, dict]:
+    """:func:`train_and_score` for each of ``methods`` (run directories ``work_dir/<method>``),
+    ``workers`` at a time, each in its own process with one torch thread: {method: metrics}."""
+    jobs = [(world, {m: spaces[m]}, m, Path(work_dir) / m, size, iters, seed) for m in methods]
+    return dict(zip(methods, run_in_processes(_scores_of, jobs, workers)))
+
+
+def run_in_processes(fn: Any, jobs: list, workers: int) -> list:
+    """``[fn(job) for job in jobs]``, ``workers`` jobs at a time in spawned processes (in this
+    process, in order, when ``workers`` is 1); ``fn`` must be importable by name."""
+    if workers <= 1:
+        return [fn(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))
+
+
+def _scores_of(job: tuple) -> dict:
+    world, spaces, method, work_dir, size, iters, seed = job
+    torch.set_num_threads(1)
+    return train_and_score(world, spaces, method, work_dir, size=size, iters=iters, seed=seed)[0]
+
+
 def true_class_rank(scores: torch.Tensor, true_scores: torch.Tensor) -> torch.Tensor:
     """Per pixel, the rank (1 = best) of the true class's score among ``scores`` [C,H,W], ties
     counted at their mean rank: a model that scores every class alike ranks the truth in the
