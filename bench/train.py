@@ -2,15 +2,16 @@
 
 For each seed: ``write_synth`` draws a world (seen classes, held-out classes that are new
 combinations of seen properties, see ``segmentation.data.synth.make_classes``); the pipeline label
-space is built from the *seen* descriptions (MiniLM -> k-means -> build) and extended with the
-held-out descriptions by ``prolab extend``; every method trains vit-adapter-nano on the same data,
-iterations and seed; ``segmentation.experiments.heldout.score_model`` scores all classes.
+space is built from the *seen* descriptions (MiniLM -> k-means over distinct descriptions -> build)
+and extended with the held-out descriptions by ``prolab extend``; every method trains
+vit-adapter-nano on the same data, iterations and seed, two methods at a time in their own
+processes (``--jobs``); ``segmentation.experiments.heldout.score_model`` scores all classes.
 
-    python bench/train.py            # default size (3 seeds, 4 methods)
-    python bench/train.py --quick    # CI size
+    python bench/train.py            # default size: 3 seeds x 4 methods, about 28 min on 2 cores
+    python bench/train.py --quick    # a smoke run of every step (300 iterations: numbers not meaningful)
 
-Writes ``results.json``, ``results.md`` (the table), ``bars.png`` (mean +- std over seeds) and
-``activation_maps.png`` (the oracle model's property maps on one held-out object).
+Writes ``results.json``, ``results.md`` (the table), ``bars.png`` (mean +- std over seeds) and, per
+seed, ``activation_maps.png`` (the oracle model's property maps on one held-out object).
 """
 
 from __future__ import annotations
