@@ -3,8 +3,9 @@
 ``KMeans(n_clusters=K, random_state=seed, n_init=n_init)`` from scikit-learn on the float32
 description embeddings. With ``distinct``, k-means sees each distinct description text once and
 every description takes its text's cluster: a text that many classes share (``"made of metal"``)
-then weighs as much as one only a rare class has, which otherwise a frequent neighbour absorbs. The output file holds the raw centres [K,D] and one cluster label per
-description, plus the hash of the embeddings it came from so ``build`` can refuse a mismatch.
+then weighs as much as one only a rare class has, which otherwise a frequent neighbour absorbs.
+The output file holds the raw centres [K,D] and one cluster label per description, plus the hash
+of the embeddings it came from so ``build`` can refuse a mismatch.
 """
 
 from __future__ import annotations

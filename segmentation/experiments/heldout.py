@@ -135,10 +135,9 @@ def model_for(method: str, checkpoint: str | Path, test_space: Any):
     return model, classes, ckpt
 
 
-def training_config(size: int, iters: int, seed: int, method: str, overrides: Sequence[str] = ()) -> dict:
+def training_config(size: int, iters: int, seed: int, method: str) -> dict:
     """The nano preset at ``size`` px for ``iters`` iterations (one-hot head for ``onehot``),
-    trained on whole images (a random rescale-and-crop cuts objects, and a cut disc is no disc),
-    then ``overrides`` (``--set`` strings)."""
+    trained on whole images (a random rescale-and-crop cuts objects, and a cut disc is no disc)."""
     from segmentation.engine.config import apply_overrides, load_config
 
     head = "onehot" if method == "onehot" else "property"
@@ -146,11 +145,11 @@ def training_config(size: int, iters: int, seed: int, method: str, overrides: Se
         f"schedule.max_iters={iters}", "train.ckpt_interval=100000", f"train.seed={seed}",
         f"train.log_interval={max(iters // 5, 1)}", f"model.img_size={size}", f"model.head={head}",
         f"data.crop_size=[{size},{size}]", f"data.scale=[{2 * size},{size}]", "data.ratio_range=[1.0,1.0]",
-        f"test.crop_size=[{size},{size}]", f"test.scale=[{2 * size},{size}]", *overrides])
+        f"test.crop_size=[{size},{size}]", f"test.scale=[{2 * size},{size}]"])
 
 
 def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir: Path, *, size: int, iters: int,
-                    seed: int, overrides: Sequence[str] = ()) -> tuple[dict, Any]:
+                    seed: int) -> tuple[dict, Any]:
     """Train ``method`` on the seen classes of ``world`` and score it over all classes:
     (metrics with ``final_loss``/``train_seconds``/``eval_seconds``, the trained model).
 
@@ -162,7 +161,7 @@ def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir:
 
     train_space, test_space = spaces[method]
     start = time.time()
-    run = train(training_config(size, iters, seed, method, overrides), world.root, work_dir=work_dir,
+    run = train(training_config(size, iters, seed, method), world.root, work_dir=work_dir,
                 label_space=train_space, progress=False, map_classes_by_name=train_space is not None)
     train_seconds = time.time() - start
     model, classes, ckpt = model_for(method, run["checkpoint"], test_space)
