@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Hamming distance of every held-out class from every seen class (2: the diagnosis control "
                              "where no seen class shares two properties with a held-out one)")
     parser.add_argument("--methods", default="pipeline,oracle,onehot,classemb")
+    parser.add_argument("--bank-basis", default="span", choices=("span", "embedding"),
+                        help="where the property heads' pixel embedding lives (model.bank_basis): span, K channels "
+                             "(default); embedding, the paper's D = 384 MiniLM channels, which collapse here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per method")
     parser.add_argument("--jobs", type=int, default=2, help="methods trained at once, each in its own process")
     args = parser.parse_args(argv)
@@ -69,7 +72,7 @@ def prepare_seed(args: argparse.Namespace, seed: int, out: Path) -> tuple[dict, 
               "pipeline_collisions": spaces["pipeline_collisions"],
               "heldout_identical_rows": spaces["heldout_identical_rows"],
               "label_space_seconds": round(time.time() - t0, 1)}
-    jobs = [(method, world, spaces[method], out, seed, args.size, args.iters, args.threads)
+    jobs = [(method, world, spaces[method], out, seed, args.size, args.iters, args.threads, args.bank_basis)
             for method in args.methods.split(",")]
     return result, jobs
 
@@ -79,10 +82,10 @@ def _train_method(job: tuple) -> dict:
     its activation maps."""
     from segmentation.experiments.heldout import train_and_score
 
-    method, world, space, out, seed, size, iters, threads = job
+    method, world, space, out, seed, size, iters, threads, bank_basis = job
     torch.set_num_threads(threads)
     scores, model = train_and_score(world, {method: space}, method, out / f"run-{method}", size=size, iters=iters,
-                                    seed=seed)
+                                    seed=seed, bank_basis=bank_basis)
     print(f"seed {seed} {method:9s} seen mIoU {scores['seen_mIoU']:5.1f}  held-out mIoU {scores['heldout_mIoU']:5.1f}"
           f"  held-out objects {scores['heldout_object_accuracy']:5.1f} %  ({scores['train_seconds']:.0f} s)",
           file=sys.stderr, flush=True)
@@ -206,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.time() - start
     header = (f"seeds {seeds}, {args.seen} seen + {args.heldout} held-out classes + ground, {args.size} px, "
               f"{args.train_images} train / {args.val_images} val images, {args.iters} iterations, K={args.k}, "
+              f"property heads in the {args.bank_basis} basis, "
               f"{args.jobs} method(s) at once x {args.threads} thread(s): {total / 60:.1f} min in all")
     (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary,
                                                   "seconds": round(total, 1)}, indent=2) + "\n")

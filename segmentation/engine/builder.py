@@ -29,6 +29,7 @@ def model_kwargs_from_config(model_cfg: dict) -> dict:
     kwargs = {
         "temperature": float(model_cfg["temperature"]),
         "normalize_embedding": bool(model_cfg["normalize_embedding"]),
+        "bank_basis": model_cfg["bank_basis"],
         "loss": model_cfg["loss"],
         "aux_weight": float(model_cfg["aux_weight"]),
         "img_size": model_cfg["img_size"],

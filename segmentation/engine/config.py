@@ -30,6 +30,7 @@ class ModelSection:
     head: Literal["property", "onehot"]
     temperature: float
     normalize_embedding: bool
+    bank_basis: Literal["embedding", "span"]
     loss: Literal["cosine", "bce"]
     aux_weight: float
     img_size: int

@@ -41,6 +41,7 @@ def settings_used(ckpt: dict, dataset: str, split: str, settings: dict, classes:
         "K": int(bank["centres"].shape[0]) if property_head and bank is not None else None,
         "T": kwargs.get("temperature", 0.04) if property_head else None,
         "normalize_embedding": kwargs.get("normalize_embedding", False) if property_head else None,
+        "bank_basis": kwargs.get("bank_basis", "embedding") if property_head else None,
         "label_space": (info.get("label_space") or {}).get("name"),
         **{k: settings.get(k) for k in _TEST_KEYS},
         "from": "the checkpoint's config" if ckpt.get("config") else "defaults (the checkpoint holds no config)",
@@ -57,6 +58,7 @@ def format_settings(used: dict) -> str:
              f"  data      {used['dataset']} {used['split']}, {used['num_classes']} classes",
              f"  head      {used['head']}" + (f", K {used['K']}, T {used['T']:g}, embedding "
                                              f"{'normalised' if used['normalize_embedding'] else 'not normalised'}"
+                                             + (", in the centres' span" if used.get("bank_basis") == "span" else "")
                                              if used["head"] == "property" else "")
              + (f", label space {used['label_space']}" if used["label_space"] else ""),
              f"  test      {used['mode']}" + (f" crop {pair(used['crop_size'])} stride {pair(used['stride'])}"

@@ -27,6 +27,11 @@ def init_from_checkpoint(model: torch.nn.Module, config: dict, say: Callable[[st
     head = "property" if getattr(model, "is_property_head", False) else "onehot"
     if ckpt["meta"].get("head") != head:
         raise ProlabError(f"{ckpt['path']}: a {ckpt['meta'].get('head')}-head model cannot start a {head}-head run")
+    if head == "property":
+        theirs_basis = (ckpt["meta"].get("model_kwargs") or {}).get("bank_basis", "embedding")
+        if theirs_basis != model.bank.basis:
+            raise ProlabError(f"{ckpt['path']}: trained with model.bank_basis={theirs_basis}, this run has "
+                              f"{model.bank.basis}")
     if head == "property" and ckpt.get("bank") is not None:
         theirs_c = torch.nn.functional.normalize(ckpt["bank"]["centres"].float(), dim=1)
         ours_c = model.bank.centres.detach().float().cpu()

@@ -130,26 +130,29 @@ def model_for(method: str, checkpoint: str | Path, test_space: Any):
     if method == "classemb":
         old = model.bank
         model.bank = PropertyBank(np.eye(len(test_space), dtype=np.float32), test_space, old.temperature,
-                                  old.normalize_embedding)
+                                  old.normalize_embedding, old.basis, span_of=old.centres)
         classes = None  # the caller's class order: the centroids were stacked in it
     return model, classes, ckpt
 
 
-def training_config(size: int, iters: int, seed: int, method: str) -> dict:
+def training_config(size: int, iters: int, seed: int, method: str, bank_basis: str = "span") -> dict:
     """The nano preset at ``size`` px for ``iters`` iterations (one-hot head for ``onehot``),
-    trained on whole images (a random rescale-and-crop cuts objects, and a cut disc is no disc)."""
+    trained on whole images (a random rescale-and-crop cuts objects, and a cut disc is no disc).
+
+    The property heads score pixels in the centres' span (``bank_basis``): trained from scratch
+    here, the paper's 384-wide MiniLM-space embedding collapses to the ground's row (bench/README)."""
     from segmentation.engine.config import apply_overrides, load_config
 
     head = "onehot" if method == "onehot" else "property"
     return apply_overrides(load_config("synth-vit-adapter-nano"), [
         f"schedule.max_iters={iters}", "train.ckpt_interval=100000", f"train.seed={seed}",
-        f"train.log_interval={max(iters // 5, 1)}", f"model.img_size={size}", f"model.head={head}",
+        f"train.log_interval={max(iters // 5, 1)}", f"model.img_size={size}", f"model.head={head}", f"model.bank_basis={bank_basis}",
         f"data.crop_size=[{size},{size}]", f"data.scale=[{2 * size},{size}]", "data.ratio_range=[1.0,1.0]",
         f"test.crop_size=[{size},{size}]", f"test.scale=[{2 * size},{size}]"])
 
 
 def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir: Path, *, size: int, iters: int,
-                    seed: int) -> tuple[dict, Any]:
+                    seed: int, bank_basis: str = "span") -> tuple[dict, Any]:
     """Train ``method`` on the seen classes of ``world`` and score it over all classes:
     (metrics with ``final_loss``/``train_seconds``/``eval_seconds``, the trained model).
 
@@ -161,7 +164,7 @@ def train_and_score(world: World, spaces: dict[str, Any], method: str, work_dir:
 
     train_space, test_space = spaces[method]
     start = time.time()
-    run = train(training_config(size, iters, seed, method), world.root, work_dir=work_dir,
+    run = train(training_config(size, iters, seed, method, bank_basis), world.root, work_dir=work_dir,
                 label_space=train_space, progress=False, map_classes_by_name=train_space is not None)
     train_seconds = time.time() - start
     model, classes, ckpt = model_for(method, run["checkpoint"], test_space)

@@ -39,6 +39,38 @@ def full_precision(device: torch.device) -> AbstractContextManager:
     return nullcontext()
 
 
+BASES = ("embedding", "span")
+
+
+def independent_rows(vectors: torch.Tensor, tol: float = 1e-6) -> list[int]:
+    """Indices of the rows of ``vectors`` [K,D] that Gram-Schmidt keeps, in order: each row whose
+    squared distance to the span of the rows kept before it is above ``tol`` times its own."""
+    kept: list[int] = []
+    basis = vectors.new_zeros(0, vectors.shape[1], dtype=torch.float64)
+    for i, v in enumerate(vectors.detach().double()):
+        residual = v - basis.T @ (basis @ v)
+        if float(residual @ residual) > tol * float(v @ v):
+            kept.append(i)
+            basis = torch.cat([basis, (residual / residual.norm())[None]])
+    return kept
+
+
+def span_coordinates(centres: torch.Tensor, span_of: torch.Tensor | None = None) -> torch.Tensor:
+    """The coordinates [K,r] of unit centres [K,D] in the orthonormal basis that Gram-Schmidt makes
+    of ``span_of`` (default: the centres themselves) in their order, skipping rows that depend on
+    earlier ones (r = rank); a centre outside that span is projected onto it. For independent
+    centres that is the Cholesky factor L of their Gram matrix (L L^T = C C^T). It depends on inner
+    products only, so it is the same on every machine and for every label space over the same
+    centres (``prolab extend`` / ``--keep`` keep them)."""
+    basis = centres if span_of is None else F.normalize(torch.as_tensor(span_of).to(centres), dim=1)
+    if centres.device.type == "meta":
+        return torch.empty(centres.shape[0], min(basis.shape), device="meta")
+    b = basis.detach().double()[independent_rows(basis)]
+    factor = torch.linalg.cholesky(b @ b.T)
+    coords = torch.linalg.solve_triangular(factor, b @ centres.detach().double().T, upper=False).T
+    return coords.to(centres.dtype)
+
+
 class PropertyBank(nn.Module):
     """Holds the L2-normalised centres [K,D] and the class rows [C,K] as non-persistent buffers
     (they are not in released checkpoints; our checkpoints store them beside the state dict).
@@ -47,20 +79,33 @@ class PropertyBank(nn.Module):
     All of it is computed in float32 (float64 for a float64 embedding) with autocast off: with
     T = 0.01 a half-precision dot product over D channels would feed the sigmoid errors of
     ~|z| * 2^-8 / T.
+
+    ``basis`` says where the pixel embedding e lives. ``"embedding"`` (the paper, every released
+    checkpoint): in the text-embedding space, D channels. ``"span"``: K coordinates in an
+    orthonormal basis of the centres' span (:func:`span_coordinates`). z depends only on the part
+    of e inside that span, so both score the same family of pixels -> z maps (exactly so for an
+    unnormalised e); ``span`` drops the D - K channels the loss never sees. ``span_of`` (span
+    basis only): score these centres in the span of other, trained centres instead (a model
+    trained over one set of centres scoring another, as the class-embedding baseline does).
     """
 
     def __init__(self, class_rows: Any, centres: Any, temperature: float = 0.04,
-                 normalize_embedding: bool = False):
+                 normalize_embedding: bool = False, basis: str = "embedding", span_of: Any = None):
         super().__init__()
         if temperature <= 0:
             raise ProlabError(f"temperature must be > 0, got {temperature}")
+        if basis not in BASES:
+            raise ProlabError(f"model.bank_basis {basis!r}: expected one of {', '.join(BASES)}")
         centres = as_float_tensor(centres, "centres")
         if centres.device.type != "meta" and bool((centres.norm(dim=1) == 0).any()):
             raise ProlabError("centres: a property centre has zero norm")
         self.register_buffer("centres", F.normalize(centres, dim=1), persistent=False)
+        scored = self.centres if basis == "embedding" else span_coordinates(self.centres, span_of)
+        self.register_buffer("scored_centres", scored, persistent=False)
         self.register_buffer("class_rows", torch.empty(0, centres.shape[0]), persistent=False)
         self.temperature = float(temperature)
         self.normalize_embedding = bool(normalize_embedding)
+        self.basis = basis
         self.set_class_rows(class_rows)
 
     @property
@@ -69,7 +114,8 @@ class PropertyBank(nn.Module):
 
     @property
     def dim(self) -> int:
-        return self.centres.shape[1]
+        """Channels of the pixel embedding: D (``embedding`` basis) or K (``span``)."""
+        return self.scored_centres.shape[1]
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +140,7 @@ class PropertyBank(nn.Module):
             embedding = embedding.to(dtype)
             if self.normalize_embedding:
                 embedding = F.normalize(embedding, dim=1)
-            return torch.einsum("bdhw,kd->bkhw", embedding, self.centres.to(dtype))
+            return torch.einsum("bdhw,kd->bkhw", embedding, self.scored_centres.to(dtype))
 
     def logits_at(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Property logits z at ``size`` (bilinear): the embedding is resized when it is

@@ -159,13 +159,14 @@ def build_backbone(cfg: ModelConfig, with_cp: bool = False, sync_bn: bool | None
 
 def build_model(name: str | ModelConfig = "vit-adapter-b", *, num_classes: int | None = None,
                 class_rows: Any = None, centres: Any = None, temperature: float = 0.04,
-                normalize_embedding: bool = False, loss: str = "cosine", aux_weight: float = 0.4,
-                with_cp: bool = False, pretrained: str | None = None, sync_bn: bool | None = None,
+                normalize_embedding: bool = False, bank_basis: str = "embedding", loss: str = "cosine",
+                aux_weight: float = 0.4, with_cp: bool = False, pretrained: str | None = None, sync_bn: bool | None = None,
                 device: str | torch.device | None = None, **overrides: Any) -> Segmentor:
     """Build registered model ``name`` (or a :class:`ModelConfig`): ViT-Adapter + UperNet + FCN auxiliary head.
 
     One-hot head: give ``num_classes``. Property head: give ``class_rows`` [C,K] and ``centres``
-    [K,D] (the heads then emit D-dim embeddings). ``overrides`` are ModelConfig fields (``img_size``,
+    [K,D] (the heads then emit D-dim embeddings, or K-dim ones with ``bank_basis="span"``:
+    :class:`~.property_head.PropertyBank`). ``overrides`` are ModelConfig fields (``img_size``,
     ``drop_path_rate``, ...; None leaves the registered value). ``pretrained`` is a local DeiT/BEiT
     ``.pth`` or timm ``.safetensors`` for the plain backbone. ``device="meta"`` builds without
     allocating memory (for key/shape checks).
@@ -179,7 +180,7 @@ def build_model(name: str | ModelConfig = "vit-adapter-b", *, num_classes: int |
             rows, cents = as_float_tensor(class_rows, "class_rows"), as_float_tensor(centres, "centres")
             if num_classes is not None and num_classes != rows.shape[0]:
                 raise ProlabError(f"num_classes={num_classes} but class_rows has {rows.shape[0]} rows")
-            property_bank = PropertyBank(rows, cents, temperature, normalize_embedding)
+            property_bank = PropertyBank(rows, cents, temperature, normalize_embedding, bank_basis)
             out_channels = property_bank.dim
         elif num_classes is None or num_classes < 1:
             raise ProlabError("give num_classes (one-hot head) or class_rows and centres (property head)")
