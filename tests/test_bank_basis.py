@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from torch.nn import functional as F
 
 from prolab_cli.cli import main
-from segmentation.models.property_head import PropertyBank, independent_rows, span_coordinates
+from segmentation.models.property_head import PropertyBank, span_basis, span_coordinates
 
 D, K, C = 40, 12, 9
 
@@ -27,20 +27,23 @@ def _rows(seed: int = 1) -> torch.Tensor:
     return rows
 
 
-def _gram_schmidt(centres: torch.Tensor) -> torch.Tensor:
-    """Orthonormal basis [D,K] of the centres' span, built in their order (QR with R's diagonal > 0)."""
-    q, r = torch.linalg.qr(centres.T)
-    return q * torch.sign(torch.diagonal(r))
-
-
-def test_span_coordinates_are_the_centres_in_their_gram_schmidt_basis():
+def test_span_basis_is_the_centres_principal_axes():
     c = _centres()
-    q = _gram_schmidt(c)
+    basis = span_basis(c)
+    assert basis.shape == (D, K)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(K, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(c @ basis @ basis.T, c, atol=1e-10, rtol=0)  # it spans the centres
     coords = span_coordinates(c)
-    assert coords.shape == (K, K)
-    torch.testing.assert_close(coords, c @ q, atol=1e-10, rtol=0)
-    assert float(torch.triu(coords, diagonal=1).abs().max()) < 1e-12  # centre i lies in the span of centres 0..i
-    torch.testing.assert_close(coords @ coords.T, c @ c.T, atol=1e-10, rtol=0)
+    torch.testing.assert_close(coords @ coords.T, c @ c.T, atol=1e-10, rtol=0)  # every inner product kept
+    energy = coords.T @ coords  # principal axes: uncorrelated, in decreasing order
+    torch.testing.assert_close(energy, torch.diag(torch.diagonal(energy)), atol=1e-10, rtol=0)
+    assert bool((torch.diagonal(energy).diff() < 0).all()) and bool((coords.mean(0) > 0).all())
+
+
+def test_span_coordinates_do_not_depend_on_the_order_of_properties():
+    c = _centres()
+    order = torch.randperm(K, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(span_coordinates(c[order]), span_coordinates(c)[order], atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("normalize", [False, True], ids=["raw", "normalised"])
@@ -49,12 +52,12 @@ def test_span_bank_scores_what_the_embedding_bank_scores(normalize):
     full = PropertyBank(_rows(), c, temperature=0.04, normalize_embedding=normalize).double()
     span = PropertyBank(_rows(), c, temperature=0.04, normalize_embedding=normalize, basis="span").double()
     assert (full.dim, span.dim, span.num_properties) == (D, K, K)
-    q = _gram_schmidt(c)
+    basis = span_basis(full.centres)
     y = 0.3 * torch.randn(2, K, 5, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    e = torch.einsum("dk,bkhw->bdhw", q, y)  # the same pixel embedding, written in D coordinates
+    e = torch.einsum("dk,bkhw->bdhw", basis, y)  # the same pixel embedding, written in D coordinates
     if not normalize:  # any D-dim e: only its part in the span counts
         e = e + 0.3 * torch.randn(e.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-        y = torch.einsum("dk,bdhw->bkhw", q, e)
+        y = torch.einsum("dk,bdhw->bkhw", basis, e)
     torch.testing.assert_close(span.logits(y), full.logits(e), atol=1e-6, rtol=0)
     torch.testing.assert_close(span.class_scores(span.scores(y)), full.class_scores(full.scores(e)), atol=1e-6, rtol=0)
     label = torch.randint(0, C, (2, 5, 6), generator=torch.Generator().manual_seed(4))
@@ -63,8 +66,7 @@ def test_span_bank_scores_what_the_embedding_bank_scores(normalize):
 
 def test_dependent_centres_keep_their_rank_and_inner_products():
     c = _centres()
-    c[5] = F.normalize(c[1] - 2 * c[3], dim=0)  # a combination of earlier centres
-    assert independent_rows(c) == [i for i in range(K) if i != 5]
+    c[5] = F.normalize(c[1] - 2 * c[3], dim=0)  # a combination of other centres
     coords = span_coordinates(c)
     assert coords.shape == (K, K - 1)
     torch.testing.assert_close(coords @ coords.T, c @ c.T, atol=1e-10, rtol=0)
@@ -79,8 +81,8 @@ def test_span_of_projects_other_centres_onto_the_trained_span():
     own = span_coordinates(trained)
     assert coords.shape == (3, 5)
     torch.testing.assert_close(coords[0], own[2], atol=1e-10, rtol=0)
-    q = _gram_schmidt(trained)
-    torch.testing.assert_close(coords @ own.T, (others @ q @ q.T) @ trained.T, atol=1e-10, rtol=0)
+    basis = span_basis(trained)
+    torch.testing.assert_close(coords @ own.T, others @ basis @ basis.T @ trained.T, atol=1e-10, rtol=0)
     torch.testing.assert_close(coords[1].norm(), torch.tensor(1.0, dtype=torch.float64))
     assert float(coords[2].norm()) < 1 - 1e-3  # the part outside the span is dropped
 

@@ -42,33 +42,29 @@ def full_precision(device: torch.device) -> AbstractContextManager:
 BASES = ("embedding", "span")
 
 
-def independent_rows(vectors: torch.Tensor, tol: float = 1e-6) -> list[int]:
-    """Indices of the rows of ``vectors`` [K,D] that Gram-Schmidt keeps, in order: each row whose
-    squared distance to the span of the rows kept before it is above ``tol`` times its own."""
-    kept: list[int] = []
-    basis = vectors.new_zeros(0, vectors.shape[1], dtype=torch.float64)
-    for i, v in enumerate(vectors.detach().double()):
-        residual = v - basis.T @ (basis @ v)
-        if float(residual @ residual) > tol * float(v @ v):
-            kept.append(i)
-            basis = torch.cat([basis, (residual / residual.norm())[None]])
-    return kept
+def span_basis(vectors: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
+    """An orthonormal basis [D,r] of the span of ``vectors`` [K,D]: their principal axes (right
+    singular vectors) in order of singular value, those below ``tol`` times the largest dropped
+    (r = rank), each signed so that the vectors' mean coordinate on it is positive. It treats every
+    vector alike (no order dependence) and depends on the vectors alone, so a label space over the
+    same centres (``prolab extend`` / ``--keep`` keep them) gets the same basis."""
+    v = vectors.detach().double()
+    _, singular, vh = torch.linalg.svd(v, full_matrices=False)
+    basis = vh[: int((singular > tol * singular[0]).sum())].T
+    mean = (v @ basis).mean(0)
+    largest = basis.gather(0, basis.abs().argmax(0, keepdim=True))[0]  # the tie-break when the mean is 0
+    return basis * torch.where(mean.abs() > 1e-12, mean, largest).sign()
 
 
 def span_coordinates(centres: torch.Tensor, span_of: torch.Tensor | None = None) -> torch.Tensor:
-    """The coordinates [K,r] of unit centres [K,D] in the orthonormal basis that Gram-Schmidt makes
-    of ``span_of`` (default: the centres themselves) in their order, skipping rows that depend on
-    earlier ones (r = rank); a centre outside that span is projected onto it. For independent
-    centres that is the Cholesky factor L of their Gram matrix (L L^T = C C^T). It depends on inner
-    products only, so it is the same on every machine and for every label space over the same
-    centres (``prolab extend`` / ``--keep`` keep them)."""
-    basis = centres if span_of is None else F.normalize(torch.as_tensor(span_of).to(centres), dim=1)
+    """The coordinates [K,r] of the centres [K,D] in :func:`span_basis` of ``span_of`` (default:
+    the centres themselves, where they keep every inner product); a centre outside that span is
+    projected onto it (a model trained over one set of centres scoring another)."""
+    basis_of = centres if span_of is None else torch.as_tensor(span_of).to(centres)
     if centres.device.type == "meta":
-        return torch.empty(centres.shape[0], min(basis.shape), device="meta")
-    b = basis.detach().double()[independent_rows(basis)]
-    factor = torch.linalg.cholesky(b @ b.T)
-    coords = torch.linalg.solve_triangular(factor, b @ centres.detach().double().T, upper=False).T
-    return coords.to(centres.dtype)
+        return torch.empty(centres.shape[0], min(basis_of.shape), device="meta")
+    basis_of = F.normalize(basis_of, dim=1)
+    return (centres.detach().double() @ span_basis(basis_of)).to(centres.dtype)
 
 
 class PropertyBank(nn.Module):
@@ -81,8 +77,8 @@ class PropertyBank(nn.Module):
     ~|z| * 2^-8 / T.
 
     ``basis`` says where the pixel embedding e lives. ``"embedding"`` (the paper, every released
-    checkpoint): in the text-embedding space, D channels. ``"span"``: K coordinates in an
-    orthonormal basis of the centres' span (:func:`span_coordinates`). z depends only on the part
+    checkpoint): in the text-embedding space, D channels. ``"span"``: K coordinates along the
+    centres' principal axes (:func:`span_basis`, :func:`span_coordinates`). z depends only on the part
     of e inside that span, so both score the same family of pixels -> z maps (exactly so for an
     unnormalised e); ``span`` drops the D - K channels the loss never sees. ``span_of`` (span
     basis only): score these centres in the span of other, trained centres instead (a model
