@@ -146,7 +146,8 @@ def training_config(size: int, iters: int, seed: int, method: str, bank_basis: s
     head = "onehot" if method == "onehot" else "property"
     return apply_overrides(load_config("synth-vit-adapter-nano"), [
         f"schedule.max_iters={iters}", "train.ckpt_interval=100000", f"train.seed={seed}",
-        f"train.log_interval={max(iters // 5, 1)}", f"model.img_size={size}", f"model.head={head}", f"model.bank_basis={bank_basis}",
+        f"train.log_interval={max(iters // 5, 1)}", f"model.img_size={size}", f"model.head={head}",
+        f"model.bank_basis={bank_basis}",
         f"data.crop_size=[{size},{size}]", f"data.scale=[{2 * size},{size}]", "data.ratio_range=[1.0,1.0]",
         f"test.crop_size=[{size},{size}]", f"test.scale=[{2 * size},{size}]"])
 
