@@ -6,12 +6,14 @@ STAMP  := $(VENV)/.prolab-installed
 MMSEG_STAMP := $(VENV)/.prolab-mmseg-installed
 TORCH  ?= torch==2.13.0
 # llama-cpp-python has no Linux wheel: build only the library its Python binding loads (no tools,
-# server, examples, tests, BLAS, OpenMP or curl). GGML_NATIVE stays on: measured with
-# bench/local_llm_speed.py, generation speed is the same either way and prompt evaluation is
-# 1.3-1.7x faster with the host's instructions (AVX-VNNI here).
+# server, examples, tests, BLAS, OpenMP or curl). GGML_NATIVE is off and the instruction sets are
+# named (AVX2, FMA, F16C): on a host whose CPU reports AMX, the native build of 0.3.36 segfaults in
+# llama_decode on its first call, and pip's wheel cache would hand that build to every later
+# install on the same machine.
 LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF \
-	-DGGML_OPENMP=OFF -DLLAMA_CURL=OFF
+	-DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+	-DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install demo test cuda-check clean
 

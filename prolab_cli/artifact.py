@@ -330,6 +330,12 @@ class LabelSpace:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if not path.exists() and len(path.parts) == 1:
+                from .shipped import shipped_spaces
+
+                known = ", ".join(sorted({n for sp in shipped_spaces() for n in (sp.name, *sp.lists)}))
+                raise ProlabError(f"label space {str(path)!r}: no such folder, and no shipped label space has that"
+                                  f" name (shipped: {known or 'none'}; `prolab label-spaces` lists them)") from None
             raise ProlabError(f"{path}: not a label-space artifact (no manifest.json)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ProlabError(f"{manifest_path}: malformed JSON ({e})") from None
@@ -380,11 +386,16 @@ class LabelSpace:
 
 
 def resolve_artifact_path(path: str | os.PathLike) -> Path:
-    """``path`` itself, or a shipped artifact ``label_spaces/<path>`` when ``path`` is a bare name."""
+    """``path`` itself when it exists or has a folder in it; for a bare name, the artifact
+    ``label_spaces/<name>`` of a checkout, else the shipped artifact of that name or made for the
+    built-in class list of that name (``ade20k``, ``bdd100k``, ...; see :mod:`prolab_cli.shipped`)."""
     p = Path(path)
     if p.exists() or len(p.parts) != 1:
         return p
     from .paths import data_dir
+    from .shipped import shipped_space_path
 
-    shipped = data_dir("label_spaces") / p
-    return shipped if shipped.is_dir() else p
+    local = data_dir("label_spaces") / p
+    if local.is_dir():
+        return local
+    return shipped_space_path(str(p)) or p

@@ -29,13 +29,43 @@ def name_properties(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarr
     for k, owners in enumerate(property_classes(classes, multi_hot)):
         idx = np.flatnonzero(clusters.labels == k)
         idx = idx[np.lexsort((idx, dist[idx]))]  # nearest first, ties by description order
+        nearest = texts[idx[0]] if len(idx) else f"(empty cluster {k})"
         props.append({
             "id": k,
-            "name": texts[idx[0]] if len(idx) else f"(empty cluster {k})",
+            "name": nearest,
+            "nearest": nearest,
             "members": [f"{classes[emb.desc_class[i]]}: {texts[i]}" for i in idx],
             "classes": owners,
         })
     return props
+
+
+def read_property_names(path: str | os.PathLike, properties: list[dict]) -> list[str]:
+    """Readable property names from a JSON file ``{"properties": [{"id", "name", "nearest"}, ...]}``,
+    one per property in id order. ``nearest`` must equal the property's member description nearest its
+    centre, so a names file written for other clusters is refused, naming the property."""
+    import json
+
+    from .descriptor_files import read_json_object
+
+    _, raw = read_json_object(path, '{"properties": [{"id", "name", "nearest"}, ...]}')
+    entries = json.loads(raw.decode("utf-8-sig")).get("properties")
+    if not isinstance(entries, list) or len(entries) != len(properties):
+        raise ProlabError(f"{path}: 'properties' must list {len(properties)} entries (one per property)")
+    names = []
+    for prop, entry in zip(properties, entries):
+        k = prop["id"]
+        if not isinstance(entry, dict) or entry.get("id") != k:
+            raise ProlabError(f"{path}: entry {k} must be an object with 'id' {k}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 80:
+            raise ProlabError(f"{path}: property {k}: 'name' must be a non-empty string of at most 80 characters")
+        if entry.get("nearest") != prop["nearest"]:
+            raise ProlabError(f"{path}: property {k}: written for the description {entry.get('nearest')!r}, but the"
+                              f" description nearest its centre is now {prop['nearest']!r} (clusters changed:"
+                              " name the properties again)")
+        names.append(name.strip())
+    return names
 
 
 def check_inputs(emb: EmbeddingSet, clusters: Clustering, descriptions: dict | None,
@@ -69,9 +99,11 @@ def build_label_space(
     allow_collisions: bool = False,
     provenance: dict | None = None,
     property_names: list[str] | None = None,
+    keep_embeddings: bool = True,
 ) -> LabelSpace:
     """Assemble the label space (multi-hot, property names, provenance) from checked inputs;
-    ``property_names`` replace the default names (the member nearest each centre)."""
+    ``property_names`` replace the default names (the member nearest each centre, which stays as
+    each property's ``nearest``); without ``keep_embeddings`` the description embeddings are left out."""
     multi_hot = clusters.multi_hot(emb.desc_class, len(emb.classes))
     groups = collision_groups(emb.classes, multi_hot)
     if groups and not allow_collisions:
@@ -91,12 +123,12 @@ def build_label_space(
             prop["name"] = given
     named = "member description nearest the centre" if property_names is None else "given"
     prov["build"] = {"allow_collisions": allow_collisions, "property_names": named}
-    space = LabelSpace(
+    prov["build"]["keep_embeddings"] = keep_embeddings
+    arrays = dict(embeddings=emb.embeddings, desc_class=emb.desc_class, desc_cluster=clusters.labels)
+    return LabelSpace(
         name, emb.classes, multi_hot, clusters.centres, properties, emb.descriptions,
-        {"provenance": prov, "libraries": library_versions()},
-        embeddings=emb.embeddings, desc_class=emb.desc_class, desc_cluster=clusters.labels,
+        {"provenance": prov, "libraries": library_versions()}, **(arrays if keep_embeddings else {}),
     )
-    return space
 
 
 def describe_provenance(descriptions_path: Path) -> dict:
@@ -139,5 +171,18 @@ def run_build(
     provenance = dict(provenance or {})
     if descriptions_path and "describe" not in provenance:
         provenance["describe"] = describe_provenance(Path(descriptions_path))
-    space = build_label_space(emb, clusters, name, options.allow_collisions, provenance)
+    names = None
+    if options.property_names:
+        nearest = name_properties(emb, clusters, clusters.multi_hot(emb.desc_class, len(emb.classes)))
+        names = read_property_names(options.property_names, nearest)
+        provenance["property_names_file"] = {"file": Path(options.property_names).name,
+                                             "sha256": _file_sha256(Path(options.property_names))}
+    space = build_label_space(emb, clusters, name, options.allow_collisions, provenance, names,
+                              keep_embeddings=options.keep_embeddings)
     return space, space.save(out_dir)
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -24,6 +24,8 @@ BUILTIN: dict[str, str] = {
     "pascal-context-59": "Pascal Context-59, as MMSegmentation's PascalContextDataset59",
     "cityscapes": "Cityscapes, the 19 train ids",
     "bdd100k": "BDD100K semantic segmentation, the same 19 classes as Cityscapes",
+    "ade20k-847": "ADE20K-847 (full ADE20K), as MaskFormer's ade20k_full_sem_seg",
+    "pascal-context-459": "Pascal Context-459 (all classes), as in the open-vocabulary benchmarks",
 }
 
 #: other accepted spellings -> canonical name
@@ -39,6 +41,12 @@ ALIASES: dict[str, str] = {
     "cityscapes-19": "cityscapes",
     "bdd": "bdd100k",
     "bdd100k-19": "bdd100k",
+    "ade847": "ade20k-847",
+    "ade-847": "ade20k-847",
+    "ade20k-full": "ade20k-847",
+    "pc459": "pascal-context-459",
+    "pascal-context-full": "pascal-context-459",
+    "pcontext-459": "pascal-context-459",
 }
 
 

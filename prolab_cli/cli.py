@@ -23,6 +23,7 @@ from .progress import set_quiet
 # command name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
     "classes": "prolab_cli.commands.describe:classes",
+    "label-spaces": "prolab_cli.commands.describe:label_spaces",
     "describe": "prolab_cli.commands.describe:describe",
     "embed": "prolab_cli.commands.label_space:embed",
     "cluster": "prolab_cli.commands.label_space:cluster",

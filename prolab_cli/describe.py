@@ -14,7 +14,7 @@ import hashlib
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .atomic import json_bytes, write_bytes, write_json
 from .cache import Cache, content_key
-from .classes import load_classes, validated_names
+from .classes import builtin_name, load_classes, validated_names
 from .errors import ProlabError
 from .llm import resolve_backend
 from .llm.base import Backend, Completion, TransientError
@@ -34,6 +34,11 @@ from .templates import Prompt, Template, display_name, load_template
 
 CACHE_NAMESPACE = "llm"
 PROVENANCE_FORMAT = "prolab.descriptions.provenance"
+#: ``--llm shipped`` (the default): prolab's shipped descriptions, the local model for what they miss
+SHIPPED = "shipped"
+LOCAL_MODEL_WARNING = ("warning: the local model is Gemma-3-270M; its descriptions are often false or boilerplate:"
+                       " read them before you train on them")
+_TOTAL_KEYS = ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "new_tokens")
 
 
 @dataclass
@@ -60,11 +65,13 @@ class ClassRecord:
 @dataclass
 class DescribeResult:
     """Descriptions of the classes that passed validation (in class order), the provenance
-    record, and the classes that did not get ``min_descriptions`` valid lines."""
+    record, the classes that did not get ``min_descriptions`` valid lines, and lines the user
+    must read (where descriptions came from, what a small local model's need)."""
 
     descriptions: dict[str, list[str]]
     provenance: dict[str, Any]
     failed: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: classes, calls, cache hits, retries, tokens, time."""
@@ -90,6 +97,19 @@ def run_describe(
     and its sidecar. ``backend`` replaces the one ``options.llm`` names (tests, servers). Classes
     that failed are left out of the file; the caller reports them."""
     names = load_classes(classes)
+    load_template(options.template)  # a bad template is refused even when no class needs the LLM
+    if options.llm == SHIPPED:
+        list_name = None if isinstance(classes, Path) else builtin_name(str(classes))
+        result = describe_from_shipped(names, list_name, options, backend=backend, progress=progress)
+    else:
+        result = _describe_with_llm(names, options, backend, progress)
+    write_descriptions(result, output)
+    return result
+
+
+def _describe_with_llm(names: list[str], options: DescribeOptions, backend: Backend | None,
+                       progress: bool) -> DescribeResult:
+    """``names`` described by the LLM ``options.llm`` names (or ``backend``)."""
     prompt_template = load_template(options.template)
     own = backend is None
     if own:
@@ -104,8 +124,58 @@ def run_describe(
     finally:
         if own:
             backend.close()
-    write_descriptions(result, output)
+    if backend.kind == "local":
+        result.notes.append(LOCAL_MODEL_WARNING)
     return result
+
+
+def describe_from_shipped(
+    names: list[str],
+    list_name: str | None,
+    options: DescribeOptions = DescribeOptions(),
+    *,
+    backend: Backend | None = None,
+    progress: bool = True,
+) -> DescribeResult:
+    """``names`` described from prolab's shipped descriptions (:mod:`prolab_cli.shipped`; a built-in
+    ``list_name`` uses its own file), and by the local model (or ``backend``) for the names they do not
+    cover, which the notes name."""
+    from .shipped import descriptions_dir, find_descriptions
+
+    started = time.time()
+    found, missing = find_descriptions(names, list_name)
+    model = _describe_with_llm(missing, replace(options, llm="local"), backend, progress) if missing else None
+    described = {**{n: f.descriptions for n, f in found.items()}, **(model.descriptions if model else {})}
+    descriptions = {n: described[n] for n in names if n in described}
+    files = sorted({f.list_name for f in found.values()})
+    notes = []
+    if found:
+        where = ", ".join(str(descriptions_dir() / f"{name}.json") for name in files)
+        notes.append(f"served {len(found)} of {len(names)} classes from prolab's shipped, reviewed descriptions ({where})")
+    if missing:
+        notes.append(f"the shipped descriptions do not cover {len(missing)} class(es), described by the local model:"
+                     f" {', '.join(missing)}")
+        notes += model.notes
+    totals = dict(model.provenance["totals"]) if model else {k: 0 for k in _TOTAL_KEYS}
+    totals["descriptions"] = sum(len(v) for v in descriptions.values())
+    provenance = {
+        "format": PROVENANCE_FORMAT,
+        "version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "prolab_version": __version__,
+        "source": SHIPPED,
+        "classes": names,
+        "shipped": {"files": {name: _file_sha256(descriptions_dir() / f"{name}.json") for name in files},
+                    "classes": {n: [f.list_name, f.key] for n, f in found.items()}},
+        "local_model": model.provenance if model else None,
+        "totals": totals,
+        "elapsed_s": round(time.time() - started, 3),
+    }
+    return DescribeResult(descriptions, provenance, model.failed if model else [], notes)
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def reply_cache_key(backend: Backend, prompt_json: dict[str, Any], sampling: dict[str, Any], seed: int) -> str:
@@ -150,10 +220,13 @@ def describe_classes(
     retry: RetryPolicy | None = None,
     sampling: dict[str, Any] | None = None,
     progress: bool = True,
+    lint: bool | None = None,
 ) -> DescribeResult:
     """Describe every class with ``backend`` through ``template`` (a Template, a shipped name or
     a YAML path). ``sampling`` overrides the template's sampling (temperature, top_p,
-    max_tokens, retry_temperature). Raises :class:`ProlabError` when a call fails for good
+    max_tokens, retry_temperature). ``lint`` drops numbered, boilerplate and example-copying lines
+    (:func:`~prolab_cli.llm.replies.validate`); by default only for the local model, so an API model
+    with the paper's prompt keeps the paper's lines. Raises :class:`ProlabError` when a call fails for good
     (a 4xx, or transient errors beyond ``retry.max_calls``); replies received before that
     stay cached."""
     if not isinstance(template, Template):
@@ -173,6 +246,8 @@ def describe_classes(
     first_sampling = options
     later_sampling = {**options, "temperature": retry_temperature}
 
+    lint = backend.kind == "local" if lint is None else lint
+    examples = template.example_lines(mode=backend.mode)
     records = {name: ClassRecord() for name in classes}
     kept: dict[str, list[str]] = {}
     lock = threading.Lock()
@@ -210,6 +285,8 @@ def describe_classes(
                 allowed_echo=allowed,
                 truncated=completion.finish_reason == "length",
                 max_descriptions=template.max_descriptions,
+                example_lines=examples,
+                lint=lint,
             )
             for reason, dropped in checked.dropped.items():
                 record.dropped[reason] = record.dropped.get(reason, 0) + len(dropped)
@@ -245,7 +322,7 @@ def describe_classes(
     failed = [name for name in classes if name not in kept]
     descriptions = {name: kept[name] for name in classes if name in kept}
     provenance = _provenance(
-        classes, backend, template, records, failed,
+        classes, backend, template, records, failed, lint=lint,
         first_sampling=first_sampling, later_sampling=later_sampling, seed=seed,
         attempts=attempts, min_descriptions=min_descriptions,
         elapsed=time.time() - started, n_descriptions=sum(len(v) for v in descriptions.values()),
@@ -274,6 +351,7 @@ def _provenance(
     records: dict[str, ClassRecord],
     failed: list[str],
     *,
+    lint: bool,
     first_sampling: dict[str, Any],
     later_sampling: dict[str, Any],
     seed: int,
@@ -300,6 +378,8 @@ def _provenance(
         "attempts": attempts,
         "min_descriptions": min_descriptions,
         "max_descriptions": template.max_descriptions,
+        "lint": lint,
+        "dropped": _dropped_totals(records),
         "display_names": {name: display_name(name) for name in classes if display_name(name) != name},
         "classes": classes,
         "per_class": {name: records[name].to_json() for name in classes},
@@ -315,6 +395,15 @@ def _provenance(
         },
         "elapsed_s": round(elapsed, 3),
     }
+
+
+def _dropped_totals(records: dict[str, ClassRecord]) -> dict[str, int]:
+    """Lines dropped over all classes, per reason."""
+    totals: dict[str, int] = {}
+    for record in records.values():
+        for reason, count in record.dropped.items():
+            totals[reason] = totals.get(reason, 0) + count
+    return dict(sorted(totals.items()))
 
 
 def provenance_path(path: str | Path) -> Path:

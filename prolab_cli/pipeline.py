@@ -133,7 +133,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         descriptions=descriptions,
         embed=_section(data, "embed", EmbedOptions, source),
         cluster=cluster,
-        build=_section(data, "build", BuildOptions, source),
+        build=_build_section(data, base, source),
         source=source,
     )
 
@@ -192,7 +192,17 @@ def _llm_identity(d: DescribeOptions) -> dict[str, Any]:
     at the same path (or a new local model package) re-run describe."""
     spec = d.llm.strip()
     identity = {"llm": d.llm, "base_url": d.base_url}
-    if spec == "local":
+    if spec == "shipped":  # the shipped files, and the local model (when installed) for classes they miss
+        from .errors import MissingDependencyError
+        from .llm.local_model import local_model_sha256
+        from .shipped import descriptions_dir
+
+        identity["shipped"] = {p.name: _file_sha(p) for p in sorted(descriptions_dir().glob("*.json"))}
+        try:
+            identity["gguf"] = local_model_sha256()
+        except MissingDependencyError:
+            identity["gguf"] = None
+    elif spec == "local":
         from .llm.local_model import local_model_sha256
 
         identity["gguf"] = local_model_sha256()
@@ -212,6 +222,14 @@ def _describe_key(cfg: PipelineConfig, backend) -> str:
     llm = backend.identity() if backend is not None else _llm_identity(d)
     template = load_template(d.template).sha256
     return content_key("describe", load_classes(d.classes), llm, template, asdict(d))
+
+
+def _build_section(data: dict, base: Path, source: str) -> BuildOptions:
+    """The ``build:`` section, its ``property_names`` file made relative to the config."""
+    build = _section(data, "build", BuildOptions, source)
+    if build.property_names:
+        build = replace(build, property_names=str(base / build.property_names))
+    return build
 
 
 def run_pipeline(
@@ -260,8 +278,9 @@ def run_pipeline(
     stage("cluster", cluster_key, clusters, lambda: echo(run_cluster(embeddings, clusters, options=cfg.cluster)))
 
     artifact = cfg.out_dir / cfg.name
+    names_sha = _file_sha(Path(cfg.build.property_names)) if cfg.build.property_names else None
     build_key = content_key("build", _file_sha(descriptions), _file_sha(embeddings), _file_sha(clusters), cfg.name,
-                            asdict(cfg.build))
+                            asdict(cfg.build), names_sha)
     stage("build", build_key, artifact,
           lambda: run_build(embeddings, clusters, cfg.name, cfg.out_dir, descriptions_path=descriptions,
                             options=cfg.build))

@@ -21,7 +21,7 @@ DEFAULT_OUT_DIR = "label_spaces"
 class DescribeOptions:
     """Options of the describe stage: which LLM, which prompt, how many descriptions and attempts."""
 
-    llm: str = "local"
+    llm: str = "shipped"  # prolab's shipped descriptions, the local model for classes they miss
     template: str = "prolab"
     base_url: str | None = None
     min: int = 3  # fewest valid descriptions per class (the ``--min`` flag)
@@ -75,6 +75,8 @@ class BuildOptions:
     """Options of the build stage."""
 
     allow_collisions: bool = False  # accept classes whose property rows are identical
+    property_names: str | None = None  # a JSON file of readable names, one per property (see build.read_property_names)
+    keep_embeddings: bool = True  # store every description's embedding (shipped artifacts leave them out)
 
 
 def from_mapping(cls: type, data: Mapping[str, Any] | None, where: str, prefix: str = "") -> Any:

@@ -70,6 +70,7 @@ class Template:
     examples: tuple[Example, ...] = ()
     example_format: str = "{class_name}:\n{bullets}"
     completion_preamble: str = ""
+    completion_examples: tuple[Example, ...] = ()  # a base model's few-shot examples (default: ``examples``)
     answer_prefix: str = "- "
     stop: tuple[str, ...] = ("\n\n",)
     parser: str = "auto"
@@ -82,9 +83,13 @@ class Template:
         text = self.example_format.replace("{class_name}", class_name).replace("{bullets}", bullets)
         return text if descriptions else text.rstrip(" ")
 
-    def examples_block(self) -> str:
-        """All few-shot examples, separated by blank lines."""
-        return "\n\n".join(self.format_example(e.class_name, e.descriptions) for e in self.examples)
+    def mode_examples(self, mode: str) -> tuple[Example, ...]:
+        """The few-shot examples a prompt in ``mode`` shows."""
+        return self.completion_examples if mode == "completion" and self.completion_examples else self.examples
+
+    def examples_block(self, mode: str = "chat") -> str:
+        """The few-shot examples of ``mode``, separated by blank lines."""
+        return "\n\n".join(self.format_example(e.class_name, e.descriptions) for e in self.mode_examples(mode))
 
     def render(self, class_name: str, mode: str) -> Prompt:
         """The prompt asking for ``class_name`` (``_`` read as a space) in ``mode``."""
@@ -94,7 +99,7 @@ class Template:
             messages = ((("system", self.system),) if self.system else ()) + (("user", user.strip()),)
             return Prompt(mode="chat", messages=messages)
         if mode == "completion":
-            parts = [self.completion_preamble.strip(), self.examples_block()]
+            parts = [self.completion_preamble.strip(), self.examples_block(mode)]
             query = self.format_example(name, ())
             head = "\n\n".join(p for p in parts if p)
             text = (head + "\n\n" if head else "") + query + self.answer_prefix
@@ -103,10 +108,12 @@ class Template:
             )
         raise ValueError(f"unknown prompt mode {mode!r}")
 
-    def example_lines(self, class_name: str) -> set[str]:
-        """The example descriptions of ``class_name`` when it is itself an example class."""
-        key = normalise(class_name)
-        return {d for e in self.examples if normalise(e.class_name) == key for d in e.descriptions}
+    def example_lines(self, class_name: str | None = None, mode: str | None = None) -> set[str]:
+        """The example descriptions of ``class_name`` when it is itself an example class (every
+        example line when ``class_name`` is None), of ``mode``'s examples or of all."""
+        examples = self.mode_examples(mode) if mode else self.examples + self.completion_examples
+        key = normalise(class_name) if class_name is not None else None
+        return {d for e in examples if key is None or normalise(e.class_name) == key for d in e.descriptions}
 
 
 def display_name(class_name: str) -> str:
@@ -155,17 +162,9 @@ def parse_template(data: Any, source: str, sha256: str = "") -> Template:
     for placeholder in ("{class_name}", "{bullets}"):
         if placeholder not in example_format:
             raise ProlabError(f"{source}: field 'example_format' must contain {placeholder}")
-    examples = []
-    for index, item in enumerate(_field(data, "examples", list, source) or []):
-        where = f"{source}: examples[{index}]"
-        if not isinstance(item, dict) or not isinstance(item.get("class_name"), str):
-            raise ProlabError(f"{where}: needs 'class_name' (text) and 'descriptions' (list)")
-        lines = item.get("descriptions")
-        if not isinstance(lines, list) or not lines or not all(isinstance(s, str) and s.strip() for s in lines):
-            raise ProlabError(f"{where}.descriptions: must be a non-empty list of non-empty texts")
-        examples.append(Example(item["class_name"].strip(), tuple(s.strip() for s in lines)))
+    examples = _examples(_field(data, "examples", list, source), f"{source}: examples")
     completion = _field(data, "completion", dict, source) or {}
-    bad = sorted(set(completion) - {"preamble", "answer_prefix", "stop"})
+    bad = sorted(set(completion) - {"preamble", "answer_prefix", "stop", "examples"})
     if bad:
         raise ProlabError(f"{source}: unknown field(s) completion.{', completion.'.join(bad)}")
     stop = completion.get("stop", ["\n\n"])
@@ -194,12 +193,27 @@ def parse_template(data: Any, source: str, sha256: str = "") -> Template:
         examples=tuple(examples),
         example_format=example_format,
         completion_preamble=_text(completion.get("preamble"), "completion.preamble", source),
+        completion_examples=_examples(_field(completion, "examples", list, source), f"{source}: completion.examples"),
         answer_prefix=_text(completion.get("answer_prefix", "- "), "completion.answer_prefix", source),
         stop=tuple(stop),
         parser=parser,
         sampling=dict(sampling),
         max_descriptions=max_descriptions,
     )
+
+
+def _examples(items: list | None, where: str) -> tuple[Example, ...]:
+    """Few-shot examples from a YAML list of {class_name, descriptions}."""
+    examples = []
+    for index, item in enumerate(items or []):
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("class_name"), str):
+            raise ProlabError(f"{at}: needs 'class_name' (text) and 'descriptions' (list)")
+        lines = item.get("descriptions")
+        if not isinstance(lines, list) or not lines or not all(isinstance(s, str) and s.strip() for s in lines):
+            raise ProlabError(f"{at}.descriptions: must be a non-empty list of non-empty texts")
+        examples.append(Example(item["class_name"].strip(), tuple(s.strip() for s in lines)))
+    return tuple(examples)
 
 
 def _field(data: dict, key: str, kind: type, source: str, required: bool = False) -> Any:

@@ -43,7 +43,8 @@ def test_multi_hot_and_property_names():
     assert space.properties[0]["name"] == "flat grey surface"
     assert space.properties[0]["classes"] == ["road", "sidewalk"]
     assert space.properties[0]["members"] == ["road: flat grey surface", "sidewalk: flat grey slabs"]
-    assert space.properties[2] == {"id": 2, "name": "four wheels", "members": ["car: four wheels"], "classes": ["car"]}
+    assert space.properties[2] == {"id": 2, "name": "four wheels", "nearest": "four wheels", "members": ["car: four wheels"],
+                                   "classes": ["car"]}
     assert space.desc_cluster.tolist() == [0, 1, 0, 1, 2]
     assert space.desc_class.tolist() == [0, 0, 1, 2, 2]
     assert space.manifest["provenance"]["cluster"]["k"] == 3

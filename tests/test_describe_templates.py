@@ -52,7 +52,9 @@ def test_completion_rendering_ends_with_the_query():
     prompt = template.render("sky_other", "completion")
     assert prompt.text.endswith("\n\nsky other:\n- ")
     assert prompt.answer_prefix == "- " and prompt.stop == ("\n\n",)
-    assert prompt.text.count("- Vertical structure") == 1
+    # a base model sees the template's own completion examples, not the paper's (which leaked into its answers)
+    assert prompt.text.count("- Small pot with a spout and a lid") == 1 and "- Vertical structure" not in prompt.text
+    assert "- Vertical structure" in template.render("sky_other", "chat").messages[-1][1]
     visual = load_template("visual-features").render("car", "completion")
     assert visual.text.endswith("distinguishing a car in a photo?\nA: There are several useful visual features to tell there is a car in a photo:\n- ")
     assert "\nQ:" in visual.stop

@@ -20,9 +20,9 @@ PACKAGES = ("prolab_cli", "segmentation")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base utilities", ("prolab_cli", "prolab_cli.errors", "prolab_cli.atomic", "prolab_cli.paths",
                         "prolab_cli.progress", "prolab_cli.extras", "prolab_cli.classes", "prolab_cli.torch_files",
-                        "prolab_cli.typed_options")),
+                        "prolab_cli.typed_options", "prolab_cli.description_rules")),
     ("label space: stage plumbing", ("prolab_cli.stage_options", "prolab_cli.cache", "prolab_cli.stage_files", "prolab_cli.templates",
-                                     "prolab_cli.descriptor_files", "prolab_cli.multi_hot",
+                                     "prolab_cli.descriptor_files", "prolab_cli.multi_hot", "prolab_cli.shipped",
                                      "prolab_cli.llm", "prolab_cli.llm.*")),
     ("label space: describe", ("prolab_cli.describe",)),
     ("label space: embed", ("prolab_cli.embed",)),

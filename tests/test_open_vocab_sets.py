@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from prolab_cli.classes import load_classes
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
 from segmentation.data.datasets import SegDataset
@@ -81,8 +82,7 @@ def test_ade20k_847_layout_reads_uint16_tiffs(tmp_path):
 
 def test_ade20k_847_errors(tmp_path):
     root = _ade847(tmp_path / "ade", {"a": np.zeros((4, 4), np.uint16)})
-    with pytest.raises(ProlabError, match=r"needs its 847-class list: give --classes FILE"):
-        SegDataset("ade20k-847", root, "val")
+    assert SegDataset("ade20k-847", root, "val").classes == load_classes("ade20k-847")  # the built-in list
     short = _class_file(tmp_path / "short.txt", 846)
     with pytest.raises(ProlabError, match=r"short.txt: 846 classes, but the ade20k-847 layout has 847"):
         SegDataset("ade20k-847", root, "val", classes=short)
@@ -100,9 +100,8 @@ def test_data_check_on_both_layouts(tmp_path):
     _jpg(ade / "images_detectron2/validation/c.jpg", 4, 5)
     ade_classes = _class_file(tmp_path / "ade847.txt", 847)
     runner = CliRunner()
-    missing = runner.invoke(main, ["data", "check", "--dataset", "ade20k-847", "--data-root", str(ade)])
-    assert missing.exit_code == 1 and len(missing.output.strip().splitlines()) == 1
-    assert "ade20k-847 layout needs its 847-class list" in missing.output
+    builtin = runner.invoke(main, ["data", "check", "--dataset", "ade20k-847", "--data-root", str(ade)])
+    assert builtin.exit_code == 1 and "2 good samples, 1 bad" in builtin.output  # the built-in 847-class list
     bad = runner.invoke(main, ["data", "check", "--dataset", "ade20k-847", "--data-root", str(ade),
                                "--classes", str(ade_classes)])
     assert bad.exit_code == 1 and "2 good samples, 1 bad" in bad.output and "label 900 out of range" in bad.output

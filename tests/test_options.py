@@ -166,6 +166,7 @@ def captured(monkeypatch):
 
     class _Result:
         failed: list = []
+        notes: list = []
 
         def summary(self):
             return "ok"

@@ -53,7 +53,7 @@ def _config(tmp_path, **cluster) -> dict:
         "name": "toy-minilm-k6",
         "out_dir": "spaces",
         "work_dir": "work",
-        "describe": {"classes": "classes.txt", "template": "naive", "min": 3},
+        "describe": {"classes": "classes.txt", "llm": "local", "template": "naive", "min": 3},
         "embed": {"model": "minilm", "batch_size": 8},
         "cluster": {"k": 6, "seed": 0, **cluster},
     }

@@ -1,4 +1,5 @@
-"""``prolab classes`` and ``prolab describe``: option parsing only; the work is in the stage modules."""
+"""``prolab classes``, ``prolab label-spaces`` and ``prolab describe``: option parsing only; the work is
+in the stage modules."""
 
 from __future__ import annotations
 
@@ -28,10 +29,32 @@ def classes(name: str | None) -> None:
         click.echo(class_name)
 
 
+@click.command("label-spaces")
+@quiet_option
+def label_spaces() -> None:
+    """List the shipped label spaces: name, the class lists it serves, classes, K, D, version, size.
+
+    Any of its names works as --label-space (train, eval, predict, extend, inspect, MMSeg configs)."""
+    from ..shipped import descriptions_path, shipped_spaces
+
+    spaces = shipped_spaces()
+    if not spaces:
+        raise ProlabError("this installation ships no label space")
+    click.echo(f"{'name':<30} {'serves':<24} {'classes':>7} {'K':>5} {'D':>4}  {'version':<12} {'size':>8}  embedded with")
+    for space in spaces:
+        m = space.manifest
+        model = (m.get("provenance", {}).get("embed") or {}).get("model", "?")
+        click.echo(f"{space.name:<30} {', '.join(space.lists) or '-':<24} {m['num_classes']:>7} {m['num_properties']:>5}"
+                   f" {m['dim']:>4}  {m['version'][:12]:<12} {space.size_bytes() / 1e6:>6.2f} MB  {model}")
+    lists = sorted({n for sp in spaces for n in sp.lists if descriptions_path(n)})
+    click.echo(f"descriptions they were built from: label_spaces/descriptions/<list>.json ({', '.join(lists)})")
+
+
 @click.command()
 @classes_option(required=True, name="classes_")
-@click.option("--llm", default="local", show_default=True,
-              help="local | llama-cpp:/path/model.gguf | openai:NAME | NAME (gpt-3.5 = gpt-3.5-turbo).")
+@click.option("--llm", default="shipped", show_default=True,
+              help="shipped (prolab's reviewed descriptions; the local model for classes they miss) | local |"
+                   " llama-cpp:/path/model.gguf | openai:NAME | NAME (gpt-3.5 = gpt-3.5-turbo).")
 @click.option("--template", default="prolab", show_default=True,
               help="Shipped template (prolab, naive, visual-features, cupl) or a YAML file.")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama).")
@@ -72,6 +95,8 @@ def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts
         overrides["max_tokens"] = max_tokens
     options = options_from_flags(DescribeOptions, {"min": "min_descriptions"}, sampling=overrides)
     result = run_describe(classes_, output, options=options, progress=not is_quiet())
+    for note in result.notes:
+        click.echo(note, err=True)
     click.echo(result.summary(), err=True)
     click.echo(f"wrote {output} and {provenance_path(output)}", err=True)
     if result.failed:

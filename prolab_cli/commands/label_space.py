@@ -62,8 +62,13 @@ def cluster(embeddings, k, seed, n_init, distinct, sweep_ks, output):
 @click.option("--name", required=True, help="artifact name, e.g. ade20k-bge-base-k256")
 @out_dir_option(_SPACES_DIR, default="label_spaces", old_names=("-o",))
 @click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")
+@click.option("--property-names", type=click.Path(dir_okay=False), default=None,
+              help='readable property names, JSON {"properties": [{"id", "name", "nearest"}]} (nearest: the member '
+                   "description nearest the centre, checked)")
+@click.option("--keep-embeddings/--no-embeddings", default=True, show_default=True,
+              help="store every description's embedding in the artifact (leave them out to keep it small)")
 @quiet_option
-def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions):
+def build(descriptions, embeddings, clusters, name, out_dir, allow_collisions, property_names, keep_embeddings):
     """Build the versioned label-space artifact from embeddings and clusters."""
     from ..build import run_build
 

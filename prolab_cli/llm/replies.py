@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..description_rules import boilerplate, has_number_prefix
+
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u2013\u2014+])\s+(.*\S)\s*$")
 _NUMBERED = re.compile(r"^\s*\(?\d{1,3}[.)]\s+(.*\S)\s*$")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
@@ -67,6 +69,17 @@ def _json_items(text: str) -> list[str] | None:
     return None
 
 
+def _content_words(text: str) -> set[str]:
+    """Words of three letters or more, lower-cased, with a plural or past-tense ending cut off."""
+    return {re.sub(r"(?:ed|es|s)$", "", w) for w in re.findall(r"[a-z]{3,}", text.casefold())}
+
+
+def _copies_example(line: str, example_words: list[set[str]]) -> bool:
+    """True when most (>= 60 %) of ``line``'s content words are those of one example line."""
+    words = _content_words(line)
+    return bool(words) and any(len(words & ex) >= 0.6 * len(words) for ex in example_words)
+
+
 @dataclass
 class Validated:
     """The kept descriptions and why the others were dropped (reason -> lines)."""
@@ -99,12 +112,17 @@ def validate(
     truncated: bool = False,
     max_chars: int = 300,
     max_descriptions: int | None = None,
+    example_lines: Iterable[str] = (),
+    lint: bool = False,
 ) -> Validated:
     """Clean candidate lines: strip quotes and markup (``**``, HTML tags), drop empty lines,
     duplicates (case-insensitive; lines differing only in numbers count as duplicates, which
     catches a small model counting "1st floor", "2nd floor", ...), the class name alone, headings ending in ``:``, lines copied from the
     prompt (except ``allowed_echo``, the example lines of the class itself), lines without a
-    letter, over-long lines, and the last line of a reply cut off by the token limit."""
+    letter, over-long lines, and the last line of a reply cut off by the token limit. With ``lint``
+    (a small local model's replies) also lines starting with a number, boilerplate
+    (:mod:`prolab_cli.description_rules`) and lines whose words mostly come from one of
+    ``example_lines`` (the few-shot examples leaking into the answer)."""
     result = Validated()
     if truncated and lines:
         result.drop("cut off by max_tokens", lines[-1])
@@ -112,6 +130,7 @@ def validate(
     prompt_lines = {norm(line.lstrip("-*• ")) for line in prompt_text.splitlines()} - {""}
     allowed = {norm(line) for line in allowed_echo or ()}
     names = {norm(class_name), norm(class_name.replace("_", " "))}
+    example_words = [_content_words(line) for line in example_lines if norm(line) not in allowed]
     seen: set[str] = set()
     for raw in lines:
         line = _TAG.sub("", raw).strip().strip("`\"'").replace("**", "").strip()
@@ -129,6 +148,12 @@ def validate(
             result.drop("too long", raw)
         elif key in prompt_lines and key not in allowed:
             result.drop("echoed prompt", raw)
+        elif lint and has_number_prefix(line):
+            result.drop("number prefix", raw)
+        elif lint and boilerplate(line):
+            result.drop("boilerplate", raw)
+        elif lint and _copies_example(line, example_words):
+            result.drop("copied from an example", raw)
         elif dup_key in seen:
             result.drop("duplicate", raw)
         elif max_descriptions is not None and len(result.kept) >= max_descriptions:

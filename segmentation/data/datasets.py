@@ -38,12 +38,11 @@ class Sample:
 def resolve_classes(layout: Layout, root: Path, classes: str | Path | None = None) -> list[str]:
     """The dataset's class list: ``classes`` when given, else ``<root>/classes.txt`` when the data
     root carries one (synthetic and generic datasets), else the layout's built-in list. A layout with
-    a ``class_count`` (the open-vocabulary sets) takes only ``classes``, of exactly that length."""
+    a ``class_count`` (the open-vocabulary sets) takes ``classes`` or its built-in list, of exactly
+    that length."""
     if layout.class_count is not None:
-        if classes is None:
-            raise ProlabError(f"the {layout.name} layout needs its {layout.class_count}-class list: "
-                              "give --classes FILE (one name per line, in train-id order; no list is built in)")
-        names = load_classes(Path(classes) if Path(str(classes)).exists() else str(classes))
+        source = classes if classes is not None else layout.classes
+        names = load_classes(Path(source) if Path(str(source)).exists() else str(source))
         if len(names) != layout.class_count:
             raise ProlabError(f"{classes}: {len(names)} classes, but the {layout.name} layout has {layout.class_count}")
         return names

@@ -36,7 +36,7 @@ class Layout:
     #: the label value on disk that means "ignore" (255 in 8-bit masks, 65535 in 16-bit ones); also
     #: the largest value a mask may hold
     ignore_value: int = 255
-    #: the number of classes the class list must have (open-vocabulary sets, whose list is a file)
+    #: the number of classes the class list must have (the open-vocabulary evaluation sets)
     class_count: int | None = None
 
 
@@ -103,7 +103,7 @@ LAYOUTS: dict[str, Layout] = {
         img_suffixes=(".jpg",),
         seg_suffix=".tif",
         reduce_zero_label=False,
-        classes=None,
+        classes="ade20k-847",
         ignore_value=65535,
         class_count=847,
         description="ADE20K_2021_17_01 as MaskFormer's prepare_ade20k_full_sem_seg.py writes it: "
@@ -116,7 +116,7 @@ LAYOUTS: dict[str, Layout] = {
         img_suffixes=(".jpg",),
         seg_suffix=".tif",
         reduce_zero_label=False,
-        classes=None,
+        classes="pascal-context-459",
         ignore_value=65535,
         class_count=459,
         description="pascal_ctx_d2 as ODISE's prepare_pascal_ctx_full_sem_seg.py writes it: "
