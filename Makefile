@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF \
 	-DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
 	-DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install demo test cuda-check clean
+.PHONY: install demo test cuda-check clean label-spaces
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(MMSEG_STAMP)
 	$(BIN)/python -m pytest tests
+
+# Rebuild the shipped label spaces from their recipes (reviewed descriptions, MiniLM, k-means, written names).
+label-spaces: $(STAMP)
+	for recipe in label_spaces/recipes/*.yaml; do $(BIN)/prolab pipeline $$recipe -q || exit 1; done
 
 # Compile-only check of the CUDA kernels against the CUDA build of torch (no GPU needed).
 cuda-check:

@@ -42,6 +42,7 @@ BOILERPLATE_PHRASES: tuple[str, ...] = (
     "and so on",
     "such as furniture, appliances",
     "may have",
+    "may be",
     "may feature",
     "may include",
     "can vary",
@@ -80,10 +81,10 @@ class Violation:
 
 
 def own_names(class_name: str) -> list[str]:
-    """The names a description of ``class_name`` must not contain: the whole name (``-``/``_`` read as
-    a space), its first comma-separated term (ADE20K-847 lists synonyms after it), and for a
+    """The names a description of ``class_name`` must not contain: the whole name (``-``, ``_`` and
+    ``,`` read as a space), its first comma-separated term (ADE20K-847 lists synonyms after it), and for a
     COCO-Stuff ``X-other``/``X-stuff``/``X-merged`` the head ``X``."""
-    whole = " ".join(class_name.replace("_", " ").replace("-", " ").casefold().split())
+    whole = " ".join(re.sub(r"[,_-]", " ", class_name).casefold().split())
     first = " ".join(class_name.split(",")[0].replace("_", " ").replace("-", " ").casefold().split())
     names = {whole, first}
     parts = class_name.casefold().split(",")[0].split("-")

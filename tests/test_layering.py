@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("label space: cluster", ("prolab_cli.cluster",)),
     ("label space: artifact", ("prolab_cli.artifact",)),
     ("label space: build", ("prolab_cli.build",)),
-    ("label space: interop and inspection", ("prolab_cli.interop", "prolab_cli.inspection")),
+    ("label space: interop and inspection", ("prolab_cli.interop", "prolab_cli.inspection", "prolab_cli.quality")),
     ("label space: whole-pipeline stages", ("prolab_cli.properties", "prolab_cli.extend", "prolab_cli.naming",
                                               "prolab_cli.pipeline")),
     ("segmentation base", ("segmentation", "segmentation.label_space", "segmentation.labels", "segmentation.zoo", "segmentation.ops",

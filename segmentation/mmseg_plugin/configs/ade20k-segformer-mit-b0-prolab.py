@@ -3,7 +3,7 @@
 # place of the 150-way one). Not a paper row; it shows the head works on any backbone.
 _base_ = ['./_base_/prolab_runtime.py', './_base_/ade20k.py', './_base_/schedule_160k.py']
 
-label_space = 'label_spaces/ade20k-bge-base-k256'
+label_space = 'ade20k'  # the shipped ADE20K-150 label space (MiniLM, K=256); any artifact path works
 crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
@@ -35,7 +35,7 @@ model = dict(
         type='ProLabSegformerHead',
         label_space=label_space,
         num_properties=256,
-        embed_dim=768,
+        embed_dim=384,
         temperature=0.04,
         in_channels=[32, 64, 160, 256],
         in_index=[0, 1, 2, 3],
