@@ -23,22 +23,24 @@ $(BIN)/python:
 
 # The CPU build of torch goes in first, so no later requirement can pull a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install $(TORCH)
+	@echo "installing prolab and its extras into $(VENV) (pip -q; the first time compiles llama.cpp, ~10 min)"
+	$(BIN)/python -m pip install -q $(TORCH)
 	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(BIN)/python -m pip install -e '.[all,test]'
+		$(BIN)/python -m pip install -q -e '.[all,test]'
 	touch $@
 
 # The MMSegmentation 1.x plugin's extra (pure-Python wheels, ~25 s), which `make test` exercises.
 # mmcv-lite pulls opencv-python (GUI build, needs libGL/libxcb), which overwrites the cv2 package of the
 # seg extra's opencv-python-headless: put the headless files back last.
 $(MMSEG_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -e '.[mmseg]'
-	$(BIN)/python -m pip install --force-reinstall --no-deps 'opencv-python-headless>=4.5'
+	$(BIN)/python -m pip install -q -e '.[mmseg]'
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps 'opencv-python-headless>=4.5'
 	$(BIN)/python -c "import cv2"
 	touch $@
 
 install: $(STAMP)
 
+# DEMO_QUICK=1: the same stages on fewer images and iterations (CI runs it so)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/demo.sh
 

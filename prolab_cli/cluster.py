@@ -157,21 +157,22 @@ def cluster_embeddings(emb: EmbeddingSet, k: int, seed: int = 0, n_init: str | i
 
 
 def sweep(emb: EmbeddingSet, ks: list[int], seed: int = 0, n_init: str | int = "auto",
-          silhouette_sample: int = 5000) -> list[dict]:
-    """One row per K: inertia, silhouette (on at most ``silhouette_sample`` points), collisions."""
+          silhouette_sample: int = 5000, distinct: bool = False) -> list[dict]:
+    """One row per K: inertia, silhouette (on at most ``silhouette_sample`` points), collisions; each
+    K clustered as :func:`cluster_embeddings` would with the same ``distinct``."""
     from sklearn.metrics import silhouette_score
 
     from .progress import track
 
     rows = []
     for k in track(ks, "sweep", "K"):
-        result = cluster_embeddings(emb, k, seed, n_init)
-        distinct = len(np.unique(result.labels))
+        result = cluster_embeddings(emb, k, seed, n_init, distinct)
+        used = len(np.unique(result.labels))
         n = len(result.labels)
         sil = (
             float(silhouette_score(emb.embeddings, result.labels, sample_size=min(n, silhouette_sample),
                                    random_state=seed))
-            if 1 < distinct < n else float("nan")
+            if 1 < used < n else float("nan")
         )
         groups = collision_groups(emb.classes, result.multi_hot(emb.desc_class, len(emb.classes)))
         rows.append({
@@ -205,7 +206,7 @@ def run_cluster(embeddings_path: str | os.PathLike, output: str | os.PathLike | 
     """The ``prolab cluster`` stage; returns the report to print."""
     emb = EmbeddingSet.load(embeddings_path)
     if sweep_ks:
-        return format_sweep(sweep(emb, parse_ks(sweep_ks), options.seed, options.n_init))
+        return format_sweep(sweep(emb, parse_ks(sweep_ks), options.seed, options.n_init, distinct=options.distinct))
     if options.k is None or output is None:
         raise ProlabError("prolab cluster needs -k and -o (or --sweep K1,K2,...)")
     result = cluster_embeddings(emb, options.k, options.seed, options.n_init, options.distinct)

@@ -140,6 +140,10 @@ def test_distinct_clusters_each_text_once():
     np.testing.assert_allclose(distinct.centres[label["common a"]], 3 * e[0], atol=1e-5)  # each text once
     with pytest.raises(ProlabError, match=r"distinct descriptions \(4\)"):
         cluster_embeddings(emb, 5, distinct=True)
+    # the sweep clusters each K the same way (it ignored distinct once, and showed the pooled collisions)
+    row = sweep(emb, [3], distinct=True)[0]
+    assert row["inertia"] == pytest.approx(distinct.info["inertia"])
+    assert row["inertia"] != pytest.approx(sweep(emb, [3])[0]["inertia"])
 
 
 def test_cluster_command_distinct_flag(tmp_path):
