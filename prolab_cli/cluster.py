@@ -208,7 +208,7 @@ def run_cluster(embeddings_path: str | os.PathLike, output: str | os.PathLike | 
     if sweep_ks:
         return format_sweep(sweep(emb, parse_ks(sweep_ks), options.seed, options.n_init, distinct=options.distinct))
     if options.k is None or output is None:
-        raise ProlabError("prolab cluster needs -k and -o (or --sweep K1,K2,...)")
+        raise ProlabError("clustering needs cluster.k and an output file (or a sweep of Ks)")
     result = cluster_embeddings(emb, options.k, options.seed, options.n_init, options.distinct)
     result.save(output)
     return result.summary()

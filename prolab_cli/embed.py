@@ -301,6 +301,7 @@ class EmbeddingSet:
     class_embeddings: np.ndarray
     model: dict
     encoded: int = 0  # texts the model embedded for this set (cache misses); not saved
+    encoded_names: int = 0  # of which class names
     desc_class: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -316,6 +317,15 @@ class EmbeddingSet:
     def texts(self) -> list[str]:
         """All descriptions flattened in class order (row i of ``embeddings``)."""
         return [d for v in self.descriptions.values() for d in v]
+
+    def report(self, output: str | os.PathLike) -> str:
+        """One line: what went to ``output``, and what the model embedded (cache misses, distinct
+        texts) for the descriptions and for the class names apart."""
+        distinct = len(set(self.texts))
+        described = self.encoded - self.encoded_names
+        return (f"{len(self.texts)} descriptions of {len(self.classes)} classes -> {output} (D={self.embeddings.shape[1]});"
+                f" embedded {described} of {distinct} distinct descriptions and {self.encoded_names} of"
+                f" {len(self.classes)} class names, the rest from the cache")
 
     @property
     def source_hash(self) -> str:
@@ -364,10 +374,12 @@ def embed_descriptions(
     """Embed every description and every class name (cache first, model for misses)."""
     embedder = Embedder(options, cache)
     texts = [d for v in descriptions.values() for d in v]
-    vectors = embedder.embed(texts + list(descriptions), progress=progress)
-    n = len(texts)
+    vectors = embedder.embed(texts, progress=progress)
+    for_descriptions = embedder.encoded
+    names = embedder.embed(list(descriptions), progress=False)
     model = dict(embedder.identity, dim=int(vectors.shape[1]))
-    return EmbeddingSet(dict(descriptions), vectors[:n], vectors[n:], model, encoded=embedder.encoded)
+    return EmbeddingSet(dict(descriptions), vectors, names, model, encoded=embedder.encoded,
+                        encoded_names=embedder.encoded - for_descriptions)
 
 
 def run_embed(

@@ -24,7 +24,8 @@ def summary(space: LabelSpace) -> str:
         f"classes      {space.num_classes}: {', '.join(space.classes[:12])}{' ...' if space.num_classes > 12 else ''}",
         f"properties   K={space.num_properties}  D={space.dim}  centres {space.centres_hash[:12]}",
         f"per class    min/mean/max {int(owned.min())}/{owned.mean():.1f}/{int(owned.max())} properties",
-        f"per property {int((used == 0).sum())} owned by no class, shared by up to {int(used.max())} classes",
+        f"by property  min/mean/max {int(used.min())}/{used.mean():.1f}/{int(used.max())} classes own one"
+        f" ({int((used == 0).sum())} properties owned by no class)",
         f"collisions   {space.collisions() or 'none'}",
         f"descriptions {sum(len(v) for v in space.descriptions.values())}",
     ]

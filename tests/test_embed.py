@@ -71,7 +71,9 @@ def test_cache_rerun_embeds_nothing_and_new_class_only_its_texts(counted):
     cache = Cache()
     first = embed_descriptions(DESCRIPTIONS, cache=cache, progress=False)
     assert sorted(counted) == sorted(first.texts + list(DESCRIPTIONS))
-    assert first.encoded == 9
+    assert first.encoded == 9 and first.encoded_names == 3
+    assert first.report("e.safetensors") == ("6 descriptions of 3 classes -> e.safetensors (D=384); embedded 6 of 6"
+                                            " distinct descriptions and 3 of 3 class names, the rest from the cache")
     counted.clear()
     again = embed_descriptions(DESCRIPTIONS, cache=cache, progress=False)
     assert counted == [] and again.encoded == 0

@@ -31,25 +31,30 @@ def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads,
 
     result = run_embed(descriptions, output, options=options_from_flags(EmbedOptions), progress=not is_quiet(),
                        classes_spec=classes_spec)
-    click.echo(
-        f"{len(result.texts)} descriptions of {len(result.classes)} classes -> {output}"
-        f" (D={result.embeddings.shape[1]}, {result.encoded} embedded, rest from cache)"
-    )
+    click.echo(result.report(output))
 
 
 @click.command()
 @click.argument("embeddings", type=click.Path(dir_okay=False))
-@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="number of properties (clusters)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=None,
+              help="number of properties (clusters); needs -o. Give -k or --sweep, not both")
+@click.option("--seed", type=int, default=0, show_default=True, help="k-means random_state")
 @click.option("--n-init", default="auto", show_default=True, help="'auto' or a number of k-means restarts")
 @click.option("--distinct", is_flag=True,
               help="k-means over each distinct description text once (the paper pools every description)")
-@click.option("--sweep", "sweep_ks", default=None, help="comma-separated Ks: print inertia/silhouette/collisions")
+@click.option("--sweep", "sweep_ks", default=None,
+              help="comma-separated Ks: print inertia/silhouette/collisions for each (writes nothing)")
 @output_option("clusters .safetensors")
 @quiet_option
 def cluster(embeddings, k, seed, n_init, distinct, sweep_ks, output):
     """k-means over all description embeddings of EMBEDDINGS pooled (or each distinct text once)."""
     from ..cluster import run_cluster
+
+    if (k is None) == (sweep_ks is None):
+        raise click.UsageError("give -k K (with -o FILE) to cluster, or --sweep K1,K2,... to compare Ks; "
+                               + ("not both" if k is not None else "one of them is required"))
+    if k is not None and output is None:
+        raise click.UsageError("-k needs -o FILE (the clusters .safetensors to write)")
 
     click.echo(run_cluster(embeddings, output, options=options_from_flags(ClusterOptions), sweep_ks=sweep_ks))
 
