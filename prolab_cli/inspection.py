@@ -100,6 +100,10 @@ def matrix_order(multi_hot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
+#: up to this K the matrix plot labels each column with the property's name
+MAX_NAMED_COLUMNS = 64
+
+
 def plot_matrix(space: LabelSpace, out: str | os.PathLike) -> Path:
     """Draw the class x property matrix (ordered) to a PNG, written atomically."""
     require("matplotlib", "--plot").use("Agg")
@@ -111,11 +115,17 @@ def plot_matrix(space: LabelSpace, out: str | os.PathLike) -> Path:
     rows, cols = matrix_order(space.multi_hot)
     m = space.multi_hot[np.ix_(rows, cols)]
     c, k = m.shape
-    fig, ax = plt.subplots(figsize=(min(4 + k * 0.08, 40), min(2 + c * 0.22, 40)), dpi=100)
+    named = k <= MAX_NAMED_COLUMNS  # a readable name per column; beyond that the id (prolab inspect --property ID)
+    fig, ax = plt.subplots(figsize=(min(4 + k * (0.16 if named else 0.08), 40), min(2 + c * 0.22, 40) + (2 if named else 0)),
+                           dpi=100)
     ax.imshow(m, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
     ax.set_yticks(range(c))
     ax.set_yticklabels([space.classes[i] for i in rows], fontsize=7)
-    ax.set_xlabel(f"properties (K={k}, reordered)")
+    step = 1 if named else max(1, k // 64)
+    ax.set_xticks(range(0, k, step))
+    ax.set_xticklabels([f"{cols[j]} {space.properties[cols[j]]['name'][:40]}" if named else str(cols[j])
+                        for j in range(0, k, step)], rotation=90, fontsize=6)
+    ax.set_xlabel(f"properties (K={k}, reordered; a column's number is its id for prolab inspect --property)")
     ax.set_title(f"{space.name}  v{space.version}")
     fig.tight_layout()
     buf = io.BytesIO()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,11 +168,19 @@ def test_predict_writes_masks_overlays_and_property_maps(synth, trained, tmp_pat
     image = sorted((synth["data"] / "images" / "validation").glob("*.jpg"))[0]
     summaries = predict([image], trained["work"], out_dir=tmp_path / "pred", top_properties=2)
     stem = image.stem
-    for suffix in ("_labels.png", "_mask.png", "_overlay.png", ".json"):
+    for suffix in ("_mask.png", "_overlay.png", ".json"):
         assert (tmp_path / "pred" / f"{stem}{suffix}").is_file()
+    from PIL import Image
+
+    labels = np.asarray(Image.open(tmp_path / "pred" / "labels" / f"{stem}.png"))  # raw ids, apart from the pictures
+    overlay = np.asarray(Image.open(tmp_path / "pred" / f"{stem}_overlay.png"))
+    assert overlay.shape[1] > labels.shape[1] and overlay.shape[0] >= labels.shape[0]  # the legend panel beside it
     region = summaries[0]["regions"][0]
     assert len(region["top_properties"]) == 2
-    assert (tmp_path / "pred" / region["top_properties"][0]["map"]).is_file()
+    maps = [np.asarray(Image.open(tmp_path / "pred" / p["map"])) for p in region["top_properties"]]
+    assert not np.array_equal(maps[0], maps[1])  # each map stretched over its own range
+    lo, hi = region["top_properties"][0]["display_range"]
+    assert 0.0 <= lo <= hi <= 1.0
     assert region["top_properties"][0]["name"] in ["ground", "red", "green", "blue", "yellow", "purple", "cyan",
                                                    "plain", "striped", "dotted", "checkered", "disc", "square",
                                                    "triangle", "cross"]
@@ -229,9 +238,8 @@ def test_predict_restricted_to_a_class_list(synth, trained, tmp_path):
     summary = predict([image], trained["work"], out_dir=tmp_path / "p2", classes=tmp_path / "two.txt")[0]
     assert summary["classes"] == ["ground", synth["info"]["seen"][1]]
     from PIL import Image
-    import numpy as np
 
-    assert set(np.unique(np.asarray(Image.open(tmp_path / "p2" / f"{image.stem}_labels.png"))).tolist()) <= {0, 1}
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "p2" / "labels" / f"{image.stem}.png"))).tolist()) <= {0, 1}
     (tmp_path / "bad.txt").write_text("unicorn\n")
     with pytest.raises(ProlabError, match=r"bad.txt: classes \['unicorn'\] are not classes of the model"):
         predict([image], trained["work"], out_dir=tmp_path / "p3", classes=tmp_path / "bad.txt")

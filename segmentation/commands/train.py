@@ -275,8 +275,9 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
 @click.command()
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
-@click.option("--label-space", default=None, help="another artifact over the same centres")
-@classes_option("only choose among these classes: a class list (built-in name, alias or file)")
+@click.option("--label-space", default=None, help="another artifact over the same centres (or a shipped name)")
+@option("--only", "classes", old_names=("--classes",), default=None,
+        help="choose only among these classes of the model: a class list (built-in name, alias or file)")
 @out_dir_option("folder for the masks, overlays and property maps", required=True, old_names=("--out",))
 @inference_mode_option
 @click.option("--flip/--no-flip", default=None, help="average with the flipped image")
@@ -300,6 +301,8 @@ def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regio
                                device=device, map_classes_by_name=map_classes_by_name):
         parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
         click.echo(f"{summary['image']}: {', '.join(parts)}")
+    click.echo(f"wrote to {out_dir}/: <image>_overlay.png (with a legend), <image>_mask.png, "
+               "<image>_<class>_p<k>.png (property maps), <image>.json; raw class ids in labels/<image>.png")
 
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

@@ -1,10 +1,12 @@
 """`prolab predict`: colour masks, overlays and per-property activation maps for images.
 
-For each image ``<stem>``: ``<stem>_labels.png`` (class ids; 16-bit beyond 256 classes),
-``<stem>_mask.png`` (colours), ``<stem>_overlay.png`` (mask blended over the image) and, for a
-property model, for each of the largest predicted regions the maps of its top properties
-``<stem>_<class>_p<k>.png`` (the paper's "banana chair" figure); ``<stem>.json`` lists the
-regions and their top properties.
+For each image ``<stem>``: ``<stem>_mask.png`` (a colour per class), ``<stem>_overlay.png`` (the mask
+blended over the image, with a legend of the classes it shows) and, for a property model, for each of the
+largest predicted regions the maps of its top properties ``<stem>_<class>_p<k>.png`` (the paper's "banana
+chair" figure), each stretched over its own range in the image (written on it) so that maps differ even
+where the sigmoid scores all sit near 1; ``<stem>.json`` lists the regions, their top properties and those
+ranges. ``labels/<stem>.png`` holds the raw class ids (16-bit beyond 256 classes) for programs: it looks
+black in an image viewer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,44 @@ def heatmap(values: np.ndarray) -> np.ndarray:
     lo = np.floor(x).astype(int).clip(0, len(_HEAT) - 2)
     frac = (x - lo)[..., None]
     return (_HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac).astype(np.uint8)
+
+
+LEGEND_ROWS = 12
+
+
+def with_legend(image: np.ndarray, names: list[str], colours: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """``image`` with a panel on its right listing the classes it shows (largest first): swatch, name, area."""
+    from PIL import ImageDraw, ImageFont
+
+    shown = [int(c) for c in np.argsort(-areas) if areas[c] > 0][:LEGEND_ROWS]
+    font = ImageFont.load_default()
+    row = 14
+    width = 8 + 12 + 6 + max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(f"{names[c]} 100%", font=font))
+                             for c in shown) + 8
+    height = max(image.shape[0], 8 + row * len(shown))
+    canvas = Image.new("RGB", (image.shape[1] + width, height), (255, 255, 255))
+    canvas.paste(Image.fromarray(image), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, c in enumerate(shown):
+        x, y = image.shape[1] + 8, 4 + i * row
+        draw.rectangle([x, y + 1, x + 11, y + 11], fill=tuple(int(v) for v in colours[c]), outline=(0, 0, 0))
+        draw.text((x + 18, y), f"{names[c]} {100 * areas[c]:.0f}%", fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def property_picture(rgb: np.ndarray, values: np.ndarray, caption: str) -> tuple[np.ndarray, list[float]]:
+    """A property map blended over the image, stretched from its minimum to its maximum in this image
+    (the range is returned and written on the picture with ``caption``)."""
+    from PIL import ImageDraw
+
+    lo, hi = float(values.min()), float(values.max())
+    stretched = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    picture = Image.fromarray((rgb * 0.35 + heatmap(stretched) * 0.65).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    text = f"{caption}  [{lo:.3f}, {hi:.3f}]"
+    draw.rectangle([0, 0, int(draw.textlength(text)) + 6, 13], fill=(0, 0, 0))
+    draw.text((3, 1), text, fill=(255, 255, 255))
+    return np.asarray(picture), [lo, hi]
 
 
 def _png(path: Path, array: np.ndarray) -> None:
@@ -135,10 +175,11 @@ def predict(
         pred = scores[keep].argmax(0).cpu().numpy()
         stem = image_path.stem
         colour = colours[pred]
-        _png(out_dir / f"{stem}_labels.png", pred.astype(np.uint8 if len(names) <= 256 else np.uint16))
-        _png(out_dir / f"{stem}_mask.png", colour)
-        _png(out_dir / f"{stem}_overlay.png", (rgb * (1 - alpha) + colour * alpha).astype(np.uint8))
         areas = np.bincount(pred.ravel(), minlength=len(names)) / pred.size
+        _png(out_dir / "labels" / f"{stem}.png", pred.astype(np.uint8 if len(names) <= 256 else np.uint16))
+        _png(out_dir / f"{stem}_mask.png", colour)
+        overlay = (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
+        _png(out_dir / f"{stem}_overlay.png", with_legend(overlay, names, colours, areas))
         order = [int(c) for c in np.argsort(-areas) if areas[c] >= min_area][:regions]
         summary = {"image": str(image_path), "classes": names, "regions": []}
         for c in order:
@@ -151,9 +192,10 @@ def predict(
                 for k in top:
                     name = property_names[k] if k < len(property_names) else f"property {k}"
                     file = out_dir / f"{stem}_{_slug(names[c])}_p{int(k)}.png"
-                    blend = (rgb * 0.35 + heatmap(props[k]) * 0.65).astype(np.uint8)
-                    _png(file, blend)
-                    region["top_properties"].append({"id": int(k), "name": name, "score": float(mean[k]), "map": file.name})
+                    picture, shown_range = property_picture(rgb, props[k], f"p{int(k)} {name[:48]}")
+                    _png(file, picture)
+                    region["top_properties"].append({"id": int(k), "name": name, "score": float(mean[k]),
+                                                     "map": file.name, "display_range": shown_range})
             summary["regions"].append(region)
         write_json(out_dir / f"{stem}.json", summary)
         summaries.append(summary)
