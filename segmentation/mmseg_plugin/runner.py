@@ -26,9 +26,10 @@ def parse_cfg_options(options: Sequence[str]) -> dict[str, Any]:
 
 
 def load_config(config: str | os.PathLike, work_dir: str | None = None,
-                cfg_options: Sequence[str] = ()) -> Any:
+                cfg_options: Sequence[str] = (), quiet: bool = False) -> Any:
     """The mmengine Config of ``config`` with the options applied, a work dir (default
-    ``work_dirs/<config name>``) and the label-space check hook present."""
+    ``work_dirs/<config name>``) and the label-space check hook present; ``quiet`` logs warnings
+    only (no config dump, no progress lines)."""
     from mmengine.config import Config
 
     path = Path(config)
@@ -46,6 +47,8 @@ def load_config(config: str | os.PathLike, work_dir: str | None = None,
         cfg.work_dir = str(work_dir)
     elif not cfg.get("work_dir"):
         cfg.work_dir = str(Path("work_dirs") / path.stem)
+    if quiet:
+        cfg.log_level = "WARNING"
     hooks = list(cfg.get("custom_hooks") or [])
     if not any(isinstance(h, dict) and h.get("type") == HOOK for h in hooks):
         cfg.custom_hooks = hooks + [dict(type=HOOK)]
@@ -64,12 +67,16 @@ def build_runner(cfg: Any) -> Any:
 
 
 def train(config: str | os.PathLike, work_dir: str | None = None, resume: bool | str = False,
-          cfg_options: Sequence[str] = ()) -> Any:
-    """Train with the config; ``resume=True`` continues from the work dir's last checkpoint,
-    a path resumes from that file. Returns the Runner."""
+          cfg_options: Sequence[str] = (), quiet: bool = False) -> Any:
+    """Train with the config; ``resume=True`` continues from the work dir's last checkpoint (refused
+    when there is none, rather than starting again from scratch), a path resumes from that file.
+    Returns the Runner."""
     import segmentation.mmseg_plugin  # noqa: F401
 
-    cfg = load_config(config, work_dir, cfg_options)
+    cfg = load_config(config, work_dir, cfg_options, quiet)
+    if resume is True and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
+        raise ProlabError(f"{cfg.work_dir}: no checkpoint to resume from (no last_checkpoint file); "
+                          "leave out --resume to start a new run")
     if resume:
         cfg.resume = True
         if isinstance(resume, str):
@@ -80,14 +87,14 @@ def train(config: str | os.PathLike, work_dir: str | None = None, resume: bool |
 
 
 def test(config: str | os.PathLike, checkpoint: str | os.PathLike, work_dir: str | None = None,
-         cfg_options: Sequence[str] = ()) -> dict:
+         cfg_options: Sequence[str] = (), quiet: bool = False) -> dict:
     """Evaluate ``checkpoint`` (an mmseg 1.x or prolab checkpoint) with the config's test split
     and evaluator; returns the metrics."""
     import segmentation.mmseg_plugin  # noqa: F401
 
     if not Path(checkpoint).is_file():
         raise ProlabError(f"{checkpoint}: checkpoint file not found")
-    cfg = load_config(config, work_dir, cfg_options)
+    cfg = load_config(config, work_dir, cfg_options, quiet)
     cfg.load_from = str(checkpoint)
     cfg.resume = False
     return build_runner(cfg).test()
