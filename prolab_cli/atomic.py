@@ -13,6 +13,17 @@ from typing import Any, BinaryIO, Iterator
 from .errors import ProlabError
 
 
+def _umask() -> int:
+    """The process's umask (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: read once: mkstemp/mkdtemp create 0600/0700, but outputs should be as readable as any file the user makes
+UMASK = _umask()
+
+
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: a temporary file in the same folder, renamed
@@ -21,6 +32,7 @@ def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~UMASK)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -76,6 +88,7 @@ def directory(path: str | os.PathLike) -> Iterator[Path]:
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~UMASK)
     try:
         yield tmp
         with _writing(path):
