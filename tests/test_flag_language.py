@@ -81,3 +81,24 @@ def test_usage_errors_are_one_line_with_status_1():
     res = CliRunner().invoke(main, ["cluster"])
     assert res.exit_code == 1
     assert res.stderr.strip() == "Error: Missing argument 'EMBEDDINGS'. (see 'main cluster --help')"
+
+
+def test_every_option_of_every_command_has_help_text():
+    import click
+
+    from prolab_cli.cli import COMMANDS, main
+
+    ctx = click.Context(main)
+    missing = []
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), f"{path} {name}")
+            return
+        missing.extend(f"{path} {p.opts[0]}" for p in command.params
+                       if isinstance(p, click.Option) and not p.hidden and not p.help)
+
+    for name in COMMANDS:
+        walk(main.get_command(ctx, name), f"prolab {name}")
+    assert missing == []

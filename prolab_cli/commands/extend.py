@@ -38,7 +38,7 @@ def extend(artifact, descriptions, keep, name, out_dir):
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="threads of a local model")
 @click.option("--members", type=click.IntRange(min=1), default=8, show_default=True, help="member descriptions shown per property")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the first LLM call per property")
 @click.option("--name", default=None, help="name of the new artifact (default: <parent>-named)")
 @out_dir_option("where to write it (default: beside the parent)", old_names=("-o",))
 @quiet_option

@@ -62,8 +62,8 @@ def cluster(embeddings, k, seed, n_init, distinct, sweep_ks, output):
 @click.command()
 @click.option("--descriptions", type=click.Path(dir_okay=False), default=None,
               help="descriptor JSON (checked against the embeddings)")
-@click.option("--embeddings", required=True, type=click.Path(dir_okay=False))
-@click.option("--clusters", required=True, type=click.Path(dir_okay=False))
+@click.option("--embeddings", required=True, type=click.Path(dir_okay=False), help="embeddings .safetensors (prolab embed)")
+@click.option("--clusters", required=True, type=click.Path(dir_okay=False), help="clusters .safetensors (prolab cluster)")
 @click.option("--name", required=True, help="artifact name, e.g. ade20k-bge-base-k256")
 @out_dir_option(_SPACES_DIR, default="label_spaces", old_names=("-o",))
 @click.option("--allow-collisions", is_flag=True, help="accept classes with identical property rows")

@@ -132,11 +132,13 @@ def embedding_options(func: Callable) -> Callable:
     for decorate in reversed((
         option("--model", default="minilm", show_default=True, help=EMBEDDING_MODELS),
         click.option("--backend", type=click.Choice(["sentence-transformers", "flag"]),
-                     default="sentence-transformers", show_default=True),
+                     default="sentence-transformers", show_default=True,
+                     help="sentence-transformers, or flag (FlagEmbedding, BAAI's own BGE code)"),
         click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
                      help="default: mean for bge-* (as the paper), else the model's own"),
         click.option("--lowercase/--no-lowercase", default=None, help="default: on for bge-* (as the paper), else off"),
-        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="texts per model call"),
         click.option("--download", is_flag=True, help="allow fetching a missing model from the Hugging Face Hub"),
     )):
         func = decorate(func)

@@ -58,7 +58,7 @@ def data() -> None:
 @click.option("--colours", "num_colours", type=click.IntRange(1, 8), default=8, show_default=True,
               help="colours in the palette (classes are colour x texture x shape; 4 colours and --seen 64 leave "
                    "no property predicting another, as bench/train.py uses)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the classes, layouts and images drawn")
 @quiet_option
 def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, num_colours, seed):
     """Write a synthetic dataset of textured shapes in a real dataset's layout, with classes.txt
@@ -71,8 +71,8 @@ def synth(layout, out, num_train, num_val, size, num_seen, num_heldout, num_colo
 
 @data.command("check")
 @click.option("--dataset", required=True, help=_DATASETS)
-@click.option("--data-root", required=True, type=click.Path(file_okay=False))
-@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--data-root", required=True, type=click.Path(file_okay=False), help="the dataset's root folder")
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True, help="which split")
 @classes_option(f"{_DATASET_CLASSES}")
 @quiet_option
 def check(dataset, data_root, split, classes):
@@ -105,7 +105,7 @@ def subset_space(artifact, classes_file, name, out_dir):
 
 @click.command()
 @click.option("--dataset", default=None, help=f"{_DATASETS} (default: the config's)")
-@click.option("--data-root", required=True, type=click.Path(file_okay=False))
+@click.option("--data-root", required=True, type=click.Path(file_okay=False), help="the dataset's root folder")
 @click.option("--label-space", default=None, help="label-space artifact (directory or shipped name)")
 @option("--preset", "preset", old_names=("--model",), default=None,
         help="model preset, e.g. vit-adapter-b, vit-adapter-nano  [default: the config's]")
@@ -113,7 +113,7 @@ def subset_space(artifact, classes_file, name, out_dir):
               help="a preset of segmentation/configs or a YAML file  [default: ade20k-vit-adapter-b-prolab]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-4")
 @click.option("--head", type=click.Choice(["property", "onehot"]), default=None, help="property (ProLab) or onehot baseline")
-@click.option("--work-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--work-dir", required=True, type=click.Path(file_okay=False), help="folder for checkpoints and logs")
 @click.option("--resume", is_flag=True,
               help="continue from the work dir's newest checkpoint with its config (--set may change schedule.* "
                    "and logging keys, e.g. schedule.max_iters to extend the run)")
@@ -240,8 +240,8 @@ def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
 @click.command("eval")
 @click.option("--checkpoint", required=True, type=click.Path(), help="checkpoint file or run directory")
 @click.option("--dataset", default=None, help=f"{_DATASETS} (default: the one trained on)")
-@click.option("--data-root", required=True, type=click.Path(file_okay=False))
-@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--data-root", required=True, type=click.Path(file_okay=False), help="the dataset's root folder")
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True, help="which split")
 @click.option("--label-space", default=None, help="another artifact over the same centres (classes never trained on)")
 @classes_option(_DATASET_CLASSES)
 @inference_mode_option
