@@ -93,7 +93,8 @@ def info() -> None:
 @click.option("--older-than", "older_than", default=None, metavar="DURATION",
               help="only entries created longer ago than this (30d, 12h, 90m, 2w, 1d12h)")
 @click.option("--backend", default=None, metavar="NAME",
-              help="only entries of this backend (llama-cpp, openai, sentence-transformers, flag) or kind (llm, embed)")
+              help="only entries of this backend (local: the offline Gemma model, llama-cpp: another GGUF, openai, "
+                   "sentence-transformers, flag) or kind (llm, embed); prolab cache info lists those present")
 @click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
 def clear(older_than: str | None, backend: str | None, yes: bool) -> None:
     """Delete cached entries (all, or those matching --older-than / --backend).
