@@ -34,7 +34,7 @@ def data_dir(name: str) -> Path:
     """A shipped data folder (``prompts``, ``label_spaces``) from a checkout or an installed wheel.
 
     In a checkout the top-level folder is used; an installed wheel carries the same folder as the
-    package ``prolab_cli._<name>`` (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
+    package ``prolab_cli._<name>`` (see ``DATA`` in setup.py).
     """
     checkout = _CHECKOUT_ROOT / name
     if checkout.is_dir() and (_CHECKOUT_ROOT / "pyproject.toml").is_file():

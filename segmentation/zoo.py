@@ -147,15 +147,6 @@ def get_row(row_id: str) -> Row:
         raise ProlabError(f"unknown row {row_id!r}; rows: {', '.join(ROWS)}") from None
 
 
-def table_rows() -> list[list[str]]:
-    """The printed table: one list of cells per row (header first)."""
-    out = [["row (preset)", "mIoU", "K", "T", "e norm.", "released checkpoint", "bank (entry)"]]
-    for r in ROWS.values():
-        out.append([r.id, f"{r.miou:.1f}", str(r.num_properties), f"{r.temperature:g}",
-                    "yes" if r.normalize_embedding else "no", r.checkpoint, f"{r.bank_file} ({r.bank_key})"])
-    return out
-
-
 def format_table() -> str:
     """The rows and their commands as plain text (``prolab zoo``)."""
     lines = []

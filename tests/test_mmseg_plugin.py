@@ -332,6 +332,16 @@ def test_configs_load_and_name_the_released_settings(synth):
     assert "label_space" not in base.model.decode_head
 
 
+def test_segformer_config_builds_on_the_shipped_ade20k_space(synth):
+    from mmseg.registry import MODELS
+
+    cfg = _cfg(synth, CONFIGS / "ade20k-segformer-mit-b0-prolab.py").model
+    assert cfg.decode_head.label_space == "ade20k"  # a shipped name, resolved like --label-space
+    cfg.decode_head.norm_cfg = dict(type="BN", requires_grad=True)
+    head = MODELS.build(cfg.decode_head)
+    assert head.num_classes == 150
+
+
 def test_prolab_head_on_an_mmseg_native_backbone(synth):
     from mmseg.registry import MODELS
 
@@ -458,3 +468,22 @@ def test_pad_short_side_preprocessor_gives_prolab_eval_scores(synth):
     assert (cropped - want).abs().max().item() > 1e-3
     with pytest.raises(ProlabError, match="pad_short_side must be a positive integer or null"):
         MODELS.build(dict(type="ProLabSegDataPreProcessor", pad_short_side=0, **norm))
+
+
+def test_mmseg_command_line_as_mmseg_tools_read_it(tmp_path):
+    from prolab_cli.cli import main
+    from segmentation.commands.mmseg import _cfg_options
+
+    assert _cfg_options(("a=1",), ("b=2", "c.d=[1,2]")) == ["a=1", "b=2", "c.d=[1,2]"]
+    runner = CliRunner()
+    stray = runner.invoke(main, ["mmseg", "train", str(TINY), "b=2"])
+    assert stray.exit_code == 1 and "unexpected argument 'b=2'" in stray.output
+    bad = runner.invoke(main, ["mmseg", "train", str(TINY), "--cfg-options", "a=1", "oops"])
+    assert bad.exit_code == 1 and "'oops' is not KEY=VALUE" in bad.output
+    no_dir = runner.invoke(main, ["mmseg", "train", str(TINY), "--resume"])
+    assert no_dir.exit_code == 1 and "--resume continues the run in --work-dir" in no_dir.output
+    from segmentation.mmseg_plugin.runner import load_config
+
+    assert load_config(TINY, quiet=True).log_level == "WARNING"  # -q: no config dump, no progress lines
+    empty = runner.invoke(main, ["mmseg", "train", str(TINY), "--resume", "--work-dir", str(tmp_path / "new")])
+    assert empty.exit_code == 1 and "no checkpoint to resume from" in empty.output

@@ -1,6 +1,7 @@
 """The one registry of named segmentation models (the published ViT-Adapter / BEiT-Adapter + UperNet
-hyper-parameters) and :func:`build_model`, the one way train, eval, predict, convert, the MMSeg plugin,
-the benchmarks and the tests build a segmentor. ``prolab models`` lists the registry.
+hyper-parameters) and :func:`build_model`, the one way train, eval, predict, convert, the benchmarks and
+the tests build a segmentor (the MMSeg plugin builds its modules from MMSeg configs through mmseg's own
+registries instead). ``prolab models`` lists the registry.
 
 Every registered model has the state-dict key layout of the mmseg 0.x ViT-Adapter / ProLab releases
 (``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``), so one ``state_dict`` format serves prolab
