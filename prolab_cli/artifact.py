@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .atomic import directory, json_bytes
+from .atomic import directory, inside, json_bytes
 from .errors import IntegrityError, ProlabError
 from .multi_hot import collision_groups
 
@@ -49,6 +49,11 @@ def payload_version(file_hashes: dict[str, str]) -> str:
     """The content version: first 16 hex digits of the hash of the payload files' hashes."""
     blob = "".join(f"{name}:{file_hashes[name]}\n" for name in PAYLOAD_FILES)
     return _sha256(blob.encode("utf-8"))[:16]
+
+
+def provenance_hash(provenance: object) -> str:
+    """SHA-256 of the provenance record as canonical JSON."""
+    return _sha256(json.dumps(provenance, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
 def library_versions() -> dict[str, str]:
@@ -305,6 +310,7 @@ class LabelSpace:
             "centres_hash": self.centres_hash,
             "collisions": self.collisions(),
             "provenance": self.manifest.get("provenance", {}),
+            "provenance_sha256": provenance_hash(self.manifest.get("provenance", {})),
             "libraries": self.manifest.get("libraries") or library_versions(),
             "created": self.manifest.get("created") or _creation_time(),
             "files": payload_hashes,
@@ -315,7 +321,7 @@ class LabelSpace:
         payload = self._payload_bytes()
         hashes = self._file_hashes(payload)
         self.manifest = self.build_manifest(hashes)
-        target = Path(parent_dir) / (dirname or self.name)
+        target = inside(parent_dir, dirname or self.name, "label space name")
         with directory(target) as tmp:
             for fname, data in payload.items():
                 (tmp / fname).write_bytes(data)
@@ -359,6 +365,10 @@ class LabelSpace:
                 raise IntegrityError(f"{path / fname}: hash mismatch (file tampered with or truncated)")
         if manifest.get("version") != payload_version(files):
             raise IntegrityError(f"{manifest_path}: 'version' does not match the payload hashes")
+        # provenance steers later commands (extend's embedding model, export-bank's entry key): an edit is
+        # refused like an edited payload file (artifacts written before this check carry no hash)
+        if "provenance_sha256" in manifest and manifest["provenance_sha256"] != provenance_hash(manifest.get("provenance")):
+            raise IntegrityError(f"{manifest_path}: 'provenance' was edited (its hash no longer matches)")
         return cls._from_payload(path, manifest, payload)
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -22,6 +23,28 @@ def _umask() -> int:
 
 #: read once: mkstemp/mkdtemp create 0600/0700, but outputs should be as readable as any file the user makes
 UMASK = _umask()
+
+
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
+
+
+def path_name(name: str, what: str) -> str:
+    """``name`` checked to be one plain path component (an artifact, run or file name): not empty, no
+    ``/`` or ``\\``, no control character, not ``.``/``..``, no leading dot, at most 200 characters."""
+    if not isinstance(name, str) or not name.strip() or _BAD_NAME.search(name) or name.startswith(".") \
+            or len(name) > 200 or name != name.strip():
+        raise ProlabError(f"{what} {name!r}: must be a plain name (no '/', '\\', control characters, leading "
+                          "dot or surrounding spaces; at most 200 characters)")
+    return name
+
+
+def inside(folder: str | os.PathLike, name: str, what: str) -> Path:
+    """``folder/name`` for a checked :func:`path_name`, refused unless it resolves inside ``folder``."""
+    folder = Path(folder)
+    target = folder / path_name(name, what)
+    if not target.resolve().is_relative_to(folder.resolve()):
+        raise ProlabError(f"{what} {name!r}: {target} would lie outside {folder}")
+    return target
 
 
 @contextmanager

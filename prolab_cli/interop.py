@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import LabelSpace
-from .atomic import write_bytes
+from .atomic import inside, write_bytes
 from .descriptor_files import CleanReport, clean_descriptions
 from .errors import MissingDependencyError, ProlabError
 from .torch_files import load_torch_file
@@ -267,5 +267,5 @@ def run_export_bank(
                 f"label space {space.name!r}: its classes are none of the built-in lists, so the bank file name"
                 " needs --dataset NAME (or give -o FILE.pth)"
             )
-        out = out / bank_file_name(dataset, key)
+        out = inside(out, bank_file_name(dataset, key), "bank file name (from --dataset and the entry key)")
     return export_bank(space, out, key), key

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifact import LabelSpace
-from .atomic import write_json
+from .atomic import path_name, write_json
 from .cache import content_key
 from .errors import ProlabError
 from .stage_options import DEFAULT_OUT_DIR, BuildOptions, ClusterOptions, DescribeOptions, EmbedOptions, from_mapping
@@ -103,8 +103,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         if key not in _TOP_KEYS:
             raise unknown_key(source, str(key), _TOP_KEYS)
     name = data.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        raise ProlabError(f"{source}: 'name' must be a non-empty artifact name without '/'")
+    path_name(name, f"{source}: 'name'")
     for key in ("descriptions", "out_dir", "work_dir"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ProlabError(f"{source}: '{key}' must be a path, not {type(data[key]).__name__}")

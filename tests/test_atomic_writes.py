@@ -37,3 +37,64 @@ def test_a_failed_block_leaves_the_old_output_and_no_temporary(tmp_path):
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
     with pytest.raises(ProlabError, match=r"a.txt/b: cannot write"):
         write_bytes(target / "b", b"x")
+
+
+@pytest.mark.parametrize("name", ["../up2", "a/b", "..", ".hidden", "", " x", "a\\b", "x\n", "a" * 201])
+def test_names_that_become_paths_are_plain(tmp_path, name):
+    with pytest.raises(ProlabError, match="must be a plain name"):
+        atomic.inside(tmp_path, name, "label space name")
+
+
+def test_a_plain_name_stays_inside_its_folder(tmp_path):
+    assert atomic.inside(tmp_path, "ade20k-minilm-k256", "name") == tmp_path / "ade20k-minilm-k256"
+    (tmp_path / "link").symlink_to("/tmp")
+    with pytest.raises(ProlabError, match="would lie outside"):
+        atomic.inside(tmp_path, "link", "name")
+
+
+@pytest.mark.parametrize("command", [
+    ["extend", "{space}", "--keep", "a", "--name", "../up2", "--out-dir", "{out}"],
+    ["import-bank", "{bank}", "--name", "../up2", "--out-dir", "{out}"],
+    ["build", "--embeddings", "{emb}", "--clusters", "{clu}", "--name", "../up2", "--out-dir", "{out}"],
+    ["export-bank", "{space}", "--dataset", "../../escaped", "--out-dir", "{out}"],
+])
+def test_no_command_writes_outside_its_output_folder(tmp_path, command):
+    """--name (and export-bank's file name, built from --dataset and the entry key) cannot leave --out-dir."""
+    from click.testing import CliRunner
+
+    from prolab_cli.build import build_label_space
+    from prolab_cli.cli import main
+    from prolab_cli.cluster import cluster_embeddings
+    from prolab_cli.embed import EmbeddingSet
+    from prolab_cli.interop import export_bank
+
+    import numpy as np
+
+    x = np.eye(4, dtype=np.float32)
+    emb = EmbeddingSet({"a": ["p", "q"], "b": ["r", "s"]}, x, np.eye(2, 4, dtype=np.float32), {"model": "m"})
+    clusters = cluster_embeddings(emb, 3)
+    space_dir = build_label_space(emb, clusters, "toy").save(tmp_path / "spaces")
+    paths = {"space": space_dir, "out": tmp_path / "deep" / "out", "emb": emb.save(tmp_path / "e.safetensors"),
+             "clu": clusters.save(tmp_path / "c.safetensors"),
+             "bank": export_bank(build_label_space(emb, clusters, "toy"), tmp_path / "b.pth")}
+    result = CliRunner().invoke(main, [a.format(**paths) for a in command])
+    assert result.exit_code == 1 and "plain name" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.pth", "c.safetensors", "e.safetensors", "spaces"]
+
+
+def test_an_edited_provenance_is_refused(tmp_path):
+    import json
+
+    import numpy as np
+
+    from prolab_cli.artifact import LabelSpace
+    from prolab_cli.errors import IntegrityError
+
+    space = LabelSpace("toy", ["a", "b"], np.eye(2), np.eye(2, 3), [{"id": i, "name": f"p{i}"} for i in range(2)],
+                       {"a": ["x"], "b": ["y"]}, {"provenance": {"embed": {"model": "minilm"}}})
+    path = space.save(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["provenance"]["embed"]["model"] = "x/../../../tmp/escaped"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="'provenance' was edited"):
+        LabelSpace.load(path)

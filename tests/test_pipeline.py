@@ -119,7 +119,8 @@ def test_pipeline_cli_from_a_descriptions_file(tmp_path):
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"name": ""}, "'name' must be"),
+        ({"name": ""}, "'name' '': must be a plain name"),
+        ({"name": "../up"}, "'name' '../up': must be a plain name"),
         ({"descriptions": "d.json"}, "exactly one of 'describe'"),
         ({"cluster": {}}, "'cluster.k'"),
         ({"cluster": {"k": True}}, "'cluster.k'"),
