@@ -57,12 +57,11 @@ def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~UMASK)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            with _writing(path):
+        with _writing(path):  # the caller's writes too: a full disk fails inside the block
+            with os.fdopen(fd, "wb") as f:
+                yield f
                 f.flush()
                 os.fsync(f.fileno())
-        with _writing(path):
             os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -113,7 +112,8 @@ def directory(path: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         os.chmod(tmp, 0o777 & ~UMASK)
     try:
-        yield tmp
+        with _writing(path):  # the files the caller writes into ``tmp`` too
+            yield tmp
         with _writing(path):
             if path.exists():
                 old = path.with_name(f".{path.name}.old")

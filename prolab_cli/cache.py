@@ -119,6 +119,9 @@ class Cache:
                 raise ProlabError(
                     f"{self.path}: the cache is locked by another process for more than {self.timeout:g} s; "
                     "try again when it has finished") from None
+            if "full" in str(exc):
+                raise ProlabError(f"{self.path}: the disk is full; this entry was not cached (those written "
+                                  "before it are kept)") from None
             raise ProlabError(f"{self.path}: cannot use the cache database ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise ProlabError(
@@ -167,13 +170,13 @@ class Cache:
         db = self._connect()
         with self._guard():
             db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            with self._guard():
+            try:
+                yield db
                 db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            except BaseException:
+                if db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                    db.execute("ROLLBACK")
+                raise
 
     def get_json(self, namespace: str, key: str) -> Any | None:
         """The stored JSON value, or None."""

@@ -98,3 +98,55 @@ def test_an_edited_provenance_is_refused(tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IntegrityError, match="'provenance' was edited"):
         LabelSpace.load(path)
+
+
+class _FullDisk:
+    """A file object whose writes fail as on a full disk."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.raw.close()
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    old = write_bytes(tmp_path / "keep.json", b"old")
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(ProlabError, match=r"keep.json: cannot write \(No space left on device\)"):
+        write_bytes(old, b"new")
+    assert old.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+    monkeypatch.undo()
+
+    def fill(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", fill)
+    with pytest.raises(ProlabError, match=r"space: cannot write \(No space left on device\)"):
+        with directory(tmp_path / "space") as tmp:
+            (tmp / "tensors.safetensors").write_bytes(b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+def test_a_full_cache_database_is_one_line_and_keeps_what_was_written(tmp_path):
+    from prolab_cli.cache import Cache
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    cache.put("llm", "first", b"kept")
+    db = cache._connect()
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count={pages + 2}")  # SQLite's own 'database or disk is full'
+    with pytest.raises(ProlabError, match=r"cache.sqlite: the disk is full; this entry was not cached"):
+        cache.put_many("llm", [(f"k{i}", os.urandom(4096)) for i in range(64)])
+    assert cache.get("llm", "first") == b"kept" and cache.get("llm", "k0") is None
+    cache.put("llm", "small", b"x")  # the connection is usable again (no transaction left open)
