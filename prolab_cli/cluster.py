@@ -134,6 +134,10 @@ def cluster_embeddings(emb: EmbeddingSet, k: int, seed: int = 0, n_init: str | i
         raise ProlabError(f"K must be at least 1, got {k}")
     if k > n:
         raise ProlabError(f"K={k} is larger than the number of {what} ({n}); choose K <= {n}")
+    distinct_points = len(np.unique(points, axis=0))
+    if k > distinct_points:
+        raise ProlabError(f"K={k} is larger than the number of distinct description embeddings ({distinct_points}):"
+                          f" k-means would leave empty properties with duplicate centres; choose K <= {distinct_points}")
     n_init = parse_n_init(n_init)
     km = _kmeans(points, k, seed, n_init)
     labels = km.labels_.astype(np.int64)[np.asarray(index).reshape(-1)]

@@ -273,7 +273,10 @@ class Embedder:
         with progress_bar(len(missing), f"embed {self.spec.name}", "text", progress) as bar:
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
-                prepared = [t.lower() for t in part] if self.lowercase else part
+                # the model reads at most max_seq_length tokens: cut a huge text before the tokenizer sees it
+                # (a token spans at most ~100 characters plus a space, so the cut never changes the result)
+                limit = 128 * int(self.identity.get("max_seq_length") or 512)
+                prepared = [(t.lower() if self.lowercase else t)[:limit] for t in part]
                 raw = np.asarray(encoder.encode(prepared, self.options.batch_size), dtype=np.float32)
                 if raw.shape != (len(part), raw.shape[-1]) or not np.isfinite(raw).all():
                     raise ProlabError(f"embedding model {self.spec.name!r} returned bad vectors {raw.shape}")
@@ -362,6 +365,15 @@ class EmbeddingSet:
             raise IntegrityError(f"{path}: 'desc_class' disagrees with the descriptions")
         if meta.get("descriptions_hash") != out.source_hash:
             raise IntegrityError(f"{path}: 'descriptions_hash' does not match its descriptions")
+        for rows, what in ((out.embeddings, "description"), (out.class_embeddings, "class name")):
+            finite = np.isfinite(rows).all(1)
+            length = np.linalg.norm(np.where(finite[:, None], rows, 0), axis=1)
+            for bad, why in ((~finite, "holds NaN or infinite values"), (finite & (length < 1e-6), "is all zeros")):
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    text = out.texts[i] if what == "description" else out.classes[i]
+                    raise IntegrityError(f"{path}: the embedding of {what} {i} ({text[:40]!r}) {why}"
+                                         f" ({int(bad.sum())} such rows); embed the descriptions again")
         return out
 
 

@@ -73,13 +73,22 @@ def test_k_too_large_and_bad_n_init():
             parse_n_init(bad)
 
 
-def test_empty_clusters_are_reported():
-    # four descriptions but only two distinct points: K=3 leaves one cluster without members
+def test_k_above_the_distinct_embeddings_is_refused():
+    # four descriptions but only two distinct points: K=3 would leave a cluster without members
     x = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
     emb = EmbeddingSet({"a": ["x", "y"], "b": ["z", "w"]}, x, np.eye(2, dtype=np.float32), {})
-    result = cluster_embeddings(emb, 3)
-    assert len(result.empty) == 1
-    assert f"empty clusters={result.empty}" in result.summary()
+    with pytest.raises(ProlabError, match=r"K=3 is larger than the number of distinct description embeddings \(2\)"):
+        cluster_embeddings(emb, 3)
+    assert cluster_embeddings(emb, 2).empty == []
+
+
+@pytest.mark.parametrize("bad, why", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (0.0, "all zeros")])
+def test_broken_embeddings_are_refused_on_load(tmp_path, bad, why):
+    emb = blobs(n_classes=2, per_class=3)
+    emb.embeddings[4] = bad
+    path = emb.save(tmp_path / "e.safetensors")
+    with pytest.raises(ProlabError, match=rf"e.safetensors: the embedding of description 4 \('.*'\) (holds |is ){why}"):
+        EmbeddingSet.load(path)
 
 
 def test_sweep_table_counts_collisions():

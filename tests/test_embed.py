@@ -49,6 +49,14 @@ def counted(minilm, monkeypatch):
     return seen
 
 
+def test_a_huge_description_is_cut_before_the_tokenizer(counted):
+    huge = "a red brick wall " * 3_000_000  # 51 MB
+    result = embed_descriptions({"wall": [huge], "sky": ["blue sky"]}, cache=Cache(), progress=False)
+    assert max(len(t) for t in counted) == 128 * 256  # MiniLM reads 256 tokens; nothing longer reaches it
+    cut = embed_descriptions({"wall": [huge[: 128 * 256]], "sky": ["blue sky"]}, cache=Cache(), progress=False)
+    np.testing.assert_allclose(result.embeddings, cut.embeddings, atol=1e-6)
+
+
 def test_vectors_are_normalised_and_match_sentence_transformers(minilm):
     from sentence_transformers import SentenceTransformer
 

@@ -30,7 +30,13 @@ def _pair(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
         numbers = []
     if len(numbers) not in (1, 2) or min(numbers) < 1:
         raise click.BadParameter(f"{value!r}: expected N or H,W of positive integers")
+    if max(numbers) > MAX_SIDE:
+        raise click.BadParameter(f"{value!r}: a side above {MAX_SIDE} px (the released settings stay under 4,000)")
     return numbers[0], numbers[-1]
+
+
+#: the largest window, stride or scale side accepted (a larger one only allocates without end)
+MAX_SIDE = 16384
 
 
 def _threads(threads: int | None) -> None:
@@ -50,7 +56,7 @@ def data() -> None:
 @out_dir_option("dataset root to write", required=True, old_names=("--out",), name="out")
 @click.option("--train", "num_train", type=click.IntRange(min=1), default=64, show_default=True, help="training images")
 @click.option("--val", "num_val", type=click.IntRange(min=1), default=16, show_default=True, help="validation images")
-@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, help="image side in pixels")
+@click.option("--size", type=click.IntRange(16, 2048), default=64, show_default=True, help="image side in pixels")
 @option("--seen", "num_seen", old_names=("--classes",), type=click.IntRange(min=1), default=12, show_default=True,
         help="number of object classes seen in training")
 @click.option("--heldout", "num_heldout", type=click.IntRange(min=0), default=4, show_default=True,
