@@ -67,6 +67,13 @@ def test_500_and_malformed_json_are_retried(server):
     assert server.requests == 4 and result.failed == []
 
 
+def test_malformed_replies_are_retried_twice_not_eight_times(server):
+    server.add_faults(*[Fault("malformed")] * 5)
+    with pytest.raises(ProlabError, match=r"class 'car': gave up after 3 unreadable replies"):
+        run(server, retry=RetryPolicy(max_calls=8, base_delay=0.001, max_delay=0.002))
+    assert server.requests == 3
+
+
 def test_slow_reply_times_out_and_is_retried(server):
     server.add_faults(Fault("slow", delay=1.5))
     result = run(server, timeout=0.3)

@@ -46,6 +46,11 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class MalformedReply(TransientError):
+    """A reply that arrived but cannot be read (not JSON, no choices): worth a retry or two, not eight
+    (a server that answers so usually keeps doing it)."""
+
+
 class Backend(ABC):
     """An LLM that turns a rendered :class:`~prolab_cli.templates.Prompt` into a :class:`Completion`.
 

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from ..errors import ProlabError, RemoteCallError
 from ..extras import require
 from ..templates import Prompt
-from .base import Backend, Completion, TransientError
+from .base import Backend, Completion, MalformedReply, TransientError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_PLACEHOLDER_KEY = "sk-local-no-key"
@@ -117,11 +117,11 @@ class OpenAIBackend(Backend):
         except openai.APIConnectionError as exc:
             raise TransientError(f"{self.base_url}: connection failed ({exc.__cause__ or exc})") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
-            raise TransientError(f"{self.base_url}: unreadable reply ({exc})") from None
+            raise MalformedReply(f"{self.base_url}: unreadable reply ({exc})") from None
         except (IndexError, AttributeError, TypeError) as exc:
-            raise TransientError(f"{self.base_url}: reply without choices ({exc})") from None
+            raise MalformedReply(f"{self.base_url}: reply without choices ({exc})") from None
         if not isinstance(reply, (openai.types.chat.ChatCompletion, openai.types.Completion)):
-            raise TransientError(f"{self.base_url}: unreadable reply ({str(reply)[:80]!r})")
+            raise MalformedReply(f"{self.base_url}: unreadable reply ({str(reply)[:80]!r})")
         usage = getattr(reply, "usage", None)
         return Completion(
             text=text,

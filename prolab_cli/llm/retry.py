@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from ..errors import RemoteCallError
-from .base import TransientError
+from .base import MalformedReply, TransientError
 
 T = TypeVar("T")
 
@@ -21,6 +21,7 @@ class RetryPolicy:
     (capped at ``max_retry_after``)."""
 
     max_calls: int = 8
+    max_malformed: int = 3  # calls in all when every reply is unreadable (two retries)
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_retry_after: float = 120.0
@@ -45,10 +46,14 @@ def call_with_retry(
     calls in all, then raise :class:`RemoteCallError` naming ``what`` and the last error. Other
     exceptions pass through at once. A set ``stop`` event ends the waiting early."""
     rng = rng or random.Random()
+    malformed = 0
     for attempt in range(policy.max_calls):
         try:
             return fn()
         except TransientError as exc:
+            malformed += isinstance(exc, MalformedReply)
+            if malformed >= policy.max_malformed:
+                raise RemoteCallError(f"{what}: gave up after {malformed} unreadable replies: {exc}") from None
             if attempt + 1 >= policy.max_calls:
                 raise RemoteCallError(f"{what}: gave up after {policy.max_calls} attempts: {exc}") from None
             wait = policy.delay(attempt, exc.retry_after, rng)
