@@ -8,6 +8,8 @@ failure; anything else raises :class:`ProlabError` itself.
 
 from __future__ import annotations
 
+import re
+
 
 class ProlabError(Exception):
     """A user-facing error: bad input, missing file, failed remote call.
@@ -52,7 +54,11 @@ def exception_line(exc: BaseException, limit: int = 300, with_type: bool = True)
     non-blank line of its text (the "Unsupported global" line when torch names one), or only its
     type when the text is empty."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    line = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")[:limit]
+    refused = next((re.search(r"Unsupported global: GLOBAL (\S+)", ln) for ln in lines if "Unsupported global" in ln), None)
+    if refused:  # torch's advice on allow-listing it follows; the object it refused is what matters
+        line = f"refused pickled object {refused.group(1)}"
+    else:
+        line = (lines[0] if lines else "")[:limit]
     if not line:
         return type(exc).__name__
     return f"{type(exc).__name__}: {line}" if with_type else line

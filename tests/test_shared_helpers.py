@@ -23,7 +23,9 @@ def test_exception_line_keeps_type_and_first_line_and_prefers_torchs_unsupported
     assert exception_line(EOFError()) == "EOFError"
     assert exception_line(ImportError("  \nno module x\n"), with_type=False) == "no module x"
     text = "Weights only load failed.\nIn PyTorch 2.6 ...\nWeightsUnpickler error: Unsupported global: GLOBAL a.B"
-    assert exception_line(RuntimeError(text)) == "RuntimeError: WeightsUnpickler error: Unsupported global: GLOBAL a.B"
+    assert exception_line(RuntimeError(text)) == "RuntimeError: refused pickled object a.B"
+    long = text + " was not an allowed global by default. Please use `torch.serialization.add_safe_globals` " * 9
+    assert exception_line(RuntimeError(long), limit=40) == "RuntimeError: refused pickled object a.B"  # never cut
     assert exception_line(ValueError("x" * 500), limit=10) == "ValueError: " + "x" * 10
 
 
