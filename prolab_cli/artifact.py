@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .atomic import directory, inside, json_bytes
+from .atomic import clean_stale, directory, inside, is_temporary, json_bytes
 from .errors import IntegrityError, ProlabError
 from .multi_hot import collision_groups
 
@@ -332,6 +332,9 @@ class LabelSpace:
     def load(cls, path: str | os.PathLike) -> "LabelSpace":
         """Load and verify an artifact directory (or a shipped one by name from ``label_spaces/``)."""
         path = resolve_artifact_path(path)
+        if is_temporary(path):
+            raise ProlabError(f"{path}: an unfinished write (a temporary folder), not an artifact")
+        clean_stale(path)  # a kill between the two renames of a save left the previous version aside
         manifest_path = path / "manifest.json"
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

@@ -47,6 +47,46 @@ def inside(folder: str | os.PathLike, name: str, what: str) -> Path:
     return target
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """True for the name of a temporary file or folder of an atomic write."""
+    return bool(TEMPORARY.match(Path(path).name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(path: Path) -> None:
+    """Remove the temporaries a killed write of ``path`` left beside it (those whose process is gone),
+    and put back ``.NAME.old`` when a kill fell between the two renames of a folder swap."""
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir() and not path.exists():
+        os.replace(old, path)
+    if not path.parent.is_dir():
+        return
+    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        match = TEMPORARY.match(leftover.name)
+        if match and match["name"] == path.name and not _alive(int(match["pid"])):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters made literal."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: a temporary file in the same folder, renamed
@@ -54,7 +94,8 @@ def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        clean_stale(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~UMASK)
     try:
         with _writing(path):  # the caller's writes too: a full disk fails inside the block
@@ -104,12 +145,15 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Pat
 def directory(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name, then move it into place in one rename.
 
-    An existing directory at ``path`` is replaced only once the new one is complete.
+    An existing directory at ``path`` is replaced only once the new one is complete: it is moved to
+    ``.NAME.old`` first, so a kill between the two renames leaves it there, and the next write or load
+    of ``path`` (:func:`clean_stale`) puts it back.
     """
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        clean_stale(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
         os.chmod(tmp, 0o777 & ~UMASK)
     try:
         with _writing(path):  # the files the caller writes into ``tmp`` too

@@ -150,3 +150,33 @@ def test_a_full_cache_database_is_one_line_and_keeps_what_was_written(tmp_path):
         cache.put_many("llm", [(f"k{i}", os.urandom(4096)) for i in range(64)])
     assert cache.get("llm", "first") == b"kept" and cache.get("llm", "k0") is None
     cache.put("llm", "small", b"x")  # the connection is usable again (no transaction left open)
+
+
+def test_leftovers_of_a_killed_write_are_cleaned_and_a_half_swapped_folder_comes_back(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from prolab_cli.artifact import LabelSpace
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process id that has ended
+    (tmp_path / f".iter_4.pth.{dead}.ab12.tmp").write_bytes(b"half")
+    (tmp_path / f".iter_4.pth.{os.getpid()}.cd34.tmp").write_bytes(b"ours, still writing")
+    write_bytes(tmp_path / "iter_4.pth", b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".iter_4.pth.{os.getpid()}.cd34.tmp", "iter_4.pth"])
+
+    space = LabelSpace("toy", ["a", "b"], np.eye(2), np.eye(2, 3), [{"id": i, "name": f"p{i}"} for i in range(2)],
+                       {"a": ["x"], "b": ["y"]})
+    path = space.save(tmp_path / "spaces")
+    os.replace(path, path.with_name(".toy.old"))  # killed after the first rename of a swap
+    assert LabelSpace.load(path).version == space.version and path.is_dir()
+    leftover = tmp_path / "spaces" / f".toy.{dead}.ef56.tmp"
+    leftover.mkdir()
+    for f in path.iterdir():
+        (leftover / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ProlabError, match="an unfinished write"):
+        LabelSpace.load(leftover)
+    space.save(tmp_path / "spaces")
+    assert sorted(p.name for p in (tmp_path / "spaces").iterdir()) == ["toy"]

@@ -293,3 +293,52 @@ def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_expl
         predict([image], trained["work"], out_dir=tmp_path / "p", label_space=reordered)
     summary = predict([image], trained["work"], out_dir=tmp_path / "p", label_space=reordered, map_classes_by_name=True)[0]
     assert summary["classes"] == list(reversed(full.classes))
+
+
+def test_banded_labels_equal_the_whole_image_ones():
+    """Above the memory budget the labels come band by band from the model-resolution scores; they equal
+    the whole-image argmax (flip included) and the rows equal F.interpolate up to float rounding."""
+    from torch.nn import functional as F
+
+    from segmentation.engine.inference import labels_for, upsample_rows
+
+    torch.manual_seed(0)
+    low = torch.randn(1, 5, 37, 53)
+    full = F.interpolate(low, size=(701, 1003), mode="bilinear", align_corners=False)
+    rows = torch.cat([upsample_rows(low, (701, 1003), r, min(r + 97, 701)) for r in range(0, 701, 97)], dim=2)
+    torch.testing.assert_close(rows, full, atol=1e-6, rtol=0)
+    weights = torch.randn(7, 3, 1, 1)
+
+    def score_fn(x):  # a 1x1 conv at a quarter of the input's resolution, as a segmentor's decoder scores
+        return F.conv2d(F.avg_pool2d(x, 4), weights).repeat_interleave(4, -1).repeat_interleave(4, -2)
+
+    img = torch.randn(1, 3, 96, 128)
+    for flip in (False, True):
+        settings = {"mode": "whole", "crop_size": [64, 64], "stride": [32, 32], "flip": flip}
+        whole, scores, low = labels_for(settings, score_fn, img, 7, (480, 640), num_classes=5, keep=[0, 2, 3, 4])
+        banded, none, low = labels_for(settings, score_fn, img, 7, (480, 640), num_classes=5, keep=[0, 2, 3, 4],
+                                       full_max_bytes=0, band_bytes=7 * 640 * 4 * 13)
+        assert scores is not None and none is None and low.shape == (1, 7, 96, 128)
+        assert torch.equal(whole.long(), banded.long())
+
+
+def test_predict_bounds_a_huge_image_and_refuses_one_past_the_limit(synth, trained, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import segmentation.engine.inference as inference
+
+    canvas = Image.new("P", (3000, 2200))  # a palette PNG: a few KB on disk, 6.6 megapixels decoded
+    canvas.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    canvas.paste(1, (500, 400, 1500, 1600))
+    canvas.save(tmp_path / "big.png")
+    whole = predict([tmp_path / "big.png"], trained["work"], out_dir=tmp_path / "whole", top_properties=1)[0]
+    monkeypatch.setattr(inference, "FULL_SCORES_MAX_BYTES", 2**20)  # what a 12000x12000 image meets
+    banded = predict([tmp_path / "big.png"], trained["work"], out_dir=tmp_path / "banded", top_properties=1)[0]
+    ids = [np.asarray(Image.open(tmp_path / d / "labels" / "big.png")) for d in ("whole", "banded")]
+    assert ids[0].shape == (2200, 3000) and (ids[0] == ids[1]).mean() > 0.9999
+    assert [r["class"] for r in banded["regions"]] == [r["class"] for r in whole["regions"]]
+    overlay = Image.open(tmp_path / "banded" / "big_overlay.png")
+    assert max(overlay.size) <= 2048 + 400  # a display-size picture (plus its legend), not 3000 px
+    with pytest.raises(ProlabError, match=r"big.png: 3000x2200 = 6.6 megapixels, above the limit of 5 \(--max-pixels"):
+        predict([tmp_path / "big.png"], trained["work"], out_dir=tmp_path / "refused", max_pixels=5_000_000)
+    assert not (tmp_path / "refused").exists()

@@ -255,6 +255,8 @@ def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
 @click.option("--scale", default=None, callback=_pair, help="test resize scale LONG,SHORT")
 @click.option("--crop", default=None, callback=_pair, help="sliding-window size H,W")
 @click.option("--stride", default=None, callback=_pair, help="sliding-window stride H,W")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="refuse images (and label maps) of more pixels than this [default: 50000000]")
 @click.option("--skip-bad", is_flag=True, help="leave out bad samples (counted) instead of stopping")
 @device_option
 @threads_option
@@ -264,7 +266,7 @@ def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
               help="cross-dataset evaluation: match the dataset's classes to the model's by name; dataset classes "
                    "without a row are ignored (printed and written in the result); without it the lists must be equal")
 @quiet_option
-def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, scale, crop, stride,
+def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, flip, scale, crop, stride, max_pixels,
              skip_bad, device, threads, output, as_json, map_classes_by_name):
     """mIoU, mAcc, aAcc and the per-class table (as MMSegmentation computes them)."""
     _threads(threads)
@@ -274,7 +276,7 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
     result = run_eval(checkpoint, data_root, dataset=dataset, split=split, label_space=label_space, classes=classes,
                       mode=mode, flip=flip, scale=scale, crop=crop, stride=stride,
                       device=device, skip_bad=skip_bad, output=output, progress=not is_quiet(),
-                      map_classes_by_name=map_classes_by_name)
+                      map_classes_by_name=map_classes_by_name, max_pixels=max_pixels)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
@@ -291,20 +293,23 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
               help="largest predicted regions to explain")
 @click.option("--top-properties", type=click.IntRange(min=1), default=3, show_default=True,
               help="property maps per region")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="refuse images of more pixels than this [default: 50000000]")
 @device_option
 @threads_option
 @click.option("--map-classes-by-name", is_flag=True,
               help="allow a --label-space whose classes differ from the checkpoint's (label ids then number its classes)")
 @quiet_option
-def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, device, threads,
-            map_classes_by_name):
+def predict(images, checkpoint, label_space, classes, out_dir, mode, flip, regions, top_properties, max_pixels, device,
+            threads, map_classes_by_name):
     """Colour mask, overlay and per-property activation maps for each image (IMAGES: files or folders)."""
     _threads(threads)
     from segmentation.engine.predict import predict as run_predict
 
     for summary in run_predict(_image_files(images), checkpoint, out_dir=out_dir, label_space=label_space,
                                classes=classes, mode=mode, flip=flip, regions=regions, top_properties=top_properties,
-                               device=device, map_classes_by_name=map_classes_by_name):
+                               device=device, map_classes_by_name=map_classes_by_name,
+                               **({"max_pixels": max_pixels} if max_pixels is not None else {})):
         parts = [f"{r['class']} {100 * r['area']:.0f}%" for r in summary["regions"]]
         click.echo(f"{summary['image']}: {', '.join(parts)}")
     click.echo(f"wrote to {out_dir}/: <image>_overlay.png (with a legend), <image>_mask.png, "

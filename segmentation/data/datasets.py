@@ -121,27 +121,43 @@ def _check_png_end(path: Path, image: Image.Image) -> None:
         raise InputError(f"{path}: truncated PNG (the file ends before its IEND chunk)")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An RGB image as uint8 [H,W,3]."""
+#: the most pixels an image or label map may have (``--max-pixels`` raises it): a tiny compressed file can
+#: declare a huge canvas, and decoding it is what costs memory. Pillow's own bomb check is replaced by this one.
+MAX_PIXELS = 50_000_000
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _check_pixels(path: Path, im: Image.Image, max_pixels: int) -> None:
+    """Refuse, before decoding, an image whose header declares more than ``max_pixels``."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise InputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels, above the limit of"
+                         f" {max_pixels / 1e6:g} (--max-pixels raises it)")
+
+
+def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An RGB image as uint8 [H,W,3]; one of more than ``max_pixels`` is refused before it is decoded."""
     try:
         with Image.open(path) as im:
+            _check_pixels(path, im, max_pixels)
             _check_png_end(path, im)
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: cannot read image ({exc})") from None
 
 
-def read_mask(path: Path, max_value: int = IGNORE_INDEX) -> np.ndarray:
+def read_mask(path: Path, max_value: int = IGNORE_INDEX, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A single-channel label map (mode L, P or I;16) holding raw label values: uint8 [H,W] when
     ``max_value`` (the layout's ignore value) is 255, else int32 [H,W]; a value above ``max_value``
     is an error naming the file."""
     try:
         with Image.open(path) as im:
+            _check_pixels(path, im, max_pixels)
             if im.mode not in ("L", "P", "I;16", "I"):
                 raise InputError(f"{path}: mask has mode {im.mode}, expected a single-channel PNG (L or P)")
             _check_png_end(path, im)
             mask = np.asarray(im)
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: cannot read mask ({exc})") from None
     if mask.dtype != np.uint8:
         if mask.max(initial=0) > max_value:
@@ -193,7 +209,9 @@ class SegDataset:
         target_classes: Sequence[str] | None = None,
         skip_bad: bool = False,
         reduce_zero_label: bool | None = None,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
+        self.max_pixels = max_pixels
         self.layout = get_layout(dataset)
         self.root = Path(root)
         self.split = split
@@ -233,8 +251,8 @@ class SegDataset:
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """(RGB image uint8 [H,W,3], label [H,W] in target class ids, checked): uint8 with 255 =
         ignore, or int32 with 65535 = ignore when the target has more than 255 classes."""
-        image = read_image(sample.image)
-        raw = read_mask(sample.mask, self.layout.ignore_value)
+        image = read_image(sample.image, self.max_pixels)
+        raw = read_mask(sample.mask, self.layout.ignore_value, self.max_pixels)
         if raw.shape != image.shape[:2]:
             raise InputError(
                 f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image is "

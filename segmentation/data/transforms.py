@@ -182,12 +182,12 @@ class TestPipeline:
     def __post_init__(self) -> None:
         check_positive_or_none(self.size_divisor, "test.size_divisor")
 
-    def __call__(self, img: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, Any]:
+    def __call__(self, img: np.ndarray, label: np.ndarray | None, rng: np.random.Generator | None = None) -> dict[str, Any]:
         if self.scale is not None:
             img = resize(img, rescale_size(*img.shape[:2], self.scale))
         if self.size_divisor is not None:
             img = resize(img, multiple_size(*img.shape[:2], self.size_divisor))
-        return {"img": normalise_image(img), "label": torch.from_numpy(np.array(label)).long()}
+        return {"img": normalise_image(img), "label": None if label is None else torch.from_numpy(np.array(label)).long()}
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

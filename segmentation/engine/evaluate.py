@@ -17,7 +17,7 @@ from ..label_space import load_label_space
 from . import distributed as D
 from .builder import model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
-from .inference import inference_settings, pipeline_for, scores_for
+from .inference import inference_settings, labels_for, pipeline_for
 from .metrics import SegMetric
 
 
@@ -112,6 +112,7 @@ def evaluate(
     progress: bool = True,
     announce: bool = True,
     map_classes_by_name: bool = False,
+    max_pixels: int | None = None,
 ) -> dict:
     """mIoU / mAcc / aAcc and the per-class table of ``checkpoint`` on ``split``.
 
@@ -140,10 +141,9 @@ def evaluate(
     used = settings_used(ckpt, dataset, split, settings, model_classes, info,
                          [k for k, v in overrides.items() if v is not None])
     ds = SegDataset(dataset, data_root, split, pipeline=pipeline_for(settings), classes=classes,
-                    target_classes=model_classes, skip_bad=skip_bad)
+                    target_classes=model_classes, skip_bad=skip_bad,
+                    **({"max_pixels": max_pixels} if max_pixels is not None else {}))
     class_mapping = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name, rank == 0)
-    if announce and rank == 0:
-        print(format_settings(used), file=sys.stderr, flush=True)
     metric = SegMetric(len(model_classes), ds.ignore_index)
     indices = range(rank, len(ds), world)
     bar = progress_bar(len(indices), f"eval {split}", "img", progress and rank == 0)
@@ -151,13 +151,15 @@ def evaluate(
         sample = ds[i]
         img = sample["img"].unsqueeze(0).to(torch_device)
         label = sample["label"]
-        scores = scores_for(settings, model.encode_decode, img, len(model_classes), tuple(label.shape))
-        metric.update(scores.argmax(1)[0].cpu(), label)
+        labels, _, _ = labels_for(settings, model.encode_decode, img, len(model_classes), tuple(label.shape))
+        metric.update(labels[0].cpu().long(), label)
         bar.update(1)
     bar.close()
     state = metric.state().to(torch_device)
     D.all_reduce_sum(state)
     metric.load_state(state.cpu())
+    if announce and rank == 0:  # after the images were read: an error comes alone, not after these lines
+        print(format_settings(used), file=sys.stderr, flush=True)
     result = metric.compute(model_classes)
     result.update({
         "checkpoint": ckpt["path"], "dataset": dataset, "data_root": str(data_root), "split": split,

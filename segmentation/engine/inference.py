@@ -104,6 +104,82 @@ def infer_scores(
     return scores
 
 
+#: full-resolution scores larger than this are never made whole: :func:`labels_for` works in bands of rows
+FULL_SCORES_MAX_BYTES = 2**30
+#: the size of one band's scores
+BAND_BYTES = 64 * 2**20
+
+
+def upsample_rows(low: torch.Tensor, out_size: tuple[int, int], r0: int, r1: int) -> torch.Tensor:
+    """Rows ``r0:r1`` of ``F.interpolate(low, out_size, mode="bilinear", align_corners=False)``, made from
+    the few source rows they need: F.interpolate across, then the same blend down (equal to the whole
+    resize up to float rounding, ~5e-7)."""
+    h, (big_h, big_w) = low.shape[-2], out_size
+    scale = float(torch.tensor(h / big_h, dtype=torch.float32))  # the float32 scale torch's kernel uses
+    src = (scale * (torch.arange(r0, r1, dtype=torch.float64) + 0.5) - 0.5).clamp(min=0).float()
+    top = src.long().clamp(max=h - 1)
+    bottom = torch.where(top < h - 1, top + 1, top)
+    weight = (src - top.float()).clamp(0, 1).view(1, 1, -1, 1).to(low.device)
+    rows = torch.unique(torch.cat([top, bottom]))
+    across = F.interpolate(low[:, :, rows.to(low.device)], size=(len(rows), big_w), mode="bilinear",
+                           align_corners=False)
+    upper = across[:, :, torch.searchsorted(rows, top).to(low.device)]
+    lower = across[:, :, torch.searchsorted(rows, bottom).to(low.device)]
+    return upper * (1 - weight) + lower * weight
+
+
+def low_resolution_scores(score_fn: Scorer, img: torch.Tensor, num_out: int, mode: str = "whole",
+                          crop: tuple[int, int] = (512, 512), stride: tuple[int, int] = (341, 341),
+                          pad_short_side: int | None = None) -> torch.Tensor:
+    """Scores [B,num_out,h,w] at the resolution the model ran at (slide or whole), before any resize."""
+    x = pad_to_short_side(img, pad_short_side)
+    if mode == "slide":
+        return slide_scores(score_fn, x, num_out, crop, stride)
+    if mode == "whole":
+        return padded(score_fn, x)
+    raise ValueError(f"inference mode {mode!r}: expected slide or whole")
+
+
+def labels_for(settings: dict, score_fn: Scorer, img: torch.Tensor, num_out: int, out_size: tuple[int, int],
+               num_classes: int | None = None, keep: list[int] | None = None,
+               full_max_bytes: int | None = None,
+               band_bytes: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(labels, full, low). ``labels`` [B,*out_size]: the argmax over the ``keep`` classes (all by default)
+    of :func:`scores_for`. When the full-resolution scores fit in ``full_max_bytes`` (default
+    :data:`FULL_SCORES_MAX_BYTES`) they are computed as
+    :func:`scores_for` does and returned as ``full`` (``low`` None): labels exactly as before. Above it the
+    labels are computed band by band (each band's scores about ``band_bytes``), so memory stays bounded
+    whatever the image size; ``full`` is then None and ``low`` [B,num_out,h,w] holds the scores at the
+    model's resolution (class probabilities, then any property channels)."""
+    num_classes = num_out if num_classes is None else num_classes
+    keep = list(range(num_classes)) if keep is None else list(keep)
+    full_max_bytes = FULL_SCORES_MAX_BYTES if full_max_bytes is None else full_max_bytes
+    band_bytes = BAND_BYTES if band_bytes is None else band_bytes
+    flip = bool(settings["flip"])
+    big_h, big_w = out_size
+    if num_out * big_h * big_w * 4 * (2 if flip else 1) <= full_max_bytes:
+        scores = scores_for(settings, score_fn, img, num_out, out_size, num_classes)
+        return scores[:, keep].argmax(1), scores, None
+    probs = class_probabilities(num_classes)
+    passes = [low_resolution_scores(score_fn, img, num_out, settings["mode"], tuple(settings["crop_size"]),
+                                    tuple(settings["stride"]), settings.get("pad_short_side"))]
+    if flip:
+        passes.append(low_resolution_scores(score_fn, img.flip(-1), num_out, settings["mode"],
+                                            tuple(settings["crop_size"]), tuple(settings["stride"]),
+                                            settings.get("pad_short_side")))
+    rows = max(1, band_bytes // (num_out * big_w * 4))
+    labels = torch.empty((img.shape[0], big_h, big_w), dtype=torch.int64 if len(keep) > 32767 else torch.int16)
+    index = torch.tensor(keep, device=passes[0].device)
+    for r0 in range(0, big_h, rows):
+        r1 = min(r0 + rows, big_h)
+        band = [probs(upsample_rows(low, out_size, r0, r1))[:, index] for low in passes]
+        if flip:
+            band = [(band[0] + band[1].flip(-1)) / 2]
+        labels[:, r0:r1] = band[0].argmax(1).to(labels.dtype).cpu()
+    low = probs(passes[0]) if not flip else (probs(passes[0]) + probs(passes[1]).flip(-1)) / 2
+    return labels, None, low
+
+
 def inference_settings(config: dict | None, overrides: dict[str, Any]) -> dict:
     """The ``test`` section of the checkpoint's config, updated by non-None ``overrides``."""
     settings = {"mode": "whole", "crop_size": [512, 512], "stride": [341, 341], "scale": [2048, 512],

@@ -20,17 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from prolab_cli.atomic import write_bytes, write_json
 from prolab_cli.classes import class_list_difference, load_classes, normalise, reconcile_class_names
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import track
 
-from ..data.datasets import read_image
+from ..data.datasets import MAX_PIXELS, read_image
 from ..label_space import load_label_space
 from .builder import model_from_checkpoint, pick_device
 from .checkpoint import load_checkpoint
-from .inference import inference_settings, pipeline_for, scores_for
+from .inference import inference_settings, labels_for, pipeline_for
 
 _HEAT = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 
@@ -90,6 +91,41 @@ def property_picture(rgb: np.ndarray, values: np.ndarray, caption: str) -> tuple
     return np.asarray(picture), [lo, hi]
 
 
+#: the longest side of the overlay and property pictures of an image too large for whole-image scores
+DISPLAY_SIDE = 2048
+
+
+def _fit(array: np.ndarray, limit_or_size) -> np.ndarray:
+    """``array`` (an image or a label map) resized by nearest neighbour to a size (h, w), or to fit
+    ``limit`` pixels on its longest side."""
+    h, w = array.shape[:2]
+    if isinstance(limit_or_size, int):
+        factor = min(1.0, limit_or_size / max(h, w))
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    else:
+        size = tuple(int(v) for v in limit_or_size)
+    if size == (h, w):
+        return array
+    rows = np.minimum((np.arange(size[0]) + 0.5) * h / size[0], h - 1).astype(np.int64)
+    cols = np.minimum((np.arange(size[1]) + 0.5) * w / size[1], w - 1).astype(np.int64)
+    return array[rows][:, cols]
+
+
+def _class_counts(labels: np.ndarray, num_classes: int, rows: int = 512) -> np.ndarray:
+    """Pixels per class of a label map, counted a band of rows at a time (np.bincount would first
+    copy the whole map to 64-bit integers)."""
+    counts = np.zeros(num_classes, np.int64)
+    for r0 in range(0, labels.shape[0], rows):
+        counts += np.bincount(labels[r0:r0 + rows].ravel(), minlength=num_classes)[:num_classes]
+    return counts
+
+
+def _stretch_to(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A [h,w] map resized (bilinear) to ``size``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def _png(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
@@ -116,6 +152,7 @@ def predict(
     alpha: float = 0.5,
     device: str = "auto",
     map_classes_by_name: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[dict]:
     """Predict every image; returns one summary dict per image (also written as ``<stem>.json``).
 
@@ -162,37 +199,43 @@ def predict(
         image_path = Path(image_path)
         if not image_path.is_file():
             raise ProlabError(f"{image_path}: image not found")
-        rgb = read_image(image_path)
-        x = pipeline(rgb, np.zeros(rgb.shape[:2], np.uint8))["img"].unsqueeze(0).to(device)
+        rgb = read_image(image_path, max_pixels)
+        x = pipeline(rgb, None)["img"].unsqueeze(0).to(device)
         size = rgb.shape[:2]
-        props = None
-        if getattr(model, "is_property_head", False):  # class and property scores from one pass
-            n = len(model_classes) + model.bank.num_properties
-            both = scores_for(settings, model.scores_with_properties, x, n, size, len(model_classes))[0]
-            scores, props = both[: len(model_classes)], both[len(model_classes):].cpu().numpy()
-        else:
-            scores = scores_for(settings, model.encode_decode, x, len(model_classes), size)[0]
-        pred = scores[keep].argmax(0).cpu().numpy()
+        property_head = getattr(model, "is_property_head", False)  # class and property scores from one pass
+        n = len(model_classes) + (model.bank.num_properties if property_head else 0)
+        score_fn = model.scores_with_properties if property_head else model.encode_decode
+        labels, full, low = labels_for(settings, score_fn, x, n, size, len(model_classes), keep)
+        pred = labels[0].numpy()
+        scores = full if full is not None else low  # full resolution, or the model's when that did not fit
+        props = scores[0, len(model_classes):].cpu().numpy() if property_head else None
         stem = image_path.stem
-        colour = colours[pred]
-        areas = np.bincount(pred.ravel(), minlength=len(names)) / pred.size
+        areas = _class_counts(pred, len(names)) / pred.size
+        # pictures at the image's size; a huge image's at a display size (its scores never existed whole)
+        shown, shown_pred = (rgb, pred) if full is not None else (_fit(rgb, DISPLAY_SIDE), _fit(pred, DISPLAY_SIDE))
+        del rgb  # a huge image's pixels are not needed past this point
         _png(out_dir / "labels" / f"{stem}.png", pred.astype(np.uint8 if len(names) <= 256 else np.uint16))
-        _png(out_dir / f"{stem}_mask.png", colour)
-        overlay = (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
+        _png(out_dir / f"{stem}_mask.png", colours[pred])
+        colour = colours[shown_pred]
+        overlay = (shown * (1 - alpha) + colour * alpha).astype(np.uint8)
         _png(out_dir / f"{stem}_overlay.png", with_legend(overlay, names, colours, areas))
+        region_pred = pred if full is not None else _fit(pred, props.shape[1:] if props is not None else (1, 1))
         order = [int(c) for c in np.argsort(-areas) if areas[c] >= min_area][:regions]
         summary = {"image": str(image_path), "classes": names, "regions": []}
         for c in order:
             region = {"class": names[c], "area": float(areas[c])}
             if props is not None:
-                mask = pred == c
+                mask = region_pred == c
+                if not mask.any():  # a region too thin to show at the model's resolution
+                    continue
                 mean = props[:, mask].mean(1)
                 top = np.argsort(-mean)[:top_properties]
                 region["top_properties"] = []
                 for k in top:
                     name = property_names[k] if k < len(property_names) else f"property {k}"
                     file = out_dir / f"{stem}_{_slug(names[c])}_p{int(k)}.png"
-                    picture, shown_range = property_picture(rgb, props[k], f"p{int(k)} {name[:48]}")
+                    values = props[k] if full is not None else _stretch_to(props[k], shown.shape[:2])
+                    picture, shown_range = property_picture(shown, values, f"p{int(k)} {name[:48]}")
                     _png(file, picture)
                     region["top_properties"].append({"id": int(k), "name": name, "score": float(mean[k]),
                                                      "map": file.name, "display_range": shown_range})
