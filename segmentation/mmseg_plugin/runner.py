@@ -4,10 +4,11 @@ do, which the mmsegmentation wheel does not install as commands)."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
-from prolab_cli.errors import ProlabError
+from prolab_cli.errors import ProlabError, exception_line
 
 HOOK = "LabelSpaceCheckHook"
 
@@ -35,6 +36,15 @@ def load_config(config: str | os.PathLike, work_dir: str | None = None,
     path = Path(config)
     if not path.is_file():
         raise ProlabError(f"{path}: config file not found")
+    if quiet:  # mmengine logs while it reads the config, before the Runner's log_level applies
+        import logging
+
+        from mmengine.logging import MMLogger
+
+        for handler_owner in (MMLogger.get_current_instance(),):
+            handler_owner.setLevel(logging.WARNING)
+            for handler in handler_owner.handlers:
+                handler.setLevel(logging.WARNING)
     try:
         cfg = Config.fromfile(str(path))
     except ProlabError:
@@ -82,7 +92,8 @@ def train(config: str | os.PathLike, work_dir: str | None = None, resume: bool |
         if isinstance(resume, str):
             cfg.load_from = resume
     runner = build_runner(cfg)
-    runner.train()
+    with refused_checkpoints(cfg.get("load_from") or cfg.work_dir):
+        runner.train()
     return runner
 
 
@@ -97,4 +108,19 @@ def test(config: str | os.PathLike, checkpoint: str | os.PathLike, work_dir: str
     cfg = load_config(config, work_dir, cfg_options, quiet)
     cfg.load_from = str(checkpoint)
     cfg.resume = False
-    return build_runner(cfg).test()
+    with refused_checkpoints(checkpoint):
+        return build_runner(cfg).test()
+
+
+@contextmanager
+def refused_checkpoints(checkpoint: str | os.PathLike) -> Iterator[None]:
+    """A checkpoint torch refuses to unpickle (an object outside the allow-list) as one line naming it,
+    instead of mmengine's traceback."""
+    import pickle
+
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        if "Unsupported global" not in str(exc) and "Weights only load failed" not in str(exc):
+            raise
+        raise ProlabError(f"{checkpoint}: not loadable without running pickled code ({exception_line(exc)})") from None
