@@ -95,6 +95,10 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ProlabError(f"{source}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ProlabError(f"{source}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ProlabError(f"{source}: cannot read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise ProlabError(f"{source}: malformed YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):

@@ -8,6 +8,9 @@ are left out and counted (``dataset.skipped``).
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -125,6 +128,10 @@ def _check_png_end(path: Path, image: Image.Image) -> None:
 #: declare a huge canvas, and decoding it is what costs memory. Pillow's own bomb check is replaced by this one.
 MAX_PIXELS = 50_000_000
 Image.MAX_IMAGE_PIXELS = None
+#: what Pillow raises on a broken file (its PNG reader raises SyntaxError for a bad chunk, others
+#: struct or zlib errors): each becomes one InputError naming the file
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error,
+                  zlib.error, Image.DecompressionBombError)
 
 
 def _check_pixels(path: Path, im: Image.Image, max_pixels: int) -> None:
@@ -142,8 +149,10 @@ def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             _check_pixels(path, im, max_pixels)
             _check_png_end(path, im)
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from None
+    except InputError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
 def read_mask(path: Path, max_value: int = IGNORE_INDEX, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -157,8 +166,10 @@ def read_mask(path: Path, max_value: int = IGNORE_INDEX, max_pixels: int = MAX_P
                 raise InputError(f"{path}: mask has mode {im.mode}, expected a single-channel PNG (L or P)")
             _check_png_end(path, im)
             mask = np.asarray(im)
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{path}: cannot read mask ({exc})") from None
+    except InputError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from None
     if mask.dtype != np.uint8:
         if mask.max(initial=0) > max_value:
             raise InputError(f"{path}: label {int(mask.max())} out of range (at most {max_value})")
