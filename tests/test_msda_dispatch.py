@@ -245,3 +245,43 @@ def test_failed_cuda_build_keeps_cpu_kernels_and_warns_for_cuda(monkeypatch, fre
     message = str(record[0].message)
     assert "cannot build the CUDA kernels: torch" in message and "on CUDA tensors falls back" in message
     assert dispatch.compiled_available("cuda")[1].startswith("cannot build the CUDA kernels")
+
+
+def test_the_self_check_compares_forward_and_all_three_gradients():
+    from segmentation.ops.self_check import compare
+
+    ok = compare("cpu")
+    assert ok.ok and set(ok.errors) == {"output", "grad value", "grad locations", "grad weights"}
+    assert "grad locations" in ok.line()
+
+
+def test_a_kernel_that_fails_its_self_check_is_replaced_by_the_reference_loudly(fresh_dispatch, monkeypatch):
+    """What happens on a GPU whose kernels compute wrong (here the CPU kernels stand in, their gradient
+    of the sampling locations made wrong): one warning, and the reference from then on."""
+    from segmentation.ops import custom_op
+
+    monkeypatch.setattr(dispatch, "SELF_CHECKED", ("cpu",))
+    compiled = custom_op.ms_deform_attn_compiled
+
+    class WrongLocationGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 3
+
+    def broken(value, shapes, starts, locations, weights):
+        return compiled(value, shapes, starts, WrongLocationGrad.apply(locations), weights)
+
+    monkeypatch.setattr(custom_op, "ms_deform_attn_compiled", broken)
+    value, shapes, starts, locations, weights = make_case([(4, 5), (2, 3)], dtype=torch.float32, seed=1)
+    with pytest.warns(dispatch.KernelFallbackWarning, match=r"compute wrong results on CPU .*grad locations"):
+        out = ms_deform_attn(value, shapes, starts, locations, weights)
+    torch.testing.assert_close(out, ms_deform_attn_reference(value, shapes, starts, locations, weights))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        ms_deform_attn(value, shapes, starts, locations, weights)
+    assert dispatch.compiled_available("cpu") == (False, dispatch._state.reasons["cpu"])
+    assert "failed their self-check" in dispatch._state.reasons["cpu"]

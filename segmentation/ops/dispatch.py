@@ -26,12 +26,17 @@ class KernelFallbackWarning(RuntimeWarning):
     """The compiled kernels are unavailable and the (slower, hungrier) reference runs instead."""
 
 
+#: devices whose kernels are checked against the reference on their first use in a process
+SELF_CHECKED = ("cuda",)
+
+
 @dataclass
 class _State:
     attempted: bool = False
     devices: frozenset[str] = frozenset()
     reasons: dict[str, str] = field(default_factory=dict)
     warned: bool = False
+    checked: set[str] = field(default_factory=set)
 
 
 _state = _State()
@@ -100,9 +105,27 @@ def compiled_available(device: torch.device | str) -> tuple[bool, str]:
     if device_type not in ("cpu", "cuda"):
         return False, f"no kernels for {device_type} tensors"
     _load()
+    if device_type in _state.devices and device_type in SELF_CHECKED and device_type not in _state.checked:
+        _self_check(device_type)
     if device_type in _state.devices:
         return True, f"compiled kernels ({build.loaded().name})"
     return False, _state.reasons.get(device_type, "not built")
+
+
+def _self_check(device_type: str) -> None:
+    """Compare the kernels with the reference once; on a mismatch use the reference from now on, loudly."""
+    from .self_check import compare
+
+    _state.checked.add(device_type)
+    result = compare(device_type)
+    if not result.ok:
+        _state.devices = _state.devices - {device_type}
+        _state.reasons[device_type] = f"the compiled kernels failed their self-check ({result.line()})"
+        warnings.warn(
+            f"prolab: the compiled deformable-attention kernels compute wrong results on {device_type.upper()} "
+            f"({result.line()}). {device_type.upper()} tensors use the PyTorch reference from now on in this "
+            "process; `prolab ops status --check` repeats the check. Please report it with `prolab ops status`.",
+            KernelFallbackWarning, stacklevel=4)
 
 
 def reset() -> None:

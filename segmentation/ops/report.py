@@ -53,25 +53,17 @@ def _planned(device: str) -> str:
 
 
 def _check(device: str) -> str:
-    """Build if needed, run a small case through the kernels and compare with the reference."""
+    """Build if needed and compare the kernels with the reference (forward and the three gradients)."""
+    from .self_check import compare
+
     ok, reason = dispatch.compiled_available(device)
     if not ok:
         return f"check failed: {reason}"
-    gen = torch.Generator().manual_seed(0)
-    shapes = torch.tensor([[5, 7], [3, 2], [1, 1]], device=device)
-    starts = torch.tensor([0, 35, 41], device=device)
-    value = torch.randn(2, 42, 3, 8, generator=gen).to(device)
-    loc = (torch.rand(2, 9, 3, 3, 2, 2, generator=gen) * 1.2 - 0.1).to(device)
-    weights = torch.rand(2, 9, 3, 3, 2, generator=gen).to(device)
-    from .custom_op import ms_deform_attn_compiled
-
     start = time.perf_counter()
-    out = ms_deform_attn_compiled(value, shapes, starts, loc, weights)
-    ref = dispatch.ms_deform_attn_reference(value, shapes, starts, loc, weights)
-    err = (out - ref).abs().max().item()
-    if not err < 1e-4:
-        raise ProlabError(f"ms_deform_attn on {device}: compiled kernels differ from the reference by {err:.3g}")
-    return f"check passed: max |compiled - reference| = {err:.2e} ({time.perf_counter() - start:.3f} s)"
+    result = compare(device)
+    if not result.ok:
+        raise ProlabError(f"ms_deform_attn: the compiled kernels differ from the reference: {result.line()}")
+    return f"check passed: {result.line()} ({time.perf_counter() - start:.3f} s)"
 
 
 def status_lines(check: bool = False) -> list[str]:
