@@ -5,7 +5,14 @@
 2. warm-cache re-run vs the cold run (goal >= 20x faster);
 3. k-means time for 20,000 x 384 vectors into K=256 (the paper's call).
 
+4. with ``--descriptions N``: a label space for N descriptions (N/10 classes) end to end, through the
+   same stage functions as the CLI: embed with a cold then a warm cache, cluster (sklearn against faiss
+   at the same seed, inertia ratio; the default backend for that size), build, load and inspect, with
+   the process's peak memory (targets at N=200,000, K=1024: cluster < 30 s, build and inspect < 5 s,
+   warm embed >= 10x faster than cold).
+
 Usage: python bench/label_space.py [--n 3000] [--batch-size 64] [--threads N] [--reps 3] [--json out.json]
+       python bench/label_space.py --descriptions 200000 [--k 1024] [--no-sklearn]
 """
 
 from __future__ import annotations
@@ -48,7 +55,14 @@ def main() -> None:
     ap.add_argument("--cluster-k", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3, help="alternating rounds of bare vs prolab")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--descriptions", type=int, default=None, help="run the end-to-end label-space benchmark")
+    ap.add_argument("--k", type=int, default=1024)
+    ap.add_argument("--no-sklearn", action="store_true", help="skip the sklearn comparison (minutes at 200,000)")
     args = ap.parse_args()
+    if args.descriptions:
+        os.environ.setdefault("PROLAB_CACHE", tempfile.mkdtemp(prefix="prolab-bench-"))
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return end_to_end(args)
     os.environ.setdefault("PROLAB_CACHE", tempfile.mkdtemp(prefix="prolab-bench-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -122,6 +136,57 @@ def main() -> None:
     if args.json:
         write_json(args.json, results)
     sys.stdout.flush()
+
+
+def end_to_end(args) -> None:
+    """Section 4 of the module docstring."""
+    import resource
+
+    from prolab_cli.artifact import LabelSpace
+    from prolab_cli.atomic import write_json
+    from prolab_cli.build import run_build
+    from prolab_cli.cache import Cache
+    from prolab_cli.cluster import Clustering, cluster_embeddings, run_cluster
+    from prolab_cli.embed import EmbeddingSet, run_embed
+    from prolab_cli.inspection import run_inspect
+    from prolab_cli.stage_options import BuildOptions, ClusterOptions, EmbedOptions
+
+    work = tempfile.mkdtemp(prefix="prolab-e2e-")
+    texts = sentences(args.descriptions)
+    descriptions = {f"class {i:05d}": texts[i * 10:(i + 1) * 10] for i in range(args.descriptions // 10)}
+    path = os.path.join(work, "descriptions.json")
+    write_json(path, descriptions)
+    times: dict[str, float] = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        out = fn()
+        times[name] = time.perf_counter() - start
+        print(f"  {name:<28} {times[name]:8.2f} s", flush=True)
+        return out
+
+    print(f"{args.descriptions} descriptions of {len(descriptions)} classes, K={args.k}")
+    emb_path, clu_path = os.path.join(work, "emb.safetensors"), os.path.join(work, "clu.safetensors")
+    options = EmbedOptions(batch_size=args.batch_size)
+    timed("embed, cold cache", lambda: run_embed(path, emb_path, options=options, progress=False))
+    timed("embed, warm cache", lambda: run_embed(path, emb_path, options=options, progress=False))
+    print(f"  cache: {Cache().count('embed')} vectors; warm is {times['embed, cold cache'] / times['embed, warm cache']:.0f}x"
+          " faster than cold (target >= 10x)")
+    emb = EmbeddingSet.load(emb_path)
+    chosen = timed("cluster (default backend)", lambda: run_cluster(emb_path, clu_path, options=ClusterOptions(k=args.k)))
+    info = Clustering.load(clu_path).info
+    print(f"    {info['algorithm']}, inertia {info['inertia']:.1f}  ({chosen})")
+    if not args.no_sklearn:
+        ref = timed("cluster, sklearn", lambda: cluster_embeddings(emb, args.k, backend="sklearn"))
+        print(f"    inertia ratio default/sklearn {info['inertia'] / ref.info['inertia']:.4f} (target within 1 %)")
+    space, out = timed("build", lambda: run_build(emb_path, clu_path, "e2e", work, descriptions_path=path,
+                                                   options=BuildOptions(allow_collisions=True)))
+    timed("load + inspect", lambda: run_inspect(str(out), None, 0, None, None, 10))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"  peak RSS {peak:.2f} GB; artifact {sum(f.stat().st_size for f in out.iterdir()) / 1e6:.0f} MB")
+    if args.json:
+        write_json(args.json, {"descriptions": args.descriptions, "k": args.k, "times_s": times, "peak_gb": peak,
+                               "cluster_info": info})
 
 
 if __name__ == "__main__":

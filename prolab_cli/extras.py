@@ -26,6 +26,7 @@ MODULE_EXTRAS: dict[str, tuple[str, str]] = {
     "FlagEmbedding": ("FlagEmbedding", "bge"),
     "openai": ("openai", "openai"),
     "matplotlib": ("matplotlib", "plot"),
+    "faiss": ("faiss-cpu", "faiss"),
     "mmseg": ("mmsegmentation", "mmseg"),
     "mmengine": ("mmengine", "mmseg"),
     "mmcv": ("mmcv-lite", "mmseg"),

@@ -68,6 +68,7 @@ class ClusterOptions:
     seed: int = 0
     n_init: str | int = "auto"
     distinct: bool = False
+    backend: str = "auto"  # sklearn | faiss | auto (faiss from cluster.FAISS_FROM_POINTS points, if installed)
 
 
 @dataclass(frozen=True)

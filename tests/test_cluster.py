@@ -162,3 +162,36 @@ def test_cluster_command_distinct_flag(tmp_path):
                                        "-o", str(tmp_path / "c.safetensors")])
     assert result.exit_code == 0, result.output
     assert Clustering.load(tmp_path / "c.safetensors").info["distinct"] is True
+
+
+def _unit_blobs(n: int, d: int = 64, centres: int = 300, seed: int = 0) -> EmbeddingSet:
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, d)).astype(np.float32)
+    x = c[rng.integers(0, centres, n)] + 0.4 * rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    descriptions = {f"class {i}": [f"text {j}" for j in range(i * 10, i * 10 + 10)] for i in range(n // 10)}
+    return EmbeddingSet(descriptions, x, np.eye(n // 10, d, dtype=np.float32), {"model": "synthetic"})
+
+
+def test_faiss_backend_matches_sklearn_inertia_and_is_deterministic():
+    pytest.importorskip("faiss", reason="the faiss extra is part of make test's [all]")
+    emb = _unit_blobs(6000)  # 300 blobs for 64 centres: faiss's own random start would land 3 % higher
+    ref = cluster_embeddings(emb, 64, seed=0, backend="sklearn")
+    fast = cluster_embeddings(emb, 64, seed=0, backend="faiss")
+    assert fast.info["algorithm"] == "faiss.Kmeans" and ref.info["algorithm"] == "sklearn.cluster.KMeans"
+    assert abs(fast.info["inertia"] / ref.info["inertia"] - 1) < 0.01
+    again = cluster_embeddings(emb, 64, seed=0, backend="faiss")
+    np.testing.assert_array_equal(again.labels, fast.labels)
+    np.testing.assert_array_equal(again.centres, fast.centres)
+
+
+def test_auto_backend_keeps_sklearn_for_paper_sized_inputs(monkeypatch):
+    from prolab_cli import cluster as cluster_module
+
+    assert cluster_module.choose_backend("auto", 1478) == "sklearn"  # ADE20K's 1,478 descriptions
+    assert cluster_module.choose_backend("auto", 200_000) in ("faiss", "sklearn")
+    monkeypatch.setattr(cluster_module, "FAISS_FROM_POINTS", 10)
+    pytest.importorskip("faiss")
+    assert cluster_embeddings(blobs(), 4).info["algorithm"] == "faiss.Kmeans"
+    with pytest.raises(ProlabError, match="cluster.backend must be one of auto, sklearn, faiss"):
+        cluster_embeddings(blobs(), 4, backend="kmeans++")

@@ -42,11 +42,13 @@ def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads,
 @click.option("--n-init", default="auto", show_default=True, help="'auto' or a number of k-means restarts")
 @click.option("--distinct", is_flag=True,
               help="k-means over each distinct description text once (the paper pools every description)")
+@click.option("--backend", type=click.Choice(["auto", "sklearn", "faiss"]), default="auto", show_default=True,
+              help="k-means implementation; auto: sklearn below 50,000 points (the paper's), faiss-cpu above when installed")
 @click.option("--sweep", "sweep_ks", default=None,
               help="comma-separated Ks: print inertia/silhouette/collisions for each (writes nothing)")
 @output_option("clusters .safetensors")
 @quiet_option
-def cluster(embeddings, k, seed, n_init, distinct, sweep_ks, output):
+def cluster(embeddings, k, seed, n_init, distinct, backend, sweep_ks, output):
     """k-means over all description embeddings of EMBEDDINGS pooled (or each distinct text once)."""
     from ..cluster import run_cluster
 
