@@ -9,7 +9,11 @@ import click
 
 from ..errors import ProlabError
 from ..progress import is_quiet
+from ..stage_options import DescribeOptions
 from .options import classes_option, option, output_option, quiet_option
+
+#: the defaults --help shows are the options dataclass's own (the flags left out take them anyway)
+_D = DescribeOptions()
 
 
 @click.command()
@@ -52,31 +56,31 @@ def label_spaces() -> None:
 
 @click.command()
 @classes_option(required=True, name="classes_")
-@click.option("--llm", default="shipped", show_default=True,
+@click.option("--llm", default=_D.llm, show_default=True,
               help="shipped (prolab's reviewed descriptions; the local model for classes they miss) | local |"
                    " llama-cpp:/path/model.gguf | openai:NAME | NAME (gpt-3.5 = gpt-3.5-turbo).")
-@click.option("--template", default="prolab", show_default=True,
+@click.option("--template", default=_D.template, show_default=True,
               help="Shipped template (prolab, naive, visual-features, cupl) or a YAML file.")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama).")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Concurrent calls.")
-@click.option("--min", "min_descriptions", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--jobs", "-j", default=_D.jobs, show_default=True, type=click.IntRange(min=1), help="Concurrent calls.")
+@click.option("--min", "min_descriptions", default=_D.min, show_default=True, type=click.IntRange(min=1),
               help="Fewest valid descriptions per class.")
-@click.option("--attempts", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--attempts", default=_D.attempts, show_default=True, type=click.IntRange(min=1),
               help="Replies asked per class (each retry with a new seed) before the class fails.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first attempt.")
+@click.option("--seed", default=_D.seed, show_default=True, type=int, help="Seed of the first attempt.")
 @click.option("--temperature", default=None, type=click.FloatRange(min=0), help="Override the template's temperature.")
 @click.option("--max-tokens", default=None, type=click.IntRange(min=1), help="Override the template's max_tokens.")
-@option("--prompt-mode", "mode", old_names=("--mode",), default="auto", show_default=True,
+@option("--prompt-mode", "mode", old_names=("--mode",), default=_D.mode, show_default=True,
         type=click.Choice(["auto", "chat", "completion"]),
               help="Prompt as chat or as few-shot completion (auto: chat for APIs, by chat template for GGUF).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="CPU threads of a local model.")
-@click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(min=256), help="Context of a local model.")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.01), help="Seconds per API call.")
-@click.option("--max-retries", default=8, show_default=True, type=click.IntRange(min=0),
+@click.option("--threads", default=_D.threads, show_default=True, type=click.IntRange(min=1), help="CPU threads of a local model.")
+@click.option("--n-ctx", default=_D.n_ctx, show_default=True, type=click.IntRange(min=256), help="Context of a local model.")
+@click.option("--timeout", default=_D.timeout, show_default=True, type=click.FloatRange(min=0.01), help="Seconds per API call.")
+@click.option("--max-retries", default=_D.max_retries, show_default=True, type=click.IntRange(min=0),
               help="Retries of a call on 429/5xx/timeouts/connection errors.")
-@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--backoff", default=_D.backoff, show_default=True, type=click.FloatRange(min=0),
               help="First backoff delay in seconds (doubles per retry, with jitter).")
-@click.option("--backoff-max", default=60.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--backoff-max", default=_D.backoff_max, show_default=True, type=click.FloatRange(min=0),
               help="Longest backoff delay in seconds.")
 @quiet_option
 @output_option("descriptions.json to write (plus descriptions.provenance.json)", required=True)
