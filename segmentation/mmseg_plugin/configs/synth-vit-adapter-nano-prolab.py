@@ -1,7 +1,7 @@
 # The tiny ViT-Adapter ("vit-adapter-nano") with the ProLab head on prolab's synthetic dataset:
-# the CPU test and demo config. Make the data and its label space with
-#   prolab data synth --layout generic --out-dir data/synth
-# and point the environment at them (or edit the two lines below):
+# the CPU test and demo config. Make the data and its label space as README.md's MMSegmentation section
+# shows (prolab data synth --layout generic, then embed, cluster, build), and point the environment at
+# them (or edit the two lines below):
 #   PROLAB_SYNTH_ROOT=data/synth PROLAB_SYNTH_SPACE=label_spaces/synth prolab mmseg train <this file>
 _base_ = ['./_base_/prolab_runtime.py']
 
