@@ -42,8 +42,9 @@ def name_properties(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarr
 
 def read_property_names(path: str | os.PathLike, properties: list[dict]) -> list[str]:
     """Readable property names from a JSON file ``{"properties": [{"id", "name", "nearest"}, ...]}``,
-    one per property in id order. ``nearest`` must equal the property's member description nearest its
-    centre, so a names file written for other clusters is refused, naming the property."""
+    one per property in id order. ``nearest`` (the description the name was written for: the one nearest
+    the centre then) must still be a member of the property, so a names file written for other clusters
+    is refused, naming the property; a near-tie that moved the nearest member is not a change."""
     import json
 
     from .descriptor_files import read_json_object
@@ -60,10 +61,11 @@ def read_property_names(path: str | os.PathLike, properties: list[dict]) -> list
         name = entry.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 80:
             raise ProlabError(f"{path}: property {k}: 'name' must be a non-empty string of at most 80 characters")
-        if entry.get("nearest") != prop["nearest"]:
-            raise ProlabError(f"{path}: property {k}: written for the description {entry.get('nearest')!r}, but the"
-                              f" description nearest its centre is now {prop['nearest']!r} (clusters changed:"
-                              " name the properties again)")
+        members = {member.split(": ", 1)[-1] for member in prop["members"]} | {prop["nearest"]}
+        if entry.get("nearest") not in members:
+            raise ProlabError(f"{path}: property {k}: written for the description {entry.get('nearest')!r}, which is"
+                              f" no longer one of its members (nearest its centre now: {prop['nearest']!r}; clusters"
+                              " changed: name the properties again)")
         names.append(name.strip())
     return names
 

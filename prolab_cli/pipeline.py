@@ -113,7 +113,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
             raise ProlabError(f"{source}: '{key}' must be a path, not {type(data[key]).__name__}")
     base = path.resolve().parent
     describe = _section(data, "describe", DescribeSection, source) if data.get("describe") is not None else None
-    descriptions = base / data["descriptions"] if data.get("descriptions") else None
+    descriptions = _relative(base, data["descriptions"]) if data.get("descriptions") else None
     if (describe is None) == (descriptions is None):
         raise ProlabError(f"{source}: give exactly one of 'describe' (run the LLM) or 'descriptions' (a file)")
     if describe is not None:
@@ -122,16 +122,16 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         if not describe.classes:
             raise ProlabError(f"{source}: 'describe.classes' is required (a built-in list or a file)")
         if builtin_name(describe.classes) is None:
-            describe = replace(describe, classes=str(base / describe.classes))
+            describe = replace(describe, classes=str(_relative(base, describe.classes)))
         if describe.template.endswith((".yaml", ".yml")):
-            describe = replace(describe, template=str(base / describe.template))
+            describe = replace(describe, template=str(_relative(base, describe.template)))
     cluster = _section(data, "cluster", ClusterOptions, source)
     if cluster.k is None:
         raise ProlabError(f"{source}: 'cluster.k' (an integer) is required")
     return PipelineConfig(
         name=name,
-        out_dir=base / data.get("out_dir", DEFAULT_OUT_DIR),
-        work_dir=base / data.get("work_dir", f"{name}.work"),
+        out_dir=_relative(base, data.get("out_dir", DEFAULT_OUT_DIR)),
+        work_dir=_relative(base, data.get("work_dir", f"{name}.work")),
         describe=describe,
         descriptions=descriptions,
         embed=_section(data, "embed", EmbedOptions, source),
@@ -227,11 +227,16 @@ def _describe_key(cfg: PipelineConfig, backend) -> str:
     return content_key("describe", load_classes(d.classes), llm, template, asdict(d))
 
 
+def _relative(base: Path, value: str) -> Path:
+    """``value`` (a path in the config) relative to the config's folder, without ".." left in it."""
+    return Path(os.path.normpath(base / value))
+
+
 def _build_section(data: dict, base: Path, source: str) -> BuildOptions:
     """The ``build:`` section, its ``property_names`` file made relative to the config."""
     build = _section(data, "build", BuildOptions, source)
     if build.property_names:
-        build = replace(build, property_names=str(base / build.property_names))
+        build = replace(build, property_names=str(_relative(base, build.property_names)))
     return build
 
 
