@@ -44,8 +44,13 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     (root / "d.json").write_text(json.dumps({"road": ["flat grey surface"], "sky": ["blue above"]}))
     space = LabelSpace.from_arrays("tiny", ["road", "sky"], np.eye(2, dtype=np.float32),
                                    np.eye(2, 4, dtype=np.float32))
+    from prolab_cli.embed import EmbeddingSet
+
+    x = np.eye(4, dtype=np.float32)
+    embeddings = EmbeddingSet({"road": ["a", "b"], "sky": ["c", "d"]}, x, np.eye(2, 4, dtype=np.float32), {"model": "m"})
     return {"root": root, "descriptions": root / "d.json", "artifact": space.save(root / "spaces"),
-            "bank": root / "bank.pth", "src": root / "weights.pth"}
+            "bank": root / "bank.pth", "src": root / "weights.pth",
+            "embeddings": embeddings.save(root / "emb.safetensors")}
 
 
 CASES = {
@@ -72,6 +77,8 @@ CASES = {
                   ["embed", "{descriptions}", "--backend", "flag", "-o", "{root}/e.safetensors"], "bge", "FlagEmbedding"),
     "mmseg-train": (["mmseg"], ["mmseg", "train", "{root}/config.py"], "mmseg", "mmsegmentation"),
     "inspect-plot": (["matplotlib"], ["inspect", "{artifact}", "--plot", "{root}/m.png"], "plot", "matplotlib"),
+    "cluster-faiss": (["faiss"], ["cluster", "{embeddings}", "-k", "2", "--backend", "faiss", "-o", "{root}/c.safetensors"],
+                      "faiss", "faiss-cpu"),
 }
 
 
