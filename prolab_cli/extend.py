@@ -221,6 +221,7 @@ def run_extend(
     classes; save the new version next to the parent (or in ``out_dir``)."""
     from .artifact import resolve_artifact_path
     from .descriptor_files import read_descriptions
+    from .shipped import beside
 
     if descriptions_path is None and keep is None:
         raise ProlabError("give --descriptions (classes to add) and/or --keep (classes to keep)")
@@ -239,7 +240,7 @@ def run_extend(
             print(f"{descriptions_path}: {line}", file=sys.stderr)
         if keep is not None:  # the parent is the artifact loaded, not the intermediate subset
             space.manifest["provenance"]["extended_from"] = parent
-    target_dir = Path(out_dir) if out_dir is not None else parent_path.parent
+    target_dir = Path(out_dir) if out_dir is not None else beside(parent_path)
     if (target_dir / name).resolve() == parent_path.resolve():
         raise ProlabError(f"the new version would overwrite its parent {parent_path}; pass another --name or -o")
     return space, space.save(target_dir, name), report

@@ -123,7 +123,9 @@ def run_name_properties(
         named = name_properties(space, backend, members=members, seed=seed, name=name)
     finally:
         backend.close()
-    target = Path(out_dir) if out_dir is not None else path.parent
+    from .shipped import beside
+
+    target = Path(out_dir) if out_dir is not None else beside(path)
     if (target / named.name).resolve() == path.resolve():
         raise ProlabError(f"the new version would overwrite its parent {path}; pass another --name or -o")
     return named, named.save(target)

@@ -135,6 +135,16 @@ def shipped_spaces() -> list[ShippedSpace]:
     return spaces
 
 
+def beside(parent: Path) -> Path:
+    """Where a new version of the artifact at ``parent`` goes by default: beside it, unless it is a
+    shipped one (package data): then the default output folder of the working directory."""
+    from .stage_options import DEFAULT_OUT_DIR
+
+    if parent.resolve().is_relative_to(shipped_dir().resolve()):
+        return Path(DEFAULT_OUT_DIR)
+    return parent.parent
+
+
 def shipped_space_path(name: str) -> Path | None:
     """The shipped artifact called ``name``, or made for built-in list ``name`` (an alias works), or None."""
     canonical = builtin_name(name)
