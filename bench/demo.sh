@@ -12,7 +12,7 @@ stage() { step=$((step + 1)); printf '\n==> %d. %s\n' "$step" "$*"; }
 say() { printf '    %s\n' "$@"; }
 
 echo "prolab demo: ready-made property-level label spaces, your own classes added to one, then a"
-echo "segmentation model trained on properties that names classes it never saw (offline, CPU, ~5 min)."
+echo "segmentation model trained on properties that names classes it never saw (offline, CPU, a few minutes)."
 echo "Everything is written under $OUT/."
 
 stage "The label spaces prolab ships (reviewed descriptions, MiniLM, the paper's K); any name works as --label-space"

@@ -93,6 +93,8 @@ def property_picture(rgb: np.ndarray, values: np.ndarray, caption: str) -> tuple
 
 #: the longest side of the overlay and property pictures of an image too large for whole-image scores
 DISPLAY_SIDE = 2048
+#: pictures of smaller images are enlarged (nearest neighbour, whole factors) to about this side
+MIN_DISPLAY_SIDE = 256
 
 
 def _fit(array: np.ndarray, limit_or_size) -> np.ndarray:
@@ -211,8 +213,13 @@ def predict(
         props = scores[0, len(model_classes):].cpu().numpy() if property_head else None
         stem = image_path.stem
         areas = _class_counts(pred, len(names)) / pred.size
-        # pictures at the image's size; a huge image's at a display size (its scores never existed whole)
-        shown, shown_pred = (rgb, pred) if full is not None else (_fit(rgb, DISPLAY_SIDE), _fit(pred, DISPLAY_SIDE))
+        # pictures at the image's size (a small one enlarged to be seen); a huge image's at a display size
+        # (its scores never existed whole)
+        if full is not None:
+            up = max(1, MIN_DISPLAY_SIDE // max(size))
+            shown, shown_pred = _fit(rgb, (size[0] * up, size[1] * up)), _fit(pred, (size[0] * up, size[1] * up))
+        else:
+            shown, shown_pred = _fit(rgb, DISPLAY_SIDE), _fit(pred, DISPLAY_SIDE)
         del rgb  # a huge image's pixels are not needed past this point
         _png(out_dir / "labels" / f"{stem}.png", pred.astype(np.uint8 if len(names) <= 256 else np.uint16))
         _png(out_dir / f"{stem}_mask.png", colours[pred])
@@ -234,7 +241,7 @@ def predict(
                 for k in top:
                     name = property_names[k] if k < len(property_names) else f"property {k}"
                     file = out_dir / f"{stem}_{_slug(names[c])}_p{int(k)}.png"
-                    values = props[k] if full is not None else _stretch_to(props[k], shown.shape[:2])
+                    values = _fit(props[k], shown.shape[:2]) if full is not None else _stretch_to(props[k], shown.shape[:2])
                     picture, shown_range = property_picture(shown, values, f"p{int(k)} {name[:48]}")
                     _png(file, picture)
                     region["top_properties"].append({"id": int(k), "name": name, "score": float(mean[k]),
