@@ -487,3 +487,20 @@ def test_mmseg_command_line_as_mmseg_tools_read_it(tmp_path):
     assert load_config(TINY, quiet=True).log_level == "WARNING"  # -q: no config dump, no progress lines
     empty = runner.invoke(main, ["mmseg", "train", str(TINY), "--resume", "--work-dir", str(tmp_path / "new")])
     assert empty.exit_code == 1 and "no checkpoint to resume from" in empty.output
+
+
+class Pickled:
+    """An object a weights-only load refuses."""
+
+
+def test_mmseg_test_on_a_refused_checkpoint_is_one_line(synth, tmp_path):
+    from prolab_cli.cli import main
+
+    torch.save({"state_dict": {}, "x": Pickled()}, tmp_path / "evil.pth")
+    result = CliRunner().invoke(main, ["mmseg", "test", str(TINY), str(tmp_path / "evil.pth"), "--work-dir",
+                                       str(tmp_path / "w"), "-q"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()  # mmengine may add its checkpoint and metric lines
+    assert len(lines) <= 3 and [line for line in lines if line.startswith("Error: ")], lines
+    assert "evil.pth: not loadable without running pickled code (" in result.output
+    assert "refused pickled object" in result.output and "Traceback" not in result.output
