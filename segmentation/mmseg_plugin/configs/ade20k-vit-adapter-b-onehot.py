@@ -1,31 +1,7 @@
 # One-hot baseline of 'ade20k-vit-adapter-b-prolab' (paper: 48.4 mIoU): the same backbone, data and schedule,
-# with mmseg's own UPerHead / FCNHead and cross-entropy over the 150 classes (mean over the
-# labelled pixels, as prolab computes it).
-_base_ = ['./ade20k-vit-adapter-b-prolab.py']
+# with mmseg's own UPerHead / FCNHead and cross-entropy over the 150 classes.
+_base_ = ['./ade20k-vit-adapter-b-prolab.py', './_base_/onehot_upernet_heads.py']
 
 model = dict(
-    decode_head=dict(
-        _delete_=True,
-        type='UPerHead',
-        in_channels=[768, 768, 768, 768],
-        in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2, 3, 6),
-        channels=512,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg={{_base_.norm_cfg}},
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=1.0)),
-    auxiliary_head=dict(
-        _delete_=True,
-        type='FCNHead',
-        in_channels=768,
-        in_index=2,
-        channels=256,
-        num_convs=1,
-        concat_input=False,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg={{_base_.norm_cfg}},
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=0.4)))
+    decode_head=dict(_base_.onehot_decode_head, _delete_=True, num_classes=150, norm_cfg=_base_.norm_cfg),
+    auxiliary_head=dict(_base_.onehot_auxiliary_head, _delete_=True, num_classes=150, norm_cfg=_base_.norm_cfg))
