@@ -320,3 +320,41 @@ def class_list_difference(classes: Sequence[str], dataset_classes: Sequence[str]
         b = repr(dataset_classes[n]) if len(dataset_classes) > n else "(none)"
         return f"index {n}: {a} vs {b} ({len(classes)} classes vs {len(dataset_classes)})"
     return None
+
+
+def check_class_list(
+    classes: Sequence[str],
+    expected: Sequence[str],
+    *,
+    what: str,
+    where: str,
+    map_by_name: bool = False,
+    by_name_field: str | None = None,
+    unmatched_ok: bool = False,
+    extension_ok: bool = False,
+) -> Reconciliation | None:
+    """The one check of a class list (``what``: a label space's, a model's) against the list it
+    must fit (``where``: a dataset's, a checkpoint's).
+
+    The same names in the same order (:func:`normalise` form) pass and give None; so does, with
+    ``extension_ok``, a list that starts with ``expected`` (an extended label space keeps the
+    trained classes first). Otherwise, without ``map_by_name``, one :class:`ProlabError` line names
+    the first difference, and the setting that would match by name (``by_name_field``, e.g.
+    ``train.map_classes_by_name``) where the caller has one. With ``map_by_name`` the lists are matched by name
+    (:func:`reconcile_class_names`, partial) and the reconciliation is returned for the caller to
+    report; names of ``classes`` that match nothing are refused unless ``unmatched_ok``.
+    """
+    classes, expected = list(classes), list(expected)
+    if extension_ok and class_list_difference(classes[: len(expected)], expected) is None:
+        return None
+    if not map_by_name:
+        diff = class_list_difference(classes, expected)
+        if diff:
+            hint = f", or {by_name_field} to match the classes by name" if by_name_field else ""
+            raise ProlabError(f"{what}: its class list differs from {where} at {diff} (use one made for that "
+                              f"class list{hint})")
+        return None
+    rec = reconcile_class_names(classes, expected, source=what, partial=True)
+    if rec.unmatched and not unmatched_ok:
+        raise ProlabError(f"{what}: classes {rec.unmatched[:5]} are not classes of {where}")
+    return rec

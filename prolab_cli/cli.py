@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import click
 
 from . import __version__
-from .commands.options import SummaryGroup
+from .commands.options import SummaryGroup, flags_for_fields
 from .errors import ProlabError
 from .extras import missing_extra
 from .progress import set_quiet
@@ -83,7 +83,7 @@ class LazyGroup(SummaryGroup):
             with user_errors(lambda: " ".join(["prolab", *filter(None, [ctx.invoked_subcommand])])):
                 return super().invoke(ctx)
         except ProlabError as exc:  # the one place a library error becomes click's "Error: ..." (exit 1)
-            raise click.ClickException(exc.message) from exc
+            raise click.ClickException(flags_for_fields(exc.message)) from exc
         except _BARE_GROUP_HELP:
             raise
         except click.UsageError as exc:

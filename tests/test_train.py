@@ -133,8 +133,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth, tmp_path):
 
 
 def test_eval_on_synthetic_data_and_held_out_classes(synth, trained, tmp_path):
-    with pytest.raises(ProlabError, match=r"the classes of .* differ from the ade20k dataset's \(9 classes\) at "
-                                          r".*--map-classes-by-name"):
+    with pytest.raises(ProlabError, match=r"the classes of .*: its class list differs from the ade20k dataset's \(9 classes\) at "
+                                          r".*eval.map_classes_by_name to match"):
         evaluate(trained["work"], synth["data"], progress=False)
     seen = evaluate(trained["work"], synth["data"], output=tmp_path / "seen.json", progress=False,
                     map_classes_by_name=True)
@@ -270,8 +270,9 @@ def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_expl
                                     "-q"])
     assert res.exit_code == 1 and "Traceback" not in res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and f"differ from the ade20k dataset's (9 classes) at index 7: (none) vs " \
+    assert len(lines) == 1 and f"differs from the ade20k dataset's (9 classes) at index 7: (none) vs " \
                                 f"{synth['info']['heldout'][0]!r} (7 classes vs 9)" in lines[0]
+    assert "or --map-classes-by-name to match the classes by name" in lines[0]  # the CLI spells the field as its flag
     res = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained["work"]), "--data-root", str(synth["data"]),
                                     "-q", "--map-classes-by-name", "-o", str(tmp_path / "m.json")])
     assert res.exit_code == 0, res.output
@@ -289,7 +290,7 @@ def test_class_list_mismatch_is_a_one_line_cli_error_and_by_name_mapping_is_expl
     reordered = full.subset(list(reversed(full.classes)), "toy-reversed").save(tmp_path)
     first = re.escape(repr(full.classes[-1]))
     with pytest.raises(ProlabError, match=r"label space 'toy-reversed': its class list differs from the classes of "
-                                          rf".* at index 0: {first} vs .*; pass --map-classes-by-name"):
+                                          rf".* at index 0: {first} vs .* or predict.map_classes_by_name to match"):
         predict([image], trained["work"], out_dir=tmp_path / "p", label_space=reordered)
     summary = predict([image], trained["work"], out_dir=tmp_path / "p", label_space=reordered, map_classes_by_name=True)[0]
     assert summary["classes"] == list(reversed(full.classes))

@@ -14,6 +14,7 @@ An older spelling keeps working for one release: :class:`AliasedOption` accepts 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable, Mapping
 
 import click
@@ -70,12 +71,36 @@ def option(*names: str, old_names: tuple[str, ...] = (), **kwargs: Any) -> Calla
     return click.option(*names, cls=AliasedOption, old_names=old_names, **kwargs)
 
 
+#: the leaf command being run (set while its command line is parsed), for :func:`flags_for_fields`
+_running_command: click.Command | None = None
+
+
+def flags_for_fields(message: str) -> str:
+    """A library message in the running command's words: the library names a setting by its field,
+    ``STAGE.FIELD`` (``cluster.n_init``, as a pipeline YAML spells it); where the command that is
+    running has the flag ``--FIELD`` (underscores as dashes), the flag is shown instead. A field
+    followed by ``=`` is a config key (``--set schedule.max_iters=N``) and stays."""
+    command = _running_command
+    if command is None:
+        return message
+    flags = {opt for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+    stages = {command.name, "describe", "embed", "cluster", "build"}
+
+    def spell(match: re.Match) -> str:
+        flag = "--" + match.group(2).replace("_", "-")
+        return flag if match.group(1) in stages and flag in flags else match.group(0)
+
+    return re.sub(r"\b([a-z][a-z-]*)\.([a-z][a-z0-9_]*)\b(?!=)", spell, message)
+
+
 def quiet_option(func: Callable) -> Callable:
     """The ``-q/--quiet`` option of a command (``--no-progress`` is the deprecated spelling); it calls
     :func:`set_quiet` while the command line is parsed and passes nothing to the command."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        global _running_command
         set_quiet(value)
+        _running_command = ctx.command
         return value
 
     return option("-q", "--quiet", "quiet", old_names=("--no-progress",), is_flag=True, expose_value=False,

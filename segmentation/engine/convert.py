@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from prolab_cli.classes import check_class_list, load_classes
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
 from prolab_cli.torch_files import numpy_array_globals
@@ -144,15 +145,6 @@ def _row_bank_key(row: Any, entries: dict[str, tuple[int, int]], where: str) -> 
                       f"{row.num_classes} classes (entries: {', '.join(sorted(entries)) or 'none'}); give --bank-key")
 
 
-def _check_classes(space: Any, dataset: str) -> None:
-    """Refuse a label space whose classes are not the dataset's, naming the first difference."""
-    from prolab_cli.classes import class_list_difference, load_classes
-
-    difference = class_list_difference(list(space.classes), load_classes(dataset))
-    if difference:
-        raise ProlabError(f"label space {space.name!r}: its classes differ from the {dataset} dataset's at {difference}")
-
-
 def head_settings_from_mmseg_cfg(cfg_text: Any) -> dict:
     """``temperature`` and ``normalize_embedding`` of the decode head in the config text an MMSeg 1.x
     checkpoint carries (``meta.cfg``, written by mmengine's Runner with the ProLab plugin heads);
@@ -229,15 +221,14 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             raise ProlabError(f"--preset {preset} contradicts row {the_row.id} (model {preset_name})")
         config = load_config(the_row.id)
         if raw_bank is not None:
-            from prolab_cli.classes import load_classes
-
             key = bank_key or _row_bank_key(the_row, entries, str(bank))
             space = label_space_from_bank(raw_bank, the_row.label_space, key=key,
                                         classes=classes or load_classes(the_row.dataset), source=str(bank))
         if space is None:
             raise ProlabError(f"row {the_row.id} is a ProLab model: give --bank embeddings/{the_row.bank_file} "
                               f"(entry {the_row.bank_key}) or --label-space ARTIFACT")
-        _check_classes(space, the_row.dataset)
+        check_class_list(space.classes, load_classes(the_row.dataset), what=f"label space {space.name!r}",
+                         where=f"the {the_row.dataset} dataset's")
         if temperature is not None:
             config["model"]["temperature"] = float(temperature)
         if normalize_embedding is not None:

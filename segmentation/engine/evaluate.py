@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from prolab_cli.atomic import write_json
-from prolab_cli.classes import class_list_difference, reconcile_class_names
+from prolab_cli.classes import check_class_list
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
 
@@ -76,18 +76,13 @@ def check_eval_classes(model_classes: list[str], ds: SegDataset, info: dict, che
     ground truth."""
     what = f"label space {info['label_space']['name']!r}" if info.get("swapped") else f"the classes of {checkpoint}"
     where = f"the {ds.layout.name} dataset's ({len(ds.classes)} classes)"
-    if not map_by_name:
-        diff = class_list_difference(model_classes, ds.classes)
-        if diff:
-            raise ProlabError(
-                f"{what} differ from {where} at {diff}; pass --map-classes-by-name to evaluate across datasets "
-                "(dataset classes without a row are then ignored)"
-            )
+    rec = check_class_list(model_classes, ds.classes, what=what, where=where, map_by_name=map_by_name,
+                           by_name_field="eval.map_classes_by_name", unmatched_ok=True)
+    if rec is None:
         return {"by_name": False}
-    rec = reconcile_class_names(model_classes, ds.classes, source=what, partial=True)
     if verbose:
         for line in rec.report_lines():
-            print(f"--map-classes-by-name: {line}", file=sys.stderr)
+            print(f"map_classes_by_name: {line}", file=sys.stderr)
     return {"by_name": True, "ignored_dataset_classes": rec.missing, "model_classes_without_ground_truth": rec.unmatched,
             "renamed": rec.to_dict()["renamed"]}
 

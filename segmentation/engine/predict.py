@@ -23,7 +23,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from prolab_cli.atomic import write_bytes, write_json
-from prolab_cli.classes import class_list_difference, load_classes, normalise, reconcile_class_names
+from prolab_cli.classes import check_class_list, load_classes, normalise
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import track
 
@@ -172,21 +172,15 @@ def predict(
     ckpt = load_checkpoint(checkpoint)
     space = load_label_space(label_space)
     model, model_classes, info = model_from_checkpoint(ckpt, space)
-    trained = list(ckpt["meta"]["classes"])
-    # an extension (`prolab extend`) keeps the trained classes first: their label ids do not change
-    extends = class_list_difference(model_classes[:len(trained)], trained) is None
-    diff = class_list_difference(model_classes, trained)
-    if diff and not extends and not map_classes_by_name:
-        raise ProlabError(
-            f"label space {space.name!r}: its class list differs from the classes of {ckpt['path']} at {diff}; "
-            "pass --map-classes-by-name to label with its classes (label ids then number its class list)"
-        )
+    if space is not None and not map_classes_by_name:
+        check_class_list(model_classes, ckpt["meta"]["classes"], what=f"label space {space.name!r}",
+                         where=f"the classes of {ckpt['path']}", extension_ok=True,
+                         by_name_field="predict.map_classes_by_name")
     model.to(device)
     keep = list(range(len(model_classes)))
     if classes is not None:
-        rec = reconcile_class_names(load_classes(Path(classes)), model_classes, source=str(classes), partial=True)
-        if rec.unmatched:
-            raise ProlabError(f"{classes}: classes {rec.unmatched[:5]} are not classes of the model")
+        rec = check_class_list(load_classes(Path(classes)), model_classes, what=str(classes), where="the model",
+                               map_by_name=True)
         for line in rec.report_lines()[: len(rec.matches)]:
             print(line, file=sys.stderr)
         keep = [j for j in rec.mapping if j is not None]

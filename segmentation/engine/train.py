@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from prolab_cli.atomic import write_json
-from prolab_cli.classes import class_list_difference, reconcile_class_names
+from prolab_cli.classes import check_class_list
 from prolab_cli.errors import ProlabError
 from prolab_cli.progress import progress_bar
 
@@ -28,27 +28,6 @@ from .config import TrainingConfig, apply_resume_overrides, base_defaults, check
 from .init_from import init_from_checkpoint
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
-
-
-def _check_classes(space_classes: list[str], dataset: SegDataset, what: str, map_by_name: bool,
-                   log: RunLogger) -> None:
-    """Refuse a label space whose class list is not the dataset's (same names, same order), unless
-    ``map_by_name``: then its classes must be dataset classes, and the dataset classes it lacks
-    (ignored in training) are reported."""
-    where = f"the {dataset.layout.name} dataset at {dataset.root} ({len(dataset.classes)} classes)"
-    if not map_by_name:
-        diff = class_list_difference(space_classes, dataset.classes)
-        if diff:
-            raise ProlabError(
-                f"{what}: its class list differs from {where} at {diff} (use a label space made for this "
-                "dataset's class list, or --map-classes-by-name to train on the classes they share)"
-            )
-        return
-    rec = reconcile_class_names(space_classes, dataset.classes, source=what, partial=True)
-    if rec.unmatched:
-        raise ProlabError(f"{what}: classes {rec.unmatched[:5]} are not classes of {where}")
-    for line in rec.report_lines():
-        log.message(f"--map-classes-by-name: {line}")
 
 
 def _amp_context(amp: str, device: str, log: RunLogger) -> tuple[Callable[[], Any], bool]:
@@ -246,7 +225,11 @@ def _training_dataset(config: dict, data_root, space: Any, classes, skip_bad: bo
     dataset = SegDataset(config["dataset"], data_root, "train", pipeline=pipeline, classes=classes,
                          target_classes=target, skip_bad=skip_bad)
     if space is not None:
-        _check_classes(space.classes, dataset, f"label space {space.name!r}", map_classes_by_name, log)
+        where = f"the {dataset.layout.name} dataset at {dataset.root} ({len(dataset.classes)} classes)"
+        rec = check_class_list(space.classes, dataset.classes, what=f"label space {space.name!r}", where=where,
+                               map_by_name=map_classes_by_name, by_name_field="train.map_classes_by_name")
+        for line in rec.report_lines() if rec else []:
+            log.message(f"map_classes_by_name: {line}")
     if dataset.skipped:
         first = dataset.skipped[0]
         log.message(f"skipped {len(dataset.skipped)} bad training samples (first: {first[0]}: {first[1]})")
