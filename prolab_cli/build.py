@@ -112,7 +112,7 @@ def build_label_space(
         shown = "; ".join(", ".join(g) for g in groups)
         raise ProlabError(
             f"label space {name!r}: {len(groups)} groups of classes share identical property rows and could not"
-            f" be told apart: {shown} (raise K, improve the descriptions, or pass --allow-collisions)"
+            f" be told apart: {shown} (raise K, improve the descriptions, or set build.allow_collisions)"
         )
     prov = dict(provenance or {})
     prov["embed"] = emb.model

@@ -42,7 +42,7 @@ def parse_n_init(value: str | int) -> str | int:
         return value
     if (isinstance(value, int) or str(value).isdigit()) and int(value) >= 1:
         return int(value)
-    raise ProlabError(f"--n-init must be 'auto' or a positive integer, got {value!r}")
+    raise ProlabError(f"cluster.n_init must be 'auto' or a positive integer, got {value!r}")
 
 
 @dataclass
@@ -259,9 +259,9 @@ def parse_ks(text: str) -> list[int]:
     try:
         ks = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ProlabError(f"--sweep must be a comma-separated list of integers, got {text!r}") from None
+        raise ProlabError(f"cluster.sweep must be a comma-separated list of integers, got {text!r}") from None
     if not ks:
-        raise ProlabError("--sweep needs at least one K")
+        raise ProlabError("cluster.sweep needs at least one K")
     return ks
 
 

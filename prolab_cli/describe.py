@@ -234,11 +234,11 @@ def describe_classes(
     classes = list(classes)
     _check_classes(classes)
     if min_descriptions < 1:
-        raise ProlabError(f"--min must be at least 1, not {min_descriptions}")
+        raise ProlabError(f"describe.min must be at least 1, not {min_descriptions}")
     if attempts < 1:
-        raise ProlabError(f"--attempts must be at least 1, not {attempts}")
+        raise ProlabError(f"describe.attempts must be at least 1, not {attempts}")
     if jobs < 1:
-        raise ProlabError(f"--jobs must be at least 1, not {jobs}")
+        raise ProlabError(f"describe.jobs must be at least 1, not {jobs}")
     cache = cache if cache is not None else Cache()
     retry = retry or RetryPolicy()
     options = {**template.sampling, **(sampling or {})}

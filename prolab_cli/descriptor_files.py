@@ -127,5 +127,5 @@ def require_descriptions(descriptions: dict[str, list[str]], source: str) -> Non
     empty = [k for k, v in descriptions.items() if not v]
     if empty:
         raise ProlabError(
-            f"{source}: classes with no descriptions: {empty} (describe them, or drop them with --drop-empty)"
+            f"{source}: classes with no descriptions: {empty} (describe them, or drop them: drop_empty)"
         )

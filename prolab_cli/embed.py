@@ -82,8 +82,8 @@ def _hf_snapshot(repo: str, name: str, download: bool) -> Path:
         how = "the download failed" if download else "downloads are off"
         raise ProlabError(
             f"embedding model {name!r} ({repo}) has no local copy in the Hugging Face cache and {how}"
-            f" ({type(e).__name__}); pass a local directory: --model /path/to/{repo.split('/')[-1]}"
-            + ("" if download else " (or allow a download with --download)")
+            f" ({type(e).__name__}); set embed.model to a local directory: /path/to/{repo.split('/')[-1]}"
+            + ("" if download else " (or allow a download: embed.download)")
         ) from None
 
 

@@ -194,7 +194,7 @@ def parse_keep(spec: str) -> list[str]:
         return parse_class_list(text, str(path))
     names = [c.strip() for c in spec.split(",") if c.strip()]
     if not names:
-        raise ProlabError(f"--keep {spec!r}: no classes given")
+        raise ProlabError(f"extend.keep {spec!r}: no classes given")
     return names
 
 
@@ -202,10 +202,10 @@ def keep_classes(space: LabelSpace, classes: list[str], name: str) -> LabelSpace
     """``space`` restricted to ``classes`` (in that order) over the same centres."""
     dupes = sorted({c for c in classes if classes.count(c) > 1})
     if dupes:
-        raise ProlabError(f"--keep: classes listed twice: {dupes}")
+        raise ProlabError(f"extend.keep: classes listed twice: {dupes}")
     missing = [c for c in classes if c.strip().lower() not in {k.strip().lower() for k in space.classes}]
     if missing:
-        raise ProlabError(f"--keep: classes not in label space {space.name!r}: {missing}")
+        raise ProlabError(f"extend.keep: classes not in label space {space.name!r}: {missing}")
     return space.subset(classes, name)
 
 
@@ -224,7 +224,7 @@ def run_extend(
     from .shipped import beside
 
     if descriptions_path is None and keep is None:
-        raise ProlabError("give --descriptions (classes to add) and/or --keep (classes to keep)")
+        raise ProlabError("give extend.descriptions (classes to add) and/or extend.keep (classes to keep)")
     parent_path = resolve_artifact_path(artifact)
     space = LabelSpace.load(parent_path)
     parent = {"name": space.name, "version": space.version}
@@ -242,5 +242,5 @@ def run_extend(
             space.manifest["provenance"]["extended_from"] = parent
     target_dir = Path(out_dir) if out_dir is not None else beside(parent_path)
     if (target_dir / name).resolve() == parent_path.resolve():
-        raise ProlabError(f"the new version would overwrite its parent {parent_path}; pass another --name or -o")
+        raise ProlabError(f"the new version would overwrite its parent {parent_path}; give another extend.name or out_dir")
     return space, space.save(target_dir, name), report

@@ -112,7 +112,7 @@ def bank_to_label_space(
         if len(keys) != 1:
             raise ProlabError(
                 f"{source}: expected one '*_cluster_<K>_embeddings_and_labels' entry, found {keys or 'none'}"
-                f" (entries: {present}); choose one with --key"
+                f" (entries: {present}); choose one with import_bank.key"
             )
         key = keys[0]
     if key not in bank:
@@ -152,7 +152,7 @@ def bank_to_label_space(
     if len(classes) != c:
         raise ProlabError(
             f"{source}: multi-hot has {c} classes but {len(classes)} class names are known"
-            " (pass the class list with --classes)"
+            " (give the class list: import_bank.classes)"
         )
     descriptions = {cls: descriptions.get(cls, []) for cls in classes}
     return LabelSpace.from_arrays(
@@ -168,7 +168,7 @@ def import_notes(space: LabelSpace) -> list[str]:
     lines = [f"{source}: {line}" for line in imported.get("cleaned", [])]
     lines += [f"{source}: class {r['index']} {r['from']!r} -> {r['to']!r} ({r['how']})" for r in record.get("renamed", [])]
     if record.get("list") == "the bank's descriptions":
-        lines.append(f"{source}: class names taken from the bank's descriptions (no --classes); train, eval and"
+        lines.append(f"{source}: class names taken from the bank's descriptions (import_bank.classes not given); train, eval and"
                      " predict refuse it against a dataset whose class list differs")
     return lines
 
@@ -265,7 +265,7 @@ def run_export_bank(
         if dataset is None:
             raise ProlabError(
                 f"label space {space.name!r}: its classes are none of the built-in lists, so the bank file name"
-                " needs --dataset NAME (or give -o FILE.pth)"
+                " needs export_bank.dataset (or an output file FILE.pth)"
             )
-        out = inside(out, bank_file_name(dataset, key), "bank file name (from --dataset and the entry key)")
+        out = inside(out, bank_file_name(dataset, key), "bank file name (from export_bank.dataset and the entry key)")
     return export_bank(space, out, key), key

@@ -71,7 +71,7 @@ def name_properties(
     from .describe import cached_completion
 
     if members < 1:
-        raise ProlabError(f"--members must be at least 1, not {members}")
+        raise ProlabError(f"name_properties.members must be at least 1, not {members}")
     cache = cache if cache is not None else Cache()
     retry = retry or RetryPolicy()
     first = {"temperature": 0.0, "max_tokens": 24}
@@ -127,5 +127,5 @@ def run_name_properties(
 
     target = Path(out_dir) if out_dir is not None else beside(path)
     if (target / named.name).resolve() == path.resolve():
-        raise ProlabError(f"the new version would overwrite its parent {path}; pass another --name or -o")
+        raise ProlabError(f"the new version would overwrite its parent {path}; give another name_properties.name or out_dir")
     return named, named.save(target)

@@ -55,6 +55,6 @@ def load_torch_file(path: str | os.PathLike, failure: str, trust_pickle: bool = 
             return torch.load(Path(path), map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
         refused = "Weights only load failed" in str(exc)
-        hint = ("; it holds more than tensors: if you trust its source, retry with --trust-pickle"
+        hint = ("; it holds more than tensors: if you trust its source, retry with trust_pickle"
                 if refused and offer_trust and not trust_pickle else "")
         raise ProlabError(f"{path}: {failure} ({exception_line(exc, 200)}){hint}") from None

@@ -85,7 +85,7 @@ def test_dataset_prefix_model_name_and_overrides(tmp_path):
     own = _space(["road", "car", "sky"]).save(tmp_path / "own")
     res = runner.invoke(main, ["export-bank", str(own), "--out-dir", str(tmp_path / "e")])
     assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
-    assert "its classes are none of the built-in lists, so the bank file name needs --dataset NAME" in res.output
+    assert "its classes are none of the built-in lists, so the bank file name needs --dataset (or an output file" in res.output
     res = runner.invoke(main, ["export-bank", str(own), "--out-dir", str(tmp_path / "e"), "--key",
                                "bge-base-en-v1.5_gpt3.5_cluster_7_embeddings_and_labels", "--dataset", "x"])
     assert res.exit_code == 1 and "names K=7 but label space 'city' has K=6" in res.output

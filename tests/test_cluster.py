@@ -69,7 +69,7 @@ def test_k_too_large_and_bad_n_init():
         cluster_embeddings(emb, 0)
     assert parse_n_init("auto") == "auto" and parse_n_init("4") == 4
     for bad in ("0", "many", -1):
-        with pytest.raises(ProlabError, match="--n-init"):
+        with pytest.raises(ProlabError, match=r"cluster\.n_init must be"):
             parse_n_init(bad)
 
 

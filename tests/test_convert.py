@@ -57,7 +57,7 @@ def test_convert_round_trip_through_the_cli(tmp_path):
     _same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
     from segmentation.engine.evaluate import evaluate
 
-    with pytest.raises(ProlabError, match=r"nano.pth: the checkpoint records no dataset .*give --dataset"):
+    with pytest.raises(ProlabError, match=r"nano.pth: the checkpoint records no dataset .*give eval.dataset"):
         evaluate(dst, tmp_path, progress=False)
 
 

@@ -204,8 +204,8 @@ def test_replies_are_stored_in_the_llm_namespace():
         ({"classes": []}, "no classes to describe"),
         ({"classes": ["car", "Car"]}, "duplicate class 'Car'"),
         ({"classes": ["car", " "]}, "empty class name"),
-        ({"min_descriptions": 0}, "--min must be at least 1"),
-        ({"jobs": 0}, "--jobs must be at least 1"),
+        ({"min_descriptions": 0}, r"describe\.min must be at least 1"),
+        ({"jobs": 0}, r"describe\.jobs must be at least 1"),
     ],
 )
 def test_bad_arguments(kwargs, message):

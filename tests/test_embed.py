@@ -125,7 +125,7 @@ def test_flag_backend_equals_sentence_transformers_with_mean_pooling():
 
 
 def test_bge_without_local_copy_says_how_to_pass_a_path():
-    with pytest.raises(ProlabError, match=r"'bge-base' \(BAAI/bge-base-en-v1.5\).*--model /path/to/bge-base-en-v1.5"):
+    with pytest.raises(ProlabError, match=r"'bge-base' \(BAAI/bge-base-en-v1.5\).*set embed.model to a local directory: /path/to/bge-base-en-v1.5"):
         resolve_model("bge-base")
 
 

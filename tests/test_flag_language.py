@@ -102,3 +102,31 @@ def test_every_option_of_every_command_has_help_text():
     for name in COMMANDS:
         walk(main.get_command(ctx, name), f"prolab {name}")
     assert missing == []
+
+
+def test_library_messages_name_fields_and_the_cli_shows_its_flags(tmp_path):
+    """A library error names the setting as a pipeline YAML or a Python caller spells it; the same
+    error through `prolab` names the running command's flag instead."""
+    import pytest
+
+    from prolab_cli.commands import options
+    from prolab_cli.errors import ProlabError
+    from prolab_cli.extend import parse_keep
+
+    with pytest.raises(ProlabError, match=r"^extend\.keep ',': no classes given$"):
+        parse_keep(",")
+    res = CliRunner().invoke(main, ["extend", "cityscapes", "--keep", ",", "--out-dir", str(tmp_path)])
+    assert res.exit_code == 1 and res.stderr.strip() == "Error: --keep ',': no classes given", res.stderr
+
+    command = click.Command("cluster", params=[click.Option(["--n-init"]), click.Option(["--trust-pickle"], is_flag=True),
+                                                 click.Option(["--prompt-mode", "mode"])])
+    options._running_command = command
+    try:
+        spell = options.flags_for_fields
+        assert spell("cluster.n_init must be 'auto'") == "--n-init must be 'auto'"
+        assert spell("retry with trust_pickle") == "retry with --trust-pickle"
+        assert spell("describe.mode chat needs a template") == "--prompt-mode chat needs a template"  # by field name
+        for unchanged in ("override schedule.max_iters=N", "train.n_init", "see names.json", "n_init=3", "mode"):
+            assert spell(unchanged) == unchanged
+    finally:
+        options._running_command = None

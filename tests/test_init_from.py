@@ -74,5 +74,5 @@ def test_init_from_refuses_what_does_not_fit(first_run, tmp_path):
                                     "--resume", "--init-from", str(first_run["root"] / "first")])
     assert res.exit_code == 1 and "--init-from cannot change it" in res.output
     cfg = apply_overrides(load_config("synth-vit-adapter-nano"), ["model.img_size=64", "schedule.init_from_required=true"])
-    with pytest.raises(ProlabError, match="give --init-from CHECKPOINT"):
+    with pytest.raises(ProlabError, match="give train.init_from CHECKPOINT"):
         train(cfg, first_run["data"], work_dir=tmp_path / "req", label_space=first_run["space"], progress=False)

@@ -111,7 +111,7 @@ def test_bank_errors(tmp_path):
     with pytest.raises(ProlabError, match="expected one '\\*_cluster_<K>_embeddings_and_labels' entry, found none"):
         bank_to_label_space({"descriptions": {}}, "x")
     two = dict(good, **{"n_gpt3.5_cluster_2_embeddings_and_labels": good["m_gpt3.5_cluster_2_embeddings_and_labels"]})
-    with pytest.raises(ProlabError, match="choose one with --key"):
+    with pytest.raises(ProlabError, match="choose one with import_bank.key"):
         bank_to_label_space(two, "x")
     assert bank_to_label_space(two, "x", key="n_gpt3.5_cluster_2_embeddings_and_labels").num_properties == 2
     bad_shape = dict(good, **{"m_gpt3.5_cluster_2_embeddings_and_labels": [torch.randn(4, 3), torch.eye(2)]})
@@ -150,6 +150,6 @@ def test_bank_with_pickled_objects_needs_trust(tmp_path):
             "extra": Note()}
     path = tmp_path / "objects.pth"
     torch.save(bank, path)
-    with pytest.raises(ProlabError, match="--trust-pickle"):
+    with pytest.raises(ProlabError, match="retry with trust_pickle"):
         load_bank(path)
     assert bank_to_label_space(load_bank(path, trust_pickle=True), "x").classes == ["a", "b"]

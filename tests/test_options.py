@@ -44,7 +44,7 @@ def nano() -> dict:
 def test_set_refuses_unknown_keys_and_wrong_types(nano, item, message):
     with pytest.raises(ProlabError, match=message) as info:
         apply_overrides(nano, [item])
-    assert "\n" not in str(info.value) and str(info.value).startswith(f"--set {item!r}: ")
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"train.overrides {item!r}: ")
 
 
 def test_set_values_take_the_schema_type(nano):

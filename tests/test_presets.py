@@ -91,7 +91,7 @@ def test_beitv2_recipe_refuses_to_train_from_scratch_without_saying_so(tmp_path)
     from segmentation.engine.init_from import init_from_checkpoint
 
     cfg = load_config("ade20k-beitv2-adapter-l-896-prolab")
-    with pytest.raises(ProlabError, match="--init-from CHECKPOINT, or --set schedule.init_from_required=false"):
+    with pytest.raises(ProlabError, match="train.init_from CHECKPOINT, or the override schedule.init_from_required=false"):
         init_from_checkpoint(None, cfg)
     first_run = apply_overrides(cfg, ["schedule.max_iters=160000", "schedule.init_from_required=false"])
     assert init_from_checkpoint(None, first_run) is None

@@ -37,7 +37,7 @@ def test_load_torch_file_reads_tensors_and_numpy_scalars_and_refuses_pickled_cod
 
     opaque = tmp_path / "opaque.pth"
     torch.save({"x": _Opaque()}, opaque)
-    with pytest.raises(ProlabError, match=r"opaque.pth: not a readable thing \(.*_Opaque.*\); .*--trust-pickle"):
+    with pytest.raises(ProlabError, match=r"opaque.pth: not a readable thing \(.*_Opaque.*\); .*retry with trust_pickle"):
         load_torch_file(opaque, "not a readable thing")
     with pytest.raises(ProlabError) as refused:
         load_torch_file(opaque, "not a readable thing", offer_trust=False)

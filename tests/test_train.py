@@ -94,9 +94,9 @@ def test_resume_with_a_raised_max_iters_extends_the_run(synth, tmp_path):
                      progress=False, map_classes_by_name=True)
     short = _config(**flat, **{"schedule.max_iters": 2})
     train(short, synth["data"], work_dir=tmp_path / "b", label_space=synth["seen"], progress=False, map_classes_by_name=True)
-    with pytest.raises(ProlabError, match=r"already trained 2 of schedule.max_iters=2 .*--set schedule.max_iters"):
+    with pytest.raises(ProlabError, match=r"already trained 2 of schedule.max_iters=2 .*override schedule.max_iters"):
         train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False)
-    with pytest.raises(ProlabError, match=r"--set 'model.preset=vit-adapter-t': a resumed run keeps"):
+    with pytest.raises(ProlabError, match=r"train.overrides 'model.preset=vit-adapter-t': a resumed run keeps"):
         train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False,
               resume_overrides=["schedule.max_iters=4", "model.preset=vit-adapter-t"])
     longer = train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False,
@@ -340,6 +340,6 @@ def test_predict_bounds_a_huge_image_and_refuses_one_past_the_limit(synth, train
     assert [r["class"] for r in banded["regions"]] == [r["class"] for r in whole["regions"]]
     overlay = Image.open(tmp_path / "banded" / "big_overlay.png")
     assert max(overlay.size) <= 2048 + 400  # a display-size picture (plus its legend), not 3000 px
-    with pytest.raises(ProlabError, match=r"big.png: 3000x2200 = 6.6 megapixels, above the limit of 5 \(--max-pixels"):
+    with pytest.raises(ProlabError, match=r"big.png: 3000x2200 = 6.6 megapixels, above the limit of 5 \(max_pixels"):
         predict([tmp_path / "big.png"], trained["work"], out_dir=tmp_path / "refused", max_pixels=5_000_000)
     assert not (tmp_path / "refused").exists()

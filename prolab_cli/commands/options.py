@@ -76,21 +76,29 @@ _running_command: click.Command | None = None
 
 
 def flags_for_fields(message: str) -> str:
-    """A library message in the running command's words: the library names a setting by its field,
-    ``STAGE.FIELD`` (``cluster.n_init``, as a pipeline YAML spells it); where the command that is
-    running has the flag ``--FIELD`` (underscores as dashes), the flag is shown instead. A field
-    followed by ``=`` is a config key (``--set schedule.max_iters=N``) and stays."""
+    """A library message in the running command's words. The library names a setting by its field:
+    ``STAGE.FIELD`` (``cluster.n_init``, as a pipeline YAML spells it) or a bare field with an
+    underscore (``trust_pickle``); where the running command has an option of that name or the flag
+    ``--FIELD`` (underscores as dashes), its flag is shown instead. A config key (``schedule.max_iters``, ``key=value``) stays."""
     command = _running_command
     if command is None:
         return message
-    flags = {opt for param in command.params if isinstance(param, click.Option) for opt in param.opts}
-    stages = {command.name, "describe", "embed", "cluster", "build"}
+    flags: dict[str, str] = {}  # field or flag -> the flag shown
+    for param in command.params:
+        if isinstance(param, click.Option):
+            shown = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            flags.update({o: shown for o in param.opts if o.startswith("--")})
+            flags.setdefault(f"--{(param.name or '').replace('_', '-')}", shown)
+    stages = {(command.name or "").replace("-", "_"), "describe", "embed", "cluster", "build"}
 
     def spell(match: re.Match) -> str:
-        flag = "--" + match.group(2).replace("_", "-")
-        return flag if match.group(1) in stages and flag in flags else match.group(0)
+        stage, field = match.group(1), match.group(2)
+        flag = flags.get("--" + field.replace("_", "-"))
+        if flag is None or (stage is None and "_" not in field) or (stage is not None and stage not in stages):
+            return match.group(0)
+        return flag
 
-    return re.sub(r"\b([a-z][a-z-]*)\.([a-z][a-z0-9_]*)\b(?!=)", spell, message)
+    return re.sub(r"(?<![\w.-])(?:([a-z][a-z_]*)\.)?([a-z][a-z0-9_]*)\b(?![=.\w-])", spell, message)
 
 
 def quiet_option(func: Callable) -> Callable:

@@ -41,10 +41,10 @@ def resolve_backend(
 
     spec = spec.strip()
     if not spec:
-        raise ProlabError("--llm: empty model name")
+        raise ProlabError("describe.llm: empty model name")
     if spec == "local":
         if mode not in ("auto", "completion"):
-            raise ProlabError("--llm local is a base model: it runs in completion mode only")
+            raise ProlabError("describe.llm local is a base model: it runs in completion mode only")
         from .llama_backend import LlamaCppBackend
         from .local_model import local_model_path, local_model_sha256
 
@@ -60,7 +60,7 @@ def resolve_backend(
 
     name = spec[len("openai:"):] if spec.startswith("openai:") else spec
     if not name:
-        raise ProlabError("--llm openai: needs a model name, e.g. openai:gpt-3.5-turbo")
+        raise ProlabError("describe.llm openai: needs a model name, e.g. openai:gpt-3.5-turbo")
     return OpenAIBackend(
         ALIASES.get(name, name), base_url=base_url, timeout=timeout,
         mode="chat" if mode == "auto" else mode,

@@ -84,7 +84,7 @@ class LlamaCppBackend(Backend):
         if not path.is_file():
             raise ProlabError(f"{path}: GGUF model file not found")
         if mode not in ("auto", "chat", "completion"):
-            raise ProlabError(f"--mode must be auto, chat or completion, not {mode!r}")
+            raise ProlabError(f"describe.mode must be auto, chat or completion, not {mode!r}")
         if kind:
             self.kind = kind
         self.path = path
@@ -106,7 +106,7 @@ class LlamaCppBackend(Backend):
         if mode == "auto":
             mode = "chat" if has_template else "completion"
         elif mode == "chat" and not has_template:
-            raise ProlabError(f"{path}: --prompt-mode chat needs a GGUF with a chat template (this one has none)")
+            raise ProlabError(f"{path}: describe.mode chat needs a GGUF with a chat template (this one has none)")
         self.mode = mode
 
     def details(self) -> dict[str, Any]:
@@ -136,7 +136,7 @@ class LlamaCppBackend(Backend):
                     choice = reply["choices"][0]
                     text = choice.get("text") or ""
             except ValueError as exc:  # e.g. prompt longer than the context
-                raise ProlabError(f"{self.path.name}: {exc} (raise --n-ctx)") from None
+                raise ProlabError(f"{self.path.name}: {exc} (raise describe.n_ctx)") from None
         usage = reply.get("usage") or {}
         return Completion(
             text=text,

@@ -74,7 +74,7 @@ class OpenAIBackend(Backend):
     ):
         openai = require("openai", "the OpenAI backend (--llm NAME, openai:NAME, --base-url)")
         if mode not in ("chat", "completion"):
-            raise ProlabError(f"--mode for an OpenAI-compatible server must be chat or completion, not {mode!r}")
+            raise ProlabError(f"describe.mode for an OpenAI-compatible server must be chat or completion, not {mode!r}")
         self._openai = openai
         self.model = model
         self.mode = mode
@@ -83,7 +83,7 @@ class OpenAIBackend(Backend):
         if not key:
             if not is_loopback(self.base_url):
                 raise ProlabError(
-                    f"OPENAI_API_KEY is not set (needed for {self.base_url}); export it, or use --llm local"
+                    f"OPENAI_API_KEY is not set (needed for {self.base_url}); export it, or use describe.llm local"
                 )
             key = LOCAL_PLACEHOLDER_KEY
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0)

@@ -55,7 +55,7 @@ def resolve_classes(layout: Layout, root: Path, classes: str | Path | None = Non
     if own.is_file():
         return load_classes(own)
     if layout.classes is None:
-        raise ProlabError(f"{own}: the {layout.name} layout needs a class list (classes.txt or --classes)")
+        raise ProlabError(f"{own}: the {layout.name} layout needs a class list (classes.txt or the classes setting)")
     return load_classes(layout.classes)
 
 
@@ -139,7 +139,7 @@ def _check_pixels(path: Path, im: Image.Image, max_pixels: int) -> None:
     w, h = im.size
     if w * h > max_pixels:
         raise InputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels, above the limit of"
-                         f" {max_pixels / 1e6:g} (--max-pixels raises it)")
+                         f" {max_pixels / 1e6:g} (max_pixels raises it)")
 
 
 def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -240,7 +240,7 @@ class SegDataset:
         samples, orphans = find_samples(self.layout, self.root, split)
         self.skipped: list[tuple[Path, str]] = []
         if orphans and not skip_bad:
-            raise ProlabError(f"{orphans[0]}: image without a mask ({len(orphans)} such images; --skip-bad leaves them out)")
+            raise ProlabError(f"{orphans[0]}: image without a mask ({len(orphans)} such images; skip_bad leaves them out)")
         self.skipped.extend((p, "image without a mask") for p in orphans)
         if skip_bad:
             good = []

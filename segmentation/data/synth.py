@@ -115,11 +115,11 @@ def make_classes(
     draws cannot satisfy it.
     """
     if not 1 <= num_colours <= len(COLOURS):
-        raise ProlabError(f"--colours {num_colours}: expected 1..{len(COLOURS)}")
+        raise ProlabError(f"synth.colours {num_colours}: expected 1..{len(COLOURS)}")
     palette = list(COLOURS)[:num_colours]
     triples = list(itertools.product(palette, TEXTURES, SHAPES))
     if num_seen < 1 or num_heldout < 0 or num_seen + num_heldout > len(triples):
-        raise ProlabError(f"--seen/--heldout: need 1 <= seen and seen + held-out <= {len(triples)}")
+        raise ProlabError(f"synth.seen/synth.heldout: need 1 <= seen and seen + held-out <= {len(triples)}")
     rng = np.random.default_rng(seed)
     for _ in range(attempts):
         order = [triples[i] for i in rng.permutation(len(triples))]
@@ -149,7 +149,7 @@ def make_classes(
             return [make(t) for t in seen], [make(t) for t in heldout]
     raise ProlabError(
         f"no draw of {num_seen} seen classes gives {num_heldout} held-out classes whose properties each occur in"
-        f" >= {min_support} seen classes at Hamming distance >= {min_distance}; raise --seen or lower --heldout"
+        f" >= {min_support} seen classes at Hamming distance >= {min_distance}; raise synth.seen or lower synth.heldout"
     )
 
 

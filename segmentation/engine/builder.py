@@ -17,9 +17,9 @@ def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ProlabError("--device cuda: no CUDA device is available")
+        raise ProlabError("device 'cuda': no CUDA device is available")
     if device not in ("cpu", "cuda"):
-        raise ProlabError(f"--device {device!r}: expected auto, cpu or cuda")
+        raise ProlabError(f"device {device!r}: expected auto, cpu or cuda")
     return device
 
 
@@ -54,7 +54,7 @@ def build_for_head(model: Any, head: str, classes: list[str], label_space: Any |
     elif label_space is not None:
         rows, centres = label_space.multi_hot, label_space.centres
     else:
-        raise ProlabError("the property head needs a label space (--label-space ARTIFACT); use --head onehot for the baseline")
+        raise ProlabError("the property head needs a label space (train.label_space ARTIFACT); use train.head onehot for the baseline")
     return build_model(model, class_rows=rows, centres=centres, **kwargs)
 
 

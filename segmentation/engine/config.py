@@ -198,9 +198,9 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
     config = copy.deepcopy(config)
     for item in overrides:
         if "=" not in item:
-            raise ProlabError(f"--set {item!r}: expected key=value")
+            raise ProlabError(f"train.overrides {item!r}: expected key=value")
         key, raw = (part.strip() for part in item.split("=", 1))
-        where = f"--set {item!r}"
+        where = f"train.overrides {item!r}"
         tp, parts = schema_type(TrainingConfig, key, where)
         try:
             value = yaml.safe_load(raw)
@@ -269,7 +269,7 @@ def apply_resume_overrides(config: dict, overrides: Iterable[str]) -> dict:
         key = item.split("=", 1)[0].strip()
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
             raise ProlabError(
-                f"--set {item!r}: a resumed run keeps its checkpoint's {key!r}; only schedule.*, "
+                f"train.overrides {item!r}: a resumed run keeps its checkpoint's {key!r}; only schedule.*, "
                 "train.log_interval, train.ckpt_interval, train.max_keep and data.num_workers can change"
             )
     return apply_overrides(config, overrides)

@@ -20,7 +20,7 @@ from ..models.registry import MODELS, ModelConfig, build_model, model_config
 from .builder import model_kwargs_from_config
 from .checkpoint import class_rows_and_centres, make_meta, save_checkpoint
 from .config import load_config
-from .row_match import match_row, row_architecture, state_shapes
+from .row_match import NAMED, match_row, row_architecture, state_shapes
 
 _MMSEG_META_KEYS = ("CLASSES", "mmcv_version", "mmseg_version", "iter", "epoch", "time")
 
@@ -44,10 +44,10 @@ class ConvertReport:
     def lines(self) -> list[str]:
         """Human-readable summary."""
         name = self.preset or "custom config"
-        how = "named" if self.evidence[:1] == ["named with --row"] else "inferred"
+        how = "named" if self.evidence[:1] == [NAMED] else "inferred"
         out = [f"wrote {self.output} ({name}, {self.head} head, {len(self.classes)} classes)",
-               f"row {self.row} ({how}; {'; '.join(e for e in self.evidence if e != 'named with --row')})"
-               if self.row else "no paper row: eval needs --dataset (and uses whole-image defaults)",
+               f"row {self.row} ({how}; {'; '.join(e for e in self.evidence if e != NAMED)})"
+               if self.row else "no paper row: eval needs the dataset named (and uses whole-image defaults)",
                f"eval will use: {self.settings}" if self.settings else None,
                f"filled {len(self.filled)} relative_position_index buffers from the model" if self.filled else None,
                f"missing keys ({len(self.missing)}): {', '.join(self.missing)}" if self.missing else "missing keys: none",
@@ -119,7 +119,7 @@ def infer_config(sd: dict[str, torch.Tensor], where: str = "checkpoint") -> tupl
         model = build_model(cfg, num_classes=out, device="meta")
         if state_shapes(model.state_dict()) == want:
             return name, cfg
-    raise ProlabError(f"{where}: keys/shapes match no registered model ({', '.join(MODELS)}); give --preset")
+    raise ProlabError(f"{where}: keys/shapes match no registered model ({', '.join(MODELS)}); give convert.preset")
 
 
 def _bank_entries(raw: dict) -> dict[str, tuple[int, int]]:
@@ -142,7 +142,7 @@ def _row_bank_key(row: Any, entries: dict[str, tuple[int, int]], where: str) -> 
     if len(fitting) == 1:
         return fitting[0]
     raise ProlabError(f"{where}: no entry {row.bank_key!r} and {len(fitting)} entries with K={row.num_properties}, "
-                      f"{row.num_classes} classes (entries: {', '.join(sorted(entries)) or 'none'}); give --bank-key")
+                      f"{row.num_classes} classes (entries: {', '.join(sorted(entries)) or 'none'}); give convert.bank_key")
 
 
 def head_settings_from_mmseg_cfg(cfg_text: Any) -> dict:
@@ -196,7 +196,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     """
     where = str(src)
     if label_space is not None and bank is not None:
-        raise ProlabError("give --label-space or --bank, not both")
+        raise ProlabError("give convert.label_space or convert.bank, not both")
     bar = progress_bar(4, f"convert {Path(src).name}", "step")  # read, build, load, write
     with torch.serialization.safe_globals(_mmseg1_globals()):
         ckpt = read_checkpoint(src, trust_pickle)
@@ -218,15 +218,15 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
         the_row = match.row
         preset_name, cfg = row_architecture(the_row.id)
         if preset is not None and preset != preset_name:
-            raise ProlabError(f"--preset {preset} contradicts row {the_row.id} (model {preset_name})")
+            raise ProlabError(f"convert.preset {preset} contradicts row {the_row.id} (model {preset_name})")
         config = load_config(the_row.id)
         if raw_bank is not None:
             key = bank_key or _row_bank_key(the_row, entries, str(bank))
             space = label_space_from_bank(raw_bank, the_row.label_space, key=key,
                                         classes=classes or load_classes(the_row.dataset), source=str(bank))
         if space is None:
-            raise ProlabError(f"row {the_row.id} is a ProLab model: give --bank embeddings/{the_row.bank_file} "
-                              f"(entry {the_row.bank_key}) or --label-space ARTIFACT")
+            raise ProlabError(f"row {the_row.id} is a ProLab model: give convert.bank embeddings/{the_row.bank_file} "
+                              f"(entry {the_row.bank_key}) or convert.label_space ARTIFACT")
         check_class_list(space.classes, load_classes(the_row.dataset), what=f"label space {space.name!r}",
                          where=f"the {the_row.dataset} dataset's")
         if temperature is not None:
@@ -250,8 +250,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             if normalize_embedding is None:
                 normalize_embedding = recorded.get("normalize_embedding", False)
             if temperature is None:
-                raise ProlabError(f"{where}: fits no paper row (see `prolab zoo`), so T is unknown: give --temperature "
-                                  "and --normalize-embedding/--no-normalize-embedding, or --row")
+                raise ProlabError(f"{where}: fits no paper row (see `prolab zoo`), so T is unknown: give convert.temperature "
+                                  "and convert.normalize_embedding, or convert.row")
             kwargs = {"temperature": float(temperature), "normalize_embedding": bool(normalize_embedding)}
         if cfg.backbone == "beit":
             kwargs["img_size"] = cfg.img_size
@@ -270,7 +270,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
             names = [f"class_{i}" for i in range(out_channels)]
         if len(names) != out_channels:
             raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs "
-                              "(a ProLab embedding head? give --label-space or --bank)")
+                              "(a ProLab embedding head? give convert.label_space or convert.bank)")
         model = build_model(cfg, num_classes=out_channels)
 
     bar.update(1)
@@ -287,7 +287,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing and not allow_missing:
         raise ProlabError(f"{where}: {len(missing)} model keys missing from the checkpoint, first: "
-                          f"{missing[:3]} (use --allow-missing to keep their fresh initialisation)")
+                          f"{missing[:3]} (set convert.allow_missing to keep their fresh initialisation)")
     bar.update(1)
 
     dataset = config["dataset"] if config is not None else None

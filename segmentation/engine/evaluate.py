@@ -126,7 +126,7 @@ def evaluate(
     config = ckpt.get("config") or {}
     dataset = dataset or config.get("dataset") or ckpt["meta"].get("dataset")
     if not dataset:
-        raise ProlabError(f"{ckpt['path']}: the checkpoint records no dataset (a converted one?); give --dataset")
+        raise ProlabError(f"{ckpt['path']}: the checkpoint records no dataset (a converted one?); give eval.dataset")
     space = load_label_space(label_space)
     model, model_classes, info = model_from_checkpoint(ckpt, space)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")

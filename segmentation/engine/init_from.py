@@ -21,7 +21,7 @@ def init_from_checkpoint(model: torch.nn.Module, config: dict, say: Callable[[st
         if config["schedule"]["init_from_required"]:
             raise ProlabError(
                 "this preset fine-tunes the weights of an earlier run (the released recipe's load_from): give "
-                "--init-from CHECKPOINT, or --set schedule.init_from_required=false to train that earlier run")
+                "train.init_from CHECKPOINT, or the override schedule.init_from_required=false to train that earlier run")
         return None
     ckpt = load_checkpoint(path)
     head = "property" if getattr(model, "is_property_head", False) else "onehot"

@@ -167,7 +167,7 @@ def predict(
     for image in map(Path, images):
         if stems.setdefault(image.stem, image) != image:
             raise ProlabError(f"{stems[image.stem]} and {image}: both would write {image.stem}_*.png "
-                              f"and {image.stem}.json in {out_dir}; predict them into separate --out-dir folders")
+                              f"and {image.stem}.json in {out_dir}; predict them into separate out_dir folders")
     device = pick_device(device)
     ckpt = load_checkpoint(checkpoint)
     space = load_label_space(label_space)

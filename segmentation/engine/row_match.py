@@ -15,6 +15,9 @@ from prolab_cli.errors import ProlabError
 from ..models.registry import build_model, model_config
 from .config import load_config
 
+#: the first evidence of a row the caller named (rather than one inferred)
+NAMED = "named by the caller"
+
 #: words in a config name / dataset type / data root -> dataset
 _DATASET_WORDS = (
     ("ade20k", re.compile(r"ade20k|adechallenge|(^|[^a-z])ade([^a-z]|$)")),
@@ -31,7 +34,7 @@ class RowMatch:
 
     row: Any                    # segmentation.zoo.Row
     evidence: list[str] = field(default_factory=list)
-    inferred: bool = True       # False: named with --row (and checked)
+    inferred: bool = True       # False: named by the caller (and checked)
 
 
 def state_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
@@ -127,7 +130,7 @@ def match_row(sd: dict[str, torch.Tensor], where: str, row_id: str | None = None
             if not ok(row):
                 raise ProlabError(f"{where}: {what} contradicts row {row.id} (K={row.num_properties}, "
                                   f"{row.num_classes} classes, dataset {row.dataset})")
-        return RowMatch(row, ["named with --row", "keys and shapes fit", *(w for w, _ in filters)], inferred=False)
+        return RowMatch(row, [NAMED, "keys and shapes fit", *(w for w, _ in filters)], inferred=False)
 
     candidates = [r for r in ROWS.values() if fits_keys(r, sd)]
     if not candidates:
@@ -140,7 +143,7 @@ def match_row(sd: dict[str, torch.Tensor], where: str, row_id: str | None = None
         return None
     if len(candidates) > 1:
         raise ProlabError(f"{where}: ambiguous, the checkpoint fits rows {', '.join(r.id for r in candidates)}; "
-                          f"name one with --row")
+                          f"name one with convert.row")
     return RowMatch(candidates[0], evidence)
 
 

@@ -191,12 +191,12 @@ def _checked_label_space(config: dict, ckpt: dict | None, label_space: str | Pat
     head = config["model"]["head"]
     space = load_label_space(label_space)
     if head == "property" and space is None:
-        raise ProlabError("the property head needs --label-space ARTIFACT (or --head onehot for the baseline)")
+        raise ProlabError("the property head needs train.label_space ARTIFACT (or train.head onehot for the baseline)")
     want_k = config["label_space"]["num_properties"]
     if space is not None and head == "property" and want_k and space.num_properties != want_k:
         raise ProlabError(
             f"label space {space.name!r} has K={space.num_properties} properties but this preset uses "
-            f"K={want_k} (--set label_space.num_properties={space.num_properties} to train anyway)"
+            f"K={want_k} (override label_space.num_properties={space.num_properties} to train anyway)"
         )
     if ckpt is not None and space is not None:
         trained = ckpt["meta"].get("label_space") or {}
@@ -208,7 +208,7 @@ def _checked_label_space(config: dict, ckpt: dict | None, label_space: str | Pat
     if ckpt is not None and int(ckpt["iteration"]) >= int(config["schedule"]["max_iters"]):
         raise ProlabError(
             f"{ckpt['path']}: already trained {ckpt['iteration']} of schedule.max_iters="
-            f"{config['schedule']['max_iters']} iterations (--set schedule.max_iters=N to extend the run)"
+            f"{config['schedule']['max_iters']} iterations (override schedule.max_iters=N to extend the run)"
         )
     return space
 

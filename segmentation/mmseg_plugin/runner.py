@@ -21,7 +21,7 @@ def parse_cfg_options(options: Sequence[str]) -> dict[str, Any]:
     for item in options:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ProlabError(f"--cfg-options {item!r}: expected KEY=VALUE")
+            raise ProlabError(f"cfg_options {item!r}: expected KEY=VALUE")
         out[key] = DictAction._parse_iterable(value)
     return out
 
@@ -86,7 +86,7 @@ def train(config: str | os.PathLike, work_dir: str | None = None, resume: bool |
     cfg = load_config(config, work_dir, cfg_options, quiet)
     if resume is True and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
         raise ProlabError(f"{cfg.work_dir}: no checkpoint to resume from (no last_checkpoint file); "
-                          "leave out --resume to start a new run")
+                          "leave out train.resume to start a new run")
     if resume:
         cfg.resume = True
         if isinstance(resume, str):
