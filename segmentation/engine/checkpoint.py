@@ -83,6 +83,29 @@ def class_rows_and_centres(label_space: Any) -> dict[str, torch.Tensor]:
             "centres": torch.tensor(label_space.centres, dtype=torch.float32)}
 
 
+def checkpoint_header(
+    preset: str,
+    model_kwargs: dict,
+    head: str,
+    classes: list[str],
+    label_space: Any | None = None,
+    dataset: str | None = None,
+    *,
+    model_config: dict | None = None,
+    label_space_path: str | os.PathLike | None = None,
+) -> dict:
+    """What every checkpoint says about its weights, written the same by training and by
+    ``prolab convert``: ``meta`` (:func:`make_meta`, the model's config, the label space's path
+    and property names) and ``bank``, the class rows and centres of a property head (else None)."""
+    meta = make_meta(preset, model_kwargs, head, classes, label_space, dataset)
+    meta["model_config"] = model_config
+    if meta["label_space"] is not None and label_space_path is not None:
+        meta["label_space"]["path"] = str(Path(label_space_path).resolve())
+    property_head = head == "property" and label_space is not None
+    meta["property_names"] = list(label_space.property_names) if property_head else None
+    return {"meta": meta, "bank": class_rows_and_centres(label_space) if property_head else None}
+
+
 def rng_state() -> dict:
     """The global RNG states a resumed run must continue from."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}

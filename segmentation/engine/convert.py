@@ -18,7 +18,7 @@ from ..label_space import label_space_from_bank, load_label_space, read_released
 from ..models.checkpoint_io import extract_state_dict, read_checkpoint
 from ..models.registry import MODELS, ModelConfig, build_model, model_config
 from .builder import model_kwargs_from_config
-from .checkpoint import class_rows_and_centres, make_meta, save_checkpoint
+from .checkpoint import checkpoint_header, save_checkpoint
 from .config import load_config
 from .row_match import NAMED, match_row, row_architecture, state_shapes
 
@@ -291,16 +291,12 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     bar.update(1)
 
     dataset = config["dataset"] if config is not None else None
-    meta = make_meta(preset_name or "custom", kwargs, head, names, space, dataset)
-    meta["model_config"] = cfg.to_dict()
-    meta["row"] = match.row.id if match is not None else None
-    meta["source"] = {"path": str(Path(src).resolve()), "missing": missing, "unexpected": unexpected,
-                      **_plain_meta(mmseg_meta)}
-    if space is not None:
-        meta["property_names"] = list(space.property_names)
-    payload: dict[str, Any] = {"state_dict": model.state_dict(), "meta": meta}
-    if space is not None:
-        payload["bank"] = class_rows_and_centres(space)
+    header = checkpoint_header(preset_name or "custom", kwargs, head, names, space, dataset,
+                               model_config=cfg.to_dict())
+    header["meta"]["row"] = match.row.id if match is not None else None
+    header["meta"]["source"] = {"path": str(Path(src).resolve()), "missing": missing, "unexpected": unexpected,
+                                **_plain_meta(mmseg_meta)}
+    payload: dict[str, Any] = {"state_dict": model.state_dict(), **header}
     if config is not None:
         payload["config"] = config
     path = save_checkpoint(dst, payload)

@@ -20,10 +20,10 @@ from prolab_cli.progress import progress_bar
 
 from ..data.datasets import SegDataset
 from ..data.transforms import TrainPipeline, collate
-from ..label_space import load_label_space
+from ..label_space import load_label_space, resolve_artifact_path
 from . import distributed as D
 from .builder import build_for_head, model_kwargs_from_config, pick_device
-from .checkpoint import class_rows_and_centres, load_checkpoint, make_meta, rng_state, save_run_checkpoint, set_rng_state
+from .checkpoint import checkpoint_header, load_checkpoint, rng_state, save_run_checkpoint, set_rng_state
 from .config import TrainingConfig, apply_resume_overrides, base_defaults, check_config, merge
 from .init_from import init_from_checkpoint
 from .logger import RunLogger
@@ -161,7 +161,11 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     if ckpt is not None:
         set_rng_state(ckpt["rng"])  # after the loader drew its base seed
 
-    meta, bank = _checkpoint_meta(config, model, kwargs, class_names, space, label_space)
+    header = checkpoint_header(
+        config["model"]["preset"], kwargs, config["model"]["head"], class_names, space, config["dataset"],
+        model_config=model.config.to_dict() if getattr(model, "config", None) is not None else None,
+        label_space_path=resolve_artifact_path(label_space) if space is not None else None)
+    meta, bank = header["meta"], header["bank"]
     meta["map_classes_by_name"] = map_classes_by_name
     if rank == 0:
         write_json(work_dir / "config.json", config)
@@ -255,22 +259,6 @@ def _load_initial_state(ckpt: dict | None, model: torch.nn.Module, optimizer: to
     changed = f" with {', '.join(resume_overrides)}" if resume_overrides else ""
     log.message(f"resuming {ckpt['path']} at iteration {start}{changed}")
     return start
-
-
-def _checkpoint_meta(config: dict, model: torch.nn.Module, kwargs: dict, class_names: list[str], space: Any,
-                     label_space: str | Path | None) -> tuple[dict, dict | None]:
-    """The ``meta`` block and the property ``bank`` every checkpoint of this run stores."""
-    mcfg = config["model"]
-    head = mcfg["head"]
-    meta = make_meta(mcfg["preset"], kwargs, head, class_names, space, config["dataset"])
-    meta["model_config"] = model.config.to_dict() if getattr(model, "config", None) is not None else None
-    if meta["label_space"] is not None:
-        from ..label_space import resolve_artifact_path
-
-        meta["label_space"]["path"] = str(resolve_artifact_path(label_space).resolve())
-    meta["property_names"] = list(space.property_names) if space is not None and head == "property" else None
-    bank = class_rows_and_centres(space) if head == "property" else None
-    return meta, bank
 
 
 def _batches(dataset: SegDataset, config: dict, seed: int, rank: int, world: int, start: int,
