@@ -156,3 +156,26 @@ def test_cli_synth_check_and_errors(tmp_path):
     result = runner.invoke(main, ["train", "--data-root", str(out), "--work-dir", str(tmp_path / "w"),
                                   "--dataset", "cityscapes"])
     assert result.exit_code == 1 and "needs --label-space" in result.output
+
+
+def test_work_dir_policy_refuses_mixing_runs_and_restores_an_overwritten_run_on_failure(tmp_path):
+    from segmentation.engine.work_dir import work_dir_policy
+
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / "iter_10.pth").write_bytes(b"old")
+    (work / "last_checkpoint").write_text("iter_10.pth\n")
+    with pytest.raises(ProlabError, match=r"holds checkpoints of an earlier run \(iter_10.pth, last_checkpoint\)"):
+        with work_dir_policy(work, resume=False, overwrite=False):
+            pass
+    with pytest.raises(ProlabError, match="give one of them"):
+        with work_dir_policy(work, resume=True, overwrite=True):
+            pass
+    with pytest.raises(RuntimeError):
+        with work_dir_policy(work, resume=False, overwrite=True):
+            assert not (work / "iter_10.pth").exists() and (work / ".overwritten" / "iter_10.pth").is_file()
+            raise RuntimeError("the new run fails before its first checkpoint")
+    assert (work / "iter_10.pth").read_bytes() == b"old" and not (work / ".overwritten").exists()
+    with work_dir_policy(work, resume=False, overwrite=True):
+        (work / "iter_1.pth").write_bytes(b"new")
+    assert sorted(p.name for p in work.iterdir()) == ["iter_1.pth"]

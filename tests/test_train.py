@@ -98,9 +98,9 @@ def test_resume_with_a_raised_max_iters_extends_the_run(synth, tmp_path):
         train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False)
     with pytest.raises(ProlabError, match=r"train.overrides 'model.preset=vit-adapter-t': a resumed run keeps"):
         train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False,
-              resume_overrides=["schedule.max_iters=4", "model.preset=vit-adapter-t"])
+              overrides=["schedule.max_iters=4", "model.preset=vit-adapter-t"])
     longer = train(None, synth["data"], work_dir=tmp_path / "b", resume=True, progress=False,
-                   resume_overrides=["schedule.max_iters=4"])
+                   overrides=["schedule.max_iters=4"])
     assert longer["iterations"] == 4 and longer["checkpoint"].endswith("iter_4.pth")
     a = load_checkpoint(straight["checkpoint"])
     b = load_checkpoint(longer["checkpoint"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -140,97 +138,32 @@ def subset_space(artifact, classes_file, name, out_dir):
 def train(dataset, data_root, label_space, preset, config_name, overrides, head, work_dir, resume, overwrite,
           init_from, classes, skip_bad, device, threads, map_classes_by_name):
     """Train a segmentation model (run under `torchrun` for several GPUs or nodes)."""
-    if resume and overwrite:
-        raise ProlabError("--resume continues the run in the work dir, --overwrite deletes it: give one of them")
-    held = run_files(Path(work_dir))
-    if not resume and held and not overwrite:
-        raise ProlabError(
-            f"{work_dir}: holds checkpoints of an earlier run ({', '.join(p.name for p in held[:3])}); "
-            "continue it with --resume or start afresh with --overwrite")
     _threads(threads)
-    from segmentation.engine.config import apply_overrides, load_config
+    from segmentation.engine.config import load_config
     from segmentation.engine.train import train as run_train
 
-    started = time.time()
     if resume:
         fixed = [flag for flag, value in (("--config", config_name), ("--dataset", dataset), ("--preset", preset),
                                           ("--head", head), ("--init-from", init_from)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
-        result = run_train(None, data_root, work_dir=work_dir, label_space=label_space, resume=True, device=device,
-                           classes=classes, skip_bad=skip_bad, progress=not is_quiet(), resume_overrides=overrides,
-                           map_classes_by_name=map_classes_by_name)
-        _report_training(result, Path(work_dir), time.time() - started)
-        return
-    config = apply_overrides(load_config(config_name or "ade20k-vit-adapter-b-prolab"), overrides)
-    if dataset:
-        config["dataset"] = dataset
-    if preset:
-        config["model"]["preset"] = preset
-    if head:
-        config["model"]["head"] = head
-    if init_from:
-        config.setdefault("train", {})["init_from"] = str(Path(init_from).resolve())
-    aside = _set_aside(Path(work_dir), held) if held and _is_rank_zero() else None
-    try:
-        result = run_train(config, data_root, work_dir=work_dir, label_space=label_space, device=device,
-                           classes=classes, skip_bad=skip_bad, progress=not is_quiet(),
-                           map_classes_by_name=map_classes_by_name)
-    except BaseException:
-        if aside is not None:
-            _after_failure(Path(work_dir), aside)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside)
+    # the flags that edit the config are overrides after the user's own --set ones
+    edits = [f"{key}={value}" for key, value in (("dataset", dataset), ("model.preset", preset), ("model.head", head),
+                                                 ("train.init_from", init_from and str(Path(init_from).resolve())))
+             if value]
+    config = None if resume else load_config(config_name or "ade20k-vit-adapter-b-prolab")
+    started = time.time()
+    result = run_train(config, data_root, work_dir=work_dir, label_space=label_space, resume=resume,
+                       overwrite=overwrite, overrides=[*overrides, *edits], device=device, classes=classes,
+                       skip_bad=skip_bad, progress=not is_quiet(), map_classes_by_name=map_classes_by_name)
     _report_training(result, Path(work_dir), time.time() - started)
-
-
-#: what `prolab train` writes into its work dir besides the checkpoints (see run_files)
-_RUN_LOGS = ("last_checkpoint", "log.jsonl", "config.json", "train_result.json", "tensorboard")
-
-
-def run_files(work_dir: Path) -> list[Path]:
-    """The checkpoints of an earlier run in ``work_dir`` (``iter_<N>.pth``, ``last_checkpoint``)."""
-    if not work_dir.is_dir():
-        return []
-    found = sorted(work_dir.glob("iter_*.pth"), key=lambda p: (len(p.name), p.name))
-    if (work_dir / "last_checkpoint").is_file():
-        found.append(work_dir / "last_checkpoint")
-    return found
-
-
-def _set_aside(work_dir: Path, checkpoints: list[Path]) -> Path:
-    """--overwrite: move the earlier run's checkpoints and logs into ``<work_dir>/.overwritten``; they
-    are deleted once the new run has finished and put back if it fails before its first checkpoint."""
-    aside = work_dir / ".overwritten"
-    shutil.rmtree(aside, ignore_errors=True)
-    aside.mkdir()
-    for path in checkpoints + [work_dir / name for name in _RUN_LOGS if (work_dir / name).exists()]:
-        if path.exists():
-            os.replace(path, aside / path.name)
-    return aside
-
-
-def _after_failure(work_dir: Path, aside: Path) -> None:
-    """The new run failed: with no checkpoint of its own written, the earlier run goes back in place."""
-    if run_files(work_dir):
-        click.echo(f"the earlier run's checkpoints are kept in {aside}", err=True)
-        return
-    for path in aside.iterdir():
-        target = work_dir / path.name
-        if target.is_dir():
-            shutil.rmtree(target)  # the failed run's own tensorboard folder
-        os.replace(path, target)
-    aside.rmdir()
-
-
-def _is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _report_training(result: dict, work_dir: Path, seconds: float) -> None:
     """A readable summary on stdout; the same as JSON in ``<work_dir>/train_result.json``."""
-    if not _is_rank_zero():
+    from segmentation.engine.distributed import is_rank_zero
+
+    if not is_rank_zero():
         return
     from prolab_cli.atomic import write_json
 

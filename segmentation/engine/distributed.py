@@ -23,6 +23,11 @@ def init_distributed(device: str) -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 (or alone), known before the process group is joined."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def barrier() -> None:
     """Wait for every process (no-op without a process group)."""
     if dist.is_initialized():

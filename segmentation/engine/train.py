@@ -24,10 +24,11 @@ from ..label_space import load_label_space, resolve_artifact_path
 from . import distributed as D
 from .builder import build_for_head, model_kwargs_from_config, pick_device
 from .checkpoint import checkpoint_header, load_checkpoint, rng_state, save_run_checkpoint, set_rng_state
-from .config import TrainingConfig, apply_resume_overrides, base_defaults, check_config, merge
+from .config import TrainingConfig, apply_overrides, apply_resume_overrides, base_defaults, check_config, merge
 from .init_from import init_from_checkpoint
 from .logger import RunLogger
 from .optim import PolyWarmup, build_optimizer
+from .work_dir import work_dir_policy
 
 
 def _amp_context(amp: str, device: str, log: RunLogger) -> tuple[Callable[[], Any], bool]:
@@ -85,7 +86,8 @@ def train(
     skip_bad: bool = False,
     progress: bool = True,
     on_iteration: Callable[[int, dict], None] | None = None,
-    resume_overrides: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    overwrite: bool = False,
     map_classes_by_name: bool = False,
 ) -> dict:
     """Train the model ``config`` describes; returns {"iterations", "checkpoint", "loss"}.
@@ -93,17 +95,20 @@ def train(
     ``config`` (a :class:`~.config.TrainingConfig` or its dict, as :func:`~.config.load_config`
     returns it) is checked against the schema; every argument after ``data_root`` is keyword-only.
 
-    ``resume`` continues from ``work_dir``'s newest checkpoint with that checkpoint's config
-    (``config`` is not used), updated by ``resume_overrides`` (``--set`` strings; schedule and
-    logging keys only, see :data:`~.config.RESUMABLE_KEYS`): raising ``schedule.max_iters``
-    extends a run, the poly schedule then following the new length from the resumed iteration.
+    ``overrides`` (``key=value`` strings, applied in order) change ``config``. ``resume`` continues
+    from ``work_dir``'s newest checkpoint with that checkpoint's config (``config`` is not used),
+    and ``overrides`` may then change schedule and logging keys only (see
+    :data:`~.config.RESUMABLE_KEYS`): raising ``schedule.max_iters`` extends a run, the poly
+    schedule then following the new length from the resumed iteration. A work dir holding another
+    run's checkpoints is refused unless ``resume`` or ``overwrite`` (:mod:`.work_dir`).
     ``on_iteration(it, record)`` is called after every optimiser step (benchmarks, tests).
     ``map_classes_by_name`` trains a label space whose classes are some of the dataset's (the
     others ignored); without it the class lists must be equal. A resumed run keeps its choice.
     """
-    run = _set_up(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, resume_overrides,
-                  map_classes_by_name)
-    record = _loop(run, progress, on_iteration)
+    with work_dir_policy(work_dir, resume=resume, overwrite=overwrite, rank_zero=D.is_rank_zero()):
+        run = _set_up(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, overrides,
+                      map_classes_by_name)
+        record = _loop(run, progress, on_iteration)
     if run.rank == 0:
         run.log.message(f"trained {run.max_iters} iterations; checkpoint {run.last_checkpoint}")
     checkpoint = str(run.last_checkpoint) if run.last_checkpoint else None
@@ -112,7 +117,7 @@ def train(
 
 # --- set-up ------------------------------------------------------------------------------------
 
-def _set_up(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, resume_overrides,
+def _set_up(config, data_root, work_dir, label_space, resume, device, classes, skip_bad, overrides,
             map_classes_by_name: bool) -> _Run:
     """Config, label space, data, model, optimiser and loader of a fresh or resumed run.
 
@@ -123,7 +128,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
     device = pick_device(device)
     rank, world, local_rank = D.init_distributed(device)
     work_dir = Path(work_dir)
-    config, ckpt = _run_config(config, work_dir, resume, resume_overrides)
+    config, ckpt = _run_config(config, work_dir, resume, overrides)
     work_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(work_dir, enabled=rank == 0)
     torch_device = torch.device(device, local_rank) if device == "cuda" else torch.device("cpu")
@@ -150,7 +155,7 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
                            float(scfg["min_lr"]), base_lr=float(ocfg["lr"]))
     autocast, use_scaler = _amp_context(tcfg["amp"], device, log)
     scaler = torch.amp.GradScaler("cuda", init_scale=float(tcfg["loss_scale"])) if use_scaler else None
-    start = _load_initial_state(ckpt, model, optimizer, scaler, log, resume_overrides)
+    start = _load_initial_state(ckpt, model, optimizer, scaler, log, overrides)
     if ckpt is None:
         init_from_checkpoint(model, config, log.message)  # --init-from: weights only, before DDP wraps the model
         torch.manual_seed(seed + rank)
@@ -175,18 +180,16 @@ def _set_up(config, data_root, work_dir, label_space, resume, device, classes, s
 
 
 def _run_config(config: dict | None, work_dir: Path, resume: bool,
-                resume_overrides: Sequence[str]) -> tuple[dict, dict | None]:
-    """The run's config and, for ``resume``, the checkpoint it continues (its config + overrides)."""
+                overrides: Sequence[str]) -> tuple[dict, dict | None]:
+    """The run's config (with ``overrides``) and, for ``resume``, the checkpoint it continues."""
     if resume:
         ckpt = load_checkpoint(work_dir)
         # a checkpoint written before a key existed holds none: that key takes its _base.yaml default
         config = merge(base_defaults(), ckpt["config"])
-        return check_config(apply_resume_overrides(config, resume_overrides), f"{ckpt['path']} config"), ckpt
-    if resume_overrides:
-        raise ProlabError("resume_overrides are for resume=True; a fresh run's config carries its overrides")
+        return check_config(apply_resume_overrides(config, overrides), f"{ckpt['path']} config"), ckpt
     if config is None:
         raise ProlabError("train: a fresh run needs a config (or resume=True)")
-    return check_config(config), None
+    return check_config(apply_overrides(check_config(config), overrides)), None
 
 
 def _checked_label_space(config: dict, ckpt: dict | None, label_space: str | Path | None) -> Any:
