@@ -130,3 +130,17 @@ def test_library_messages_name_fields_and_the_cli_shows_its_flags(tmp_path):
             assert spell(unchanged) == unchanged
     finally:
         options._running_command = None
+
+
+def test_data_subset_space_is_extend_keep_under_its_old_name(tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_text("road\ncar\n")
+    old = CliRunner().invoke(main, ["data", "subset-space", "cityscapes", "--classes", str(keep), "--name", "two",
+                                    "--out-dir", str(tmp_path / "old")])
+    new = CliRunner().invoke(main, ["extend", "cityscapes", "--keep", str(keep), "--name", "two",
+                                    "--out-dir", str(tmp_path / "new")])
+    assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output
+    assert "subset-space is deprecated; use prolab extend ARTIFACT --keep" in old.stderr and not new.stderr.strip()
+    for name in ("properties.json", "tensors.safetensors"):
+        assert (tmp_path / "old/two" / name).read_bytes() == (tmp_path / "new/two" / name).read_bytes()
+    assert "subset-space" not in CliRunner().invoke(main, ["data", "--help"]).stdout

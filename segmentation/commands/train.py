@@ -91,7 +91,7 @@ def check(dataset, data_root, split, classes):
         raise ProlabError(f"{len(ds.skipped)} bad samples in {data_root} ({split})")
 
 
-@data.command("subset-space")
+@data.command("subset-space", hidden=True)
 @click.argument("artifact")
 @classes_option("the classes to keep, in their order: a class list (built-in name, alias or file) or a "
                 "descriptions JSON", required=True, name="classes_file")
@@ -99,10 +99,11 @@ def check(dataset, data_root, split, classes):
 @out_dir_option("folder the new artifact directory goes in", required=True, old_names=("-o",))
 @quiet_option
 def subset_space(artifact, classes_file, name, out_dir):
-    """Keep some classes of a label space over the same centres (e.g. the seen classes, to train a
-    model whose full label space labels the held-out ones)."""
+    """Deprecated spelling of `prolab extend ARTIFACT --keep CLASSES`."""
     from prolab_cli.extend import run_extend
 
+    click.echo("Warning: prolab data subset-space is deprecated; use prolab extend ARTIFACT --keep CLASSES "
+               "--name NAME --out-dir DIR (the old command goes in the next release)", err=True)
     _, path, _ = run_extend(artifact, keep=classes_file, name=name, out_dir=out_dir)
     click.echo(f"wrote {path}")
 
