@@ -20,7 +20,7 @@ from .errors import ProlabError
 from .stage_options import DEFAULT_OUT_DIR, BuildOptions
 
 
-def name_properties(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarray) -> list[dict]:
+def nearest_description_names(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarray) -> list[dict]:
     """One dict per cluster: id, name (member nearest the centre), members by distance, and the
     classes owning it (from ``multi_hot`` [C,K])."""
     classes, texts = emb.classes, emb.texts
@@ -117,7 +117,7 @@ def build_label_space(
     prov = dict(provenance or {})
     prov["embed"] = emb.model
     prov["cluster"] = clusters.info
-    properties = name_properties(emb, clusters, multi_hot)
+    properties = nearest_description_names(emb, clusters, multi_hot)
     if property_names is not None:
         if len(property_names) != len(properties):
             raise ProlabError(f"label space {name!r}: {len(property_names)} property names for K={len(properties)}")
@@ -175,7 +175,7 @@ def run_build(
         provenance["describe"] = describe_provenance(Path(descriptions_path))
     names = None
     if options.property_names:
-        nearest = name_properties(emb, clusters, clusters.multi_hot(emb.desc_class, len(emb.classes)))
+        nearest = nearest_description_names(emb, clusters, clusters.multi_hot(emb.desc_class, len(emb.classes)))
         names = read_property_names(options.property_names, nearest)
         provenance["property_names_file"] = {"file": Path(options.property_names).name,
                                              "sha256": _file_sha256(Path(options.property_names))}

@@ -53,7 +53,7 @@ def _members(prop: dict, limit: int) -> list[str]:
     return members[:limit] if members else [prop["name"]]
 
 
-def name_properties(
+def name_properties_with_llm(
     space: LabelSpace,
     backend: Backend,
     *,
@@ -120,7 +120,7 @@ def run_name_properties(
     space = LabelSpace.load(path)
     backend = resolve_backend(llm, base_url=base_url, threads=threads)
     try:
-        named = name_properties(space, backend, members=members, seed=seed, name=name)
+        named = name_properties_with_llm(space, backend, members=members, seed=seed, name=name)
     finally:
         backend.close()
     from .shipped import beside

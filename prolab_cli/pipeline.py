@@ -85,7 +85,7 @@ def _section(data: dict, key: str, cls: type, source: str) -> Any:
     return from_mapping(cls, value, source, prefix=f"{key}.")
 
 
-def load_config(path: str | os.PathLike) -> PipelineConfig:
+def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
     """Read and check a pipeline YAML file."""
     import yaml
 
@@ -252,7 +252,7 @@ def run_pipeline(
     from .cluster import run_cluster
     from .embed import Embedder, run_embed
 
-    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    cfg = config if isinstance(config, PipelineConfig) else load_pipeline_config(config)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     stamps = _Stamps(cfg.work_dir, force)
     ran: dict[str, bool] = {}

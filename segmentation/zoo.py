@@ -1,7 +1,7 @@
 """The paper's seven rows (ProLab, ECCV 2024, Tables 1-2): what was released for each and how to
 reproduce it with prolab.
 
-Every row id is also the name of its training preset in ``segmentation/configs/``; the preset holds
+Every row id is also the name of its training config in ``segmentation/configs/``; the config holds
 the full recipe (crop, scale, stride, optimiser, schedule), a row only what identifies the released
 files and the numbers to expect. ``prolab zoo`` prints this table; the README's "Model zoo" section
 is generated from it (:func:`markdown_table`).

@@ -12,7 +12,7 @@ from torch import nn
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
 from segmentation.engine.checkpoint import load_checkpoint, save_checkpoint, save_run_checkpoint
-from segmentation.engine.config import apply_overrides, load_config, preset_names
+from segmentation.engine.config import apply_overrides, load_config, config_names
 from segmentation.engine.distributed import ResumableInfiniteSampler
 from segmentation.engine.inference import infer_scores, slide_scores
 from segmentation.engine.optim import PolyWarmup, build_optimizer, layer_id, param_groups
@@ -62,7 +62,7 @@ def test_poly_schedule_with_linear_warmup_follows_mmcv():
 
 def test_presets_inherit_and_overrides_apply():
     assert {"ade20k-vit-adapter-b-prolab", "cityscapes-vit-adapter-b-prolab", "bdd100k-vit-adapter-b-prolab",
-            "synth-vit-adapter-nano"} <= set(preset_names())
+            "synth-vit-adapter-nano"} <= set(config_names())
     beit = load_config("ade20k-beit-adapter-l-640-prolab")
     assert beit["optim"] == {"lr": 2e-5, "weight_decay": 0.05, "betas": [0.9, 0.999], "layer_decay": 0.9, "grad_clip": None}
     assert beit["model"]["temperature"] == 0.01 and beit["model"]["normalize_embedding"] is True
@@ -76,7 +76,7 @@ def test_presets_inherit_and_overrides_apply():
         apply_overrides(beit, ["optim.lrr=1"])
     with pytest.raises(ProlabError, match="expected key=value"):
         apply_overrides(beit, ["optim.lr"])
-    with pytest.raises(ProlabError, match="no such file or preset"):
+    with pytest.raises(ProlabError, match="no such file or shipped config"):
         load_config("nope")
 
 

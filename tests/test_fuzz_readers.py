@@ -80,7 +80,7 @@ def _readers():
     from prolab_cli.descriptor_files import read_descriptions
     from prolab_cli.embed import EmbeddingSet
     from prolab_cli.interop import load_bank
-    from prolab_cli.pipeline import load_config
+    from prolab_cli.pipeline import load_pipeline_config
     from prolab_cli.properties import read_property_file
     from segmentation.data.datasets import read_image, read_mask
 
@@ -89,7 +89,7 @@ def _readers():
         "classes.json": lambda p: load_classes(p),
         "descriptions.json": read_descriptions,
         "properties.json": read_property_file,
-        "pipeline.yaml": load_config,
+        "pipeline.yaml": load_pipeline_config,
         "embeddings.safetensors": EmbeddingSet.load,
         "clusters.safetensors": Clustering.load,
         "bank.pth": load_bank,

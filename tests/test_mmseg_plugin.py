@@ -53,9 +53,9 @@ def synth(tmp_path_factory):
 
 
 def _cfg(synth, path=TINY):
-    from segmentation.mmseg_plugin.runner import load_config
+    from segmentation.mmseg_plugin.runner import load_mmseg_config
 
-    return load_config(path, str(synth["root"] / "work"))
+    return load_mmseg_config(path, str(synth["root"] / "work"))
 
 
 def _models(synth):
@@ -236,7 +236,7 @@ def test_checkpoints_cross_between_engines_and_eval_matches(run, synth, tmp_path
     assert res.exit_code == 0, res.output
     ours = json.loads(res.output[res.output.index("{"):])
 
-    cfg = mm_runner.load_config(TINY, str(tmp_path / "test"))
+    cfg = mm_runner.load_mmseg_config(TINY, str(tmp_path / "test"))
     cfg.load_from = str(converted)
     runner = mm_runner.build_runner(cfg)
     rounded = runner.test()  # the plugin loads a prolab checkpoint
@@ -482,9 +482,9 @@ def test_mmseg_command_line_as_mmseg_tools_read_it(tmp_path):
     assert bad.exit_code == 1 and "'oops' is not KEY=VALUE" in bad.output
     no_dir = runner.invoke(main, ["mmseg", "train", str(TINY), "--resume"])
     assert no_dir.exit_code == 1 and "--resume continues the run in --work-dir" in no_dir.output
-    from segmentation.mmseg_plugin.runner import load_config
+    from segmentation.mmseg_plugin.runner import load_mmseg_config
 
-    assert load_config(TINY, quiet=True).log_level == "WARNING"  # -q: no config dump, no progress lines
+    assert load_mmseg_config(TINY, quiet=True).log_level == "WARNING"  # -q: no config dump, no progress lines
     empty = runner.invoke(main, ["mmseg", "train", str(TINY), "--resume", "--work-dir", str(tmp_path / "new")])
     assert empty.exit_code == 1 and "no checkpoint to resume from" in empty.output
 

@@ -1,5 +1,5 @@
 """The MMSeg plugin's configs for the paper rows (and their one-hot baselines) say what prolab's zoo
-rows and resolved presets say, on every setting the two engines share, so the two cannot drift."""
+rows and resolved training configs say, on every setting the two engines share, so the two cannot drift."""
 
 from __future__ import annotations
 

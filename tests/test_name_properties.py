@@ -7,7 +7,7 @@ import pytest
 
 from prolab_cli.artifact import LabelSpace
 from prolab_cli.llm import Backend, Completion
-from prolab_cli.naming import name_properties, parse_name
+from prolab_cli.naming import name_properties_with_llm, parse_name
 
 
 class Scripted(Backend):
@@ -39,7 +39,7 @@ def _space() -> LabelSpace:
 def test_names_stored_beside_nearest_names_as_a_new_version(tmp_path):
     space = _space()
     backend = Scripted()
-    named = name_properties(space, backend)
+    named = name_properties_with_llm(space, backend)
     assert [p["llm_name"] for p in named.properties] == ["Name of red", "Name of blue", "Name of round"]
     assert named.property_names == space.property_names  # the nearest-to-centre names stay
     assert named.version != space.version and named.centres_hash == space.centres_hash
@@ -49,14 +49,14 @@ def test_names_stored_beside_nearest_names_as_a_new_version(tmp_path):
     loaded = LabelSpace.load(named.save(tmp_path))
     assert loaded.properties[2]["llm_name"] == "Name of round"
     again = Scripted()
-    name_properties(space, again)
+    name_properties_with_llm(space, again)
     assert backend.calls == 3 and again.calls == 0  # every reply came from the cache
 
 
 @pytest.mark.parametrize("reply", ["\n  \n", "Upright flat vertical structure"])
 def test_empty_or_echoed_reply_is_reported_not_invented(reply):
     backend = Scripted(reply=reply)
-    named = name_properties(_space(), backend)
+    named = name_properties_with_llm(_space(), backend)
     assert [p["llm_name"] for p in named.properties] == [None, None, None]
     assert named.manifest["provenance"]["name_properties"]["unnamed"] == [0, 1, 2]
     assert backend.calls == 6  # greedy, then one sampled retry per property

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
-from prolab_cli.pipeline import DescribeSection, load_config as load_pipeline
+from prolab_cli.pipeline import DescribeSection, load_pipeline_config as load_pipeline
 from prolab_cli.stage_options import DEFAULT_OUT_DIR, BuildOptions, ClusterOptions, DescribeOptions, EmbedOptions
 from segmentation.engine.config import (
-    TrainingConfig, apply_overrides, apply_resume_overrides, check_config, load_config, preset_names,
+    TrainingConfig, apply_overrides, apply_resume_overrides, check_config, load_config, config_names,
 )
 
 # --- training config ---------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_base_yaml_is_the_one_home_of_the_defaults():
     for cls in [TrainingConfig, *sections]:  # the schema holds types only; the values are the YAML files'
         for f in dataclasses.fields(cls):
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (cls, f.name)
-    for name in preset_names():  # every shipped preset resolves to a complete, well-typed config
+    for name in config_names():  # every shipped config resolves to a complete, well-typed config
         cfg = load_config(name)
         assert check_config(cfg) == cfg
 

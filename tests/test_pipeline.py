@@ -14,7 +14,7 @@ from prolab_cli.cli import main
 from prolab_cli.embed import get_encoder, resolve_model
 from prolab_cli.errors import ProlabError
 from prolab_cli.llm import Backend, Completion
-from prolab_cli.pipeline import load_config, run_pipeline
+from prolab_cli.pipeline import load_pipeline_config, run_pipeline
 
 ANSWERS = {
     "road": ["flat grey asphalt surface", "painted white lane markings", "cars drive on it"],
@@ -135,10 +135,10 @@ def test_bad_configs(tmp_path, change, match):
     cfg = _config(tmp_path)
     cfg.update(change)
     with pytest.raises(ProlabError, match=match):
-        load_config(_write(tmp_path, cfg))
+        load_pipeline_config(_write(tmp_path, cfg))
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
     with pytest.raises(ProlabError, match="malformed YAML"):
-        load_config(tmp_path / "bad.yaml")
+        load_pipeline_config(tmp_path / "bad.yaml")
 
 
 def test_describe_key_follows_the_gguf_content(tmp_path):

@@ -1,4 +1,4 @@
-"""Every paper row's training preset, resolved (base chain merged, model preset applied), equals the
+"""Every paper row's training config, resolved (base chain merged, model preset applied), equals the
 released config's values. The table below is an independent copy of the released configs' settings,
 read from the files themselves (github.com/lambert-x/ProLab, configs/):
   ADE20K/upernet_deit_adapter_base_512_320k_ade20k_bge_base.py (max_iters from schedule_160k)

@@ -115,7 +115,7 @@ def subset_space(artifact, classes_file, name, out_dir):
 @option("--preset", "preset", old_names=("--model",), default=None,
         help="model preset, e.g. vit-adapter-b, vit-adapter-nano  [default: the config's]")
 @click.option("--config", "config_name", default=None,
-              help="a preset of segmentation/configs or a YAML file  [default: ade20k-vit-adapter-b-prolab]")
+              help="a training config of segmentation/configs (by name) or a YAML file  [default: ade20k-vit-adapter-b-prolab]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-4")
 @click.option("--head", type=click.Choice(["property", "onehot"]), default=None, help="property (ProLab) or onehot baseline")
 @click.option("--work-dir", required=True, type=click.Path(file_okay=False), help="folder for checkpoints and logs")

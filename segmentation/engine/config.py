@@ -1,8 +1,8 @@
-"""Training configs: YAML presets with ``base:`` inheritance and ``key.path=value`` overrides.
+"""Training configs: YAML files with ``base:`` inheritance and ``key.path=value`` overrides.
 
 The keys a config may hold and their types are the dataclasses below (:class:`TrainingConfig`);
 their values, defaults included, live in the YAML files only (``configs/_base.yaml`` holds every
-default, the presets override some). A resolved config and every ``--set`` are checked against
+default, the shipped configs override some). A resolved config and every ``--set`` are checked against
 the schema: an unknown key names the nearest valid one, a wrong type names the expected one.
 """
 
@@ -142,8 +142,8 @@ def base_defaults() -> dict:
     return load_config(CONFIG_DIR / "_base.yaml")
 
 
-def preset_names() -> list[str]:
-    """Names of the shipped presets (``segmentation/configs/*.yaml`` except ``_base``)."""
+def config_names() -> list[str]:
+    """Names of the shipped training configs (``segmentation/configs/*.yaml`` except ``_base``)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
@@ -154,7 +154,7 @@ def _resolve(name_or_path: str | Path) -> Path:
     shipped = CONFIG_DIR / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
-    raise ProlabError(f"config {name_or_path!r}: no such file or preset (presets: {', '.join(preset_names())})")
+    raise ProlabError(f"config {name_or_path!r}: no such file or shipped config (configs: {', '.join(config_names())})")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -169,7 +169,7 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def load_config(name_or_path: str | Path) -> dict:
-    """A preset name or YAML file, with its ``base:`` chain merged in (base first), checked
+    """A shipped config name or YAML file, with its ``base:`` chain merged in (base first), checked
     against :class:`TrainingConfig`."""
     path = _resolve(name_or_path).resolve()
     return check_config(_load_chain(path), str(path))

@@ -14,7 +14,7 @@ from .checkpoint import load_checkpoint
 
 def init_from_checkpoint(model: torch.nn.Module, config: dict, say: Callable[[str], None] = print) -> str | None:
     """Load ``config["train"]["init_from"]``'s model weights into ``model`` (not its optimiser,
-    schedule or iteration: those start fresh). Refuses a preset with ``schedule.init_from_required``
+    schedule or iteration: those start fresh). Refuses a config with ``schedule.init_from_required``
     and no checkpoint, and a checkpoint whose head, keys or shapes differ. Returns the path loaded."""
     path = config["train"]["init_from"]
     if not path:

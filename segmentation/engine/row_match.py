@@ -43,7 +43,7 @@ def state_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple]:
 
 
 def row_architecture(row_id: str) -> tuple[str, Any]:
-    """(registered model name, ModelConfig) of a row's training preset."""
+    """(registered model name, ModelConfig) of a row's training config."""
     model = load_config(row_id)["model"]
     return model["preset"], model_config(model["preset"], img_size=model.get("img_size"))
 

@@ -26,7 +26,7 @@ def parse_cfg_options(options: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(config: str | os.PathLike, work_dir: str | None = None,
+def load_mmseg_config(config: str | os.PathLike, work_dir: str | None = None,
                 cfg_options: Sequence[str] = (), quiet: bool = False) -> Any:
     """The mmengine Config of ``config`` with the options applied, a work dir (default
     ``work_dirs/<config name>``) and the label-space check hook present; ``quiet`` logs warnings
@@ -83,7 +83,7 @@ def train(config: str | os.PathLike, work_dir: str | None = None, resume: bool |
     Returns the Runner."""
     import segmentation.mmseg_plugin  # noqa: F401
 
-    cfg = load_config(config, work_dir, cfg_options, quiet)
+    cfg = load_mmseg_config(config, work_dir, cfg_options, quiet)
     if resume is True and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
         raise ProlabError(f"{cfg.work_dir}: no checkpoint to resume from (no last_checkpoint file); "
                           "leave out train.resume to start a new run")
@@ -105,7 +105,7 @@ def test(config: str | os.PathLike, checkpoint: str | os.PathLike, work_dir: str
 
     if not Path(checkpoint).is_file():
         raise ProlabError(f"{checkpoint}: checkpoint file not found")
-    cfg = load_config(config, work_dir, cfg_options, quiet)
+    cfg = load_mmseg_config(config, work_dir, cfg_options, quiet)
     cfg.load_from = str(checkpoint)
     cfg.resume = False
     with refused_checkpoints(checkpoint):

@@ -117,17 +117,17 @@ class PropertyBank(nn.Module):
     def num_classes(self) -> int:
         return self.class_rows.shape[0]
 
-    def set_class_rows(self, rows: Any) -> None:
+    def set_class_rows(self, class_rows: Any) -> None:
         """Replace the class rows [C', K] (same properties, any number of classes)."""
-        rows = as_float_tensor(rows, "class_rows")
-        if rows.shape[1] != self.num_properties:
-            raise ProlabError(f"class_rows has {rows.shape[1]} properties, the centres have "
+        class_rows = as_float_tensor(class_rows, "class_rows")
+        if class_rows.shape[1] != self.num_properties:
+            raise ProlabError(f"class_rows has {class_rows.shape[1]} properties, the centres have "
                               f"{self.num_properties}")
-        if rows.device.type != "meta":
-            empty = (rows.abs().sum(1) == 0).nonzero().flatten().tolist()
+        if class_rows.device.type != "meta":
+            empty = (class_rows.abs().sum(1) == 0).nonzero().flatten().tolist()
             if empty:
                 raise ProlabError(f"class_rows: classes {empty} own no property (all-zero rows)")
-        self.class_rows = rows.to(device=self.centres.device, dtype=self.centres.dtype)
+        self.class_rows = class_rows.to(device=self.centres.device, dtype=self.centres.dtype)
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
         """Pixel embedding [B,D,h,w] -> property logits z [B,K,h,w] (float32 or float64)."""

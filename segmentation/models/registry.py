@@ -178,10 +178,10 @@ def build_model(name: str | ModelConfig = "vit-adapter-b", *, num_classes: int |
         if class_rows is not None or centres is not None:
             if class_rows is None or centres is None:
                 raise ProlabError("the property head needs both class_rows and centres")
-            rows, cents = as_float_tensor(class_rows, "class_rows"), as_float_tensor(centres, "centres")
-            if num_classes is not None and num_classes != rows.shape[0]:
-                raise ProlabError(f"num_classes={num_classes} but class_rows has {rows.shape[0]} rows")
-            property_bank = PropertyBank(rows, cents, temperature, normalize_embedding, bank_basis)
+            class_rows, centres = as_float_tensor(class_rows, "class_rows"), as_float_tensor(centres, "centres")
+            if num_classes is not None and num_classes != class_rows.shape[0]:
+                raise ProlabError(f"num_classes={num_classes} but class_rows has {class_rows.shape[0]} rows")
+            property_bank = PropertyBank(class_rows, centres, temperature, normalize_embedding, bank_basis)
             out_channels = property_bank.dim
         elif num_classes is None or num_classes < 1:
             raise ProlabError("give num_classes (one-hot head) or class_rows and centres (property head)")
