@@ -26,3 +26,31 @@ def reference_data() -> Path:
     """``tests/data``: outputs and key layouts of the original code (``golden/``, ``checkpoint_keys/``),
     copied from the reference run with their SHA256 recorded (checked by test_reference_data.py)."""
     return DATA
+
+
+def tiny_config(size: int = 64, **sets) -> dict:
+    """The training config every test that trains starts from: the synthetic nano config
+    (``synth-vit-adapter-nano``) at ``size`` px, batch 2 and no checkpoint before the end, with
+    ``sets`` (``{"schedule.max_iters": 3}``) applied last."""
+    from segmentation.engine.config import apply_overrides, load_config
+
+    base = {"data.batch_size": 2, "train.ckpt_interval": 100000, "model.img_size": size,
+            "data.crop_size": f"[{size}, {size}]", "data.scale": f"[{2 * size}, {size}]",
+            "test.crop_size": f"[{size}, {size}]", "test.scale": f"[{2 * size}, {size}]"}
+    return apply_overrides(load_config("synth-vit-adapter-nano"), [f"{k}={v}" for k, v in {**base, **sets}.items()])
+
+
+def synth_world(root: Path, num_train: int = 4, num_val: int = 2, size: int = 32, num_seen: int = 4,
+                num_heldout: int = 2, seed: int = 0) -> dict:
+    """A synthetic dataset (``prolab data synth``, layout ade20k) under ``root``/data and its
+    attribute label spaces under ``root``/spaces: ``seen`` (its seen classes) and ``all``."""
+    import json
+
+    from segmentation.data.synth import attribute_label_space, write_synth
+
+    data = write_synth(root / "data", "ade20k", num_train=num_train, num_val=num_val, size=size, num_seen=num_seen,
+                       num_heldout=num_heldout, seed=seed)
+    info = json.loads((data / "synth.json").read_text())
+    seen = attribute_label_space(data, "toy-seen", info["seen"]).save(root / "spaces")
+    everything = attribute_label_space(data, "toy-all").save(root / "spaces")
+    return {"data": data, "info": info, "seen": seen, "all": everything, "root": root}

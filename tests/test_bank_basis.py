@@ -98,20 +98,17 @@ def test_span_model_trains_evaluates_over_an_extended_space_and_guards_init_from
     """K-channel heads, the basis recorded in the checkpoint and in eval's settings; a run in the other
     basis cannot start from its weights."""
     from prolab_cli.artifact import LabelSpace
-    from segmentation.data.synth import attribute_label_space, write_synth
+    from conftest import synth_world, tiny_config
     from segmentation.engine.builder import model_from_checkpoint
     from segmentation.engine.checkpoint import load_checkpoint
-    from segmentation.engine.config import apply_overrides, load_config
     from segmentation.engine.train import train
 
     torch.set_num_threads(1)
-    data = write_synth(tmp_path / "data", "ade20k", num_train=4, num_val=2, size=32, num_seen=4, num_heldout=2, seed=1)
-    info = json.loads((data / "synth.json").read_text())
-    seen = attribute_label_space(data, "toy-seen", info["seen"]).save(tmp_path / "spaces")
-    everything = attribute_label_space(data, "toy-all").save(tmp_path / "spaces")
-    sets = ["schedule.max_iters=2", "train.ckpt_interval=100000", "model.img_size=32", "data.crop_size=[32,32]",
-            "data.scale=[64,32]", "data.batch_size=2", "test.scale=[64,32]", "test.crop_size=[32,32]"]
-    cfg = apply_overrides(load_config("synth-vit-adapter-nano"), [*sets, "model.bank_basis=span"])
+    world = synth_world(tmp_path, seed=1)
+    data, info, seen, everything = world["data"], world["info"], world["seen"], world["all"]
+    cfg = tiny_config(32, **{"schedule.max_iters": 2, "model.bank_basis": "span"})
+    sets = [f"{k}={v}" for k, v in {"schedule.max_iters": 2, "train.ckpt_interval": 100000, "model.img_size": 32,
+                                    "data.crop_size": "[32,32]", "data.scale": "[64,32]", "data.batch_size": 2}.items()]
     run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen, progress=False, map_classes_by_name=True)
     ckpt = load_checkpoint(run["checkpoint"])
     k = ckpt["bank"]["centres"].shape[0]

@@ -112,7 +112,7 @@ def test_eval_and_predict_accept_the_extended_space(tmp_path):
     import torch
 
     from segmentation.data.synth import write_synth
-    from segmentation.engine.config import apply_overrides, load_config
+    from conftest import tiny_config
     from segmentation.engine.evaluate import evaluate
     from segmentation.engine.train import train
 
@@ -125,9 +125,7 @@ def test_eval_and_predict_accept_the_extended_space(tmp_path):
     seen_path = build_label_space(emb, cluster_embeddings(emb, 8), "toy-seen", allow_collisions=True).save(tmp_path)
     (tmp_path / "held.json").write_text(json.dumps({c: descriptions[c] for c in info["heldout"]}))
     _, extended, _ = run_extend(seen_path, tmp_path / "held.json", name="toy-ext", out_dir=tmp_path)
-    cfg = apply_overrides(load_config("synth-vit-adapter-nano"),
-                          ["schedule.max_iters=2", "train.ckpt_interval=100000", "model.img_size=32",
-                           "data.crop_size=[32,32]", "data.scale=[64,32]", "data.batch_size=2"])
+    cfg = tiny_config(32, **{"schedule.max_iters": 2})
     run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen_path, progress=False, map_classes_by_name=True)
     res = evaluate(run["checkpoint"], data, label_space=extended, progress=False)
     assert res["swapped_class_rows"] and {r["class"] for r in res["per_class"]} >= set(info["heldout"])

@@ -3,33 +3,28 @@ load_from, the BEiTv2-L recipe) with a fresh optimiser, schedule and iteration c
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from click.testing import CliRunner
 
 from prolab_cli.cli import main
 from prolab_cli.errors import ProlabError
-from segmentation.data.synth import attribute_label_space, write_synth
 from segmentation.engine.checkpoint import load_checkpoint
-from segmentation.engine.config import apply_overrides, load_config
 from segmentation.engine.train import train
 
-SETS = {"schedule.warmup_iters": 1, "data.batch_size": 2, "data.crop_size": "[64, 64]", "data.scale": "[128, 64]",
-        "model.img_size": 64, "test.scale": "[128, 64]", "train.log_interval": 1, "train.ckpt_interval": 1000}
+from conftest import synth_world, tiny_config
+
+SETS = {"schedule.warmup_iters": 1, "data.batch_size": 2, "train.log_interval": 1, "train.ckpt_interval": 1000}
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("init")
-    data = write_synth(root / "data", "ade20k", num_train=8, num_val=2, size=64, num_seen=4, num_heldout=0, seed=2)
-    info = json.loads((data / "synth.json").read_text())
-    space = attribute_label_space(data, "toy", info["seen"]).save(root / "spaces")
-    cfg = apply_overrides(load_config("synth-vit-adapter-nano"),
-                          [f"{k}={v}" for k, v in {**SETS, "schedule.max_iters": 3}.items()])
-    train(cfg, data, work_dir=root / "first", label_space=space, progress=False)
+    world = synth_world(root, num_train=8, size=64, num_heldout=0, seed=2)
+    data, space = world["data"], world["seen"]
+    train(tiny_config(64, **SETS, **{"schedule.max_iters": 3}), data, work_dir=root / "first", label_space=space,
+          progress=False)
     return {"root": root, "data": data, "space": space, "ckpt": load_checkpoint(root / "first")}
 
 
@@ -73,6 +68,6 @@ def test_init_from_refuses_what_does_not_fit(first_run, tmp_path):
     res = CliRunner().invoke(main, ["train", "--data-root", str(first_run["data"]), "--work-dir", str(tmp_path / "w"),
                                     "--resume", "--init-from", str(first_run["root"] / "first")])
     assert res.exit_code == 1 and "--init-from cannot change it" in res.output
-    cfg = apply_overrides(load_config("synth-vit-adapter-nano"), ["model.img_size=64", "schedule.init_from_required=true"])
+    cfg = tiny_config(64, **{"schedule.init_from_required": "true"})
     with pytest.raises(ProlabError, match="give train.init_from CHECKPOINT"):
         train(cfg, first_run["data"], work_dir=tmp_path / "req", label_space=first_run["space"], progress=False)

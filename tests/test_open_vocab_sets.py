@@ -128,7 +128,7 @@ def test_eval_extended_model_over_ade20k_847(tmp_path):
     from segmentation.data.synth import write_synth
     from segmentation.engine.builder import model_from_checkpoint
     from segmentation.engine.checkpoint import load_checkpoint
-    from segmentation.engine.config import apply_overrides, load_config
+    from conftest import tiny_config
     from segmentation.engine.inference import inference_settings, pipeline_for, scores_for
     from segmentation.engine.train import train
     from segmentation.label_space import load_label_space
@@ -143,9 +143,7 @@ def test_eval_extended_model_over_ade20k_847(tmp_path):
     fillers = {f"test class {i:03d}": [f"a made-up object number {i}"] for i in range(10, 265) if i != 255}
     (tmp_path / "held.json").write_text(json.dumps({c: descriptions[c] for c in info["heldout"]} | fillers))
     _, extended, _ = run_extend(seen_path, tmp_path / "held.json", name="toy-ext", out_dir=tmp_path)
-    cfg = apply_overrides(load_config("synth-vit-adapter-nano"),
-                          ["schedule.max_iters=2", "train.ckpt_interval=100000", "model.img_size=32",
-                           "data.crop_size=[32,32]", "data.scale=[64,32]", "data.batch_size=2"])
+    cfg = tiny_config(32, **{"schedule.max_iters": 2})
     run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen_path, progress=False,
                 map_classes_by_name=True)
 

@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from prolab_cli.errors import ProlabError
-from segmentation.data.synth import attribute_label_space, write_synth
+from segmentation.data.synth import attribute_label_space
 from segmentation.engine.checkpoint import load_checkpoint
-from segmentation.engine.config import apply_overrides, load_config
 from segmentation.engine.evaluate import evaluate
 from segmentation.engine.predict import predict
 from segmentation.engine.train import train
+
+from conftest import synth_world, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,23 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("synth")
-    data = write_synth(root / "data", "ade20k", num_train=16, num_val=4, size=64, num_seen=6, num_heldout=2, seed=1)
-    info = json.loads((data / "synth.json").read_text())
-    seen = attribute_label_space(data, "toy-seen", info["seen"]).save(root / "spaces")
-    full = attribute_label_space(data, "toy-all").save(root / "spaces")
-    other = attribute_label_space(data, "toy-other", seed=5).save(root / "spaces")
-    return {"data": data, "seen": seen, "all": full, "other": other, "info": info, "root": root}
+    world = synth_world(tmp_path_factory.mktemp("synth"), num_train=16, num_val=4, size=64, num_seen=6, seed=1)
+    world["other"] = attribute_label_space(world["data"], "toy-other", seed=5).save(world["root"] / "spaces")
+    return world
 
 
 def _config(**sets):
-    base = {
-        "schedule.max_iters": 30, "schedule.warmup_iters": 3, "data.batch_size": 2, "data.crop_size": "[64, 64]",
-        "data.scale": "[128, 64]", "model.img_size": 64, "test.scale": "[128, 64]", "train.log_interval": 1,
-        "train.ckpt_interval": 1000, "optim.lr": 2e-3,
-    }
-    base.update(sets)
-    return apply_overrides(load_config("synth-vit-adapter-nano"), [f"{k}={v}" for k, v in base.items()])
+    return tiny_config(64, **{"schedule.max_iters": 30, "schedule.warmup_iters": 3, "train.log_interval": 1,
+                              "train.ckpt_interval": 1000, **sets})
 
 
 @pytest.fixture(scope="module")
