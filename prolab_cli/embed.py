@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -401,17 +400,18 @@ def run_embed(
     options: EmbedOptions = EmbedOptions(),
     progress: bool = True,
     classes_spec: str | None = None,
-) -> EmbeddingSet:
+) -> tuple[EmbeddingSet, list[str]]:
     """The ``prolab embed`` stage: read a descriptor JSON, embed it, write the embeddings file.
+    Returns the embeddings and the notes for the user (what reading the file cleaned, which class
+    names were reconciled), one line each.
 
     With ``classes_spec`` (a dataset's class list) the file's class names are reconciled with it
     (:func:`~prolab_cli.classes.reconcile_class_names`) and replaced by the dataset's; each
-    non-exact match is printed and kept in the embeddings' model record (``classes``)."""
+    non-exact match is a note and is kept in the embeddings' model record (``classes``)."""
     from .descriptor_files import read_descriptions, require_descriptions
 
     descriptions, report = read_descriptions(descriptions_path)
-    for line in report.lines():
-        print(f"{descriptions_path}: {line}", file=sys.stderr)
+    notes = [f"{descriptions_path}: {line}" for line in report.lines()]
     if options.drop_empty:
         descriptions = {k: v for k, v in descriptions.items() if v}
     require_descriptions(descriptions, str(descriptions_path))
@@ -421,12 +421,11 @@ def run_embed(
 
         dataset_classes = load_classes(classes_spec)
         rec = reconcile_class_names(list(descriptions), dataset_classes, source=str(descriptions_path))
-        for line in rec.report_lines():
-            print(line, file=sys.stderr)
+        notes += rec.report_lines()
         descriptions = dict(zip(dataset_classes, descriptions.values()))
         record = {"list": classes_spec, **rec.to_dict()}
     result = embed_descriptions(descriptions, options, progress=progress)
     if record is not None:
         result.model["classes"] = record
     result.save(output)
-    return result
+    return result, notes

@@ -279,7 +279,7 @@ def run_pipeline(
     # the model's content fingerprint is part of the key: new weights at the same path re-embed
     embed_key = content_key("embed", _file_sha(descriptions), asdict(cfg.embed), Embedder(cfg.embed).identity)
     stage("embed", embed_key, embeddings,
-          lambda: run_embed(descriptions, embeddings, options=cfg.embed, progress=progress))
+          lambda: [echo(note) for note in run_embed(descriptions, embeddings, options=cfg.embed, progress=progress)[1]])
 
     clusters = cfg.work_dir / "clusters.safetensors"
     cluster_key = content_key("cluster", _file_sha(embeddings), asdict(cfg.cluster))

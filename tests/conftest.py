@@ -19,6 +19,9 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path_factory.mktemp("prolab_cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    from prolab_cli.progress import set_quiet
+
+    set_quiet(False)  # a `-q` of an earlier test's command line must not silence this one
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,10 @@ def embed(descriptions, model, backend, pooling, lowercase, batch_size, threads,
     """Embed every description (and class name) of DESCRIPTIONS ({class: [descriptions]} JSON)."""
     from ..embed import run_embed
 
-    result = run_embed(descriptions, output, options=options_from_flags(EmbedOptions), progress=not is_quiet(),
-                       classes_spec=classes_spec)
+    result, notes = run_embed(descriptions, output, options=options_from_flags(EmbedOptions), progress=not is_quiet(),
+                              classes_spec=classes_spec)
+    for note in notes:
+        click.echo(note, err=True)
     click.echo(result.report(output))
 
 

@@ -204,13 +204,19 @@ def evaluate(checkpoint, dataset, data_root, split, label_space, classes, mode, 
              skip_bad, device, threads, output, as_json, map_classes_by_name):
     """mIoU, mAcc, aAcc and the per-class table (as MMSegmentation computes them)."""
     _threads(threads)
+    from segmentation.engine.distributed import is_rank_zero
     from segmentation.engine.evaluate import evaluate as run_eval
+    from segmentation.engine.evaluate import format_settings
     from segmentation.engine.metrics import format_table
 
     result = run_eval(checkpoint, data_root, dataset=dataset, split=split, label_space=label_space, classes=classes,
                       mode=mode, flip=flip, scale=scale, crop=crop, stride=stride,
                       device=device, skip_bad=skip_bad, output=output, progress=not is_quiet(),
                       map_classes_by_name=map_classes_by_name, max_pixels=max_pixels)
+    if not is_rank_zero():
+        return
+    for line in [*result["notes"], format_settings(result["settings"])]:
+        click.echo(line, err=True)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -70,21 +69,19 @@ def format_settings(used: dict) -> str:
 
 
 def check_eval_classes(model_classes: list[str], ds: SegDataset, info: dict, checkpoint: str,
-                       map_by_name: bool, verbose: bool = True) -> dict:
-    """Refuse a model class list that differs from the dataset's; with ``map_by_name``, report
-    (stderr) and return which dataset classes have no row (ignored) and which model classes no
-    ground truth."""
+                       map_by_name: bool) -> tuple[dict, list[str]]:
+    """Refuse a model class list that differs from the dataset's; with ``map_by_name``, return which
+    dataset classes have no row (ignored) and which model classes no ground truth, and the lines
+    that report the matching."""
     what = f"label space {info['label_space']['name']!r}" if info.get("swapped") else f"the classes of {checkpoint}"
     where = f"the {ds.layout.name} dataset's ({len(ds.classes)} classes)"
     rec = check_class_list(model_classes, ds.classes, what=what, where=where, map_by_name=map_by_name,
                            by_name_field="eval.map_classes_by_name", unmatched_ok=True)
     if rec is None:
-        return {"by_name": False}
-    if verbose:
-        for line in rec.report_lines():
-            print(f"map_classes_by_name: {line}", file=sys.stderr)
-    return {"by_name": True, "ignored_dataset_classes": rec.missing, "model_classes_without_ground_truth": rec.unmatched,
-            "renamed": rec.to_dict()["renamed"]}
+        return {"by_name": False}, []
+    mapping = {"by_name": True, "ignored_dataset_classes": rec.missing,
+               "model_classes_without_ground_truth": rec.unmatched, "renamed": rec.to_dict()["renamed"]}
+    return mapping, [f"map_classes_by_name: {line}" for line in rec.report_lines()]
 
 
 @torch.no_grad()
@@ -105,7 +102,6 @@ def evaluate(
     skip_bad: bool = False,
     output: str | Path | None = None,
     progress: bool = True,
-    announce: bool = True,
     map_classes_by_name: bool = False,
     max_pixels: int | None = None,
 ) -> dict:
@@ -114,11 +110,11 @@ def evaluate(
     The model's classes (or ``label_space``'s, whose rows are swapped in over the same centres)
     must be the dataset's class list, else a one-line error names the first difference. With
     ``map_classes_by_name`` (cross-dataset evaluation) ground-truth classes are matched to the
-    model's by name; dataset classes without a row are ignored, which is printed and written in
-    the result (``class_mapping``).
+    model's by name; dataset classes without a row are ignored, which the result records
+    (``class_mapping``, and its lines under ``notes``).
     Under `torchrun` the split is shared out and the areas summed before the metric is formed.
-    The settings used (:func:`settings_used`) are printed to stderr (``announce``) and returned
-    under ``settings``.
+    The settings used (:func:`settings_used`) are returned under ``settings``
+    (:func:`format_settings` writes them for people).
     """
     device = pick_device(device)
     rank, world, local_rank = D.init_distributed(device)
@@ -138,7 +134,7 @@ def evaluate(
     ds = SegDataset(dataset, data_root, split, pipeline=pipeline_for(settings), classes=classes,
                     target_classes=model_classes, skip_bad=skip_bad,
                     **({"max_pixels": max_pixels} if max_pixels is not None else {}))
-    class_mapping = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name, rank == 0)
+    class_mapping, notes = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name)
     metric = SegMetric(len(model_classes), ds.ignore_index)
     indices = range(rank, len(ds), world)
     bar = progress_bar(len(indices), f"eval {split}", "img", progress and rank == 0)
@@ -153,13 +149,12 @@ def evaluate(
     state = metric.state().to(torch_device)
     D.all_reduce_sum(state)
     metric.load_state(state.cpu())
-    if announce and rank == 0:  # after the images were read: an error comes alone, not after these lines
-        print(format_settings(used), file=sys.stderr, flush=True)
     result = metric.compute(model_classes)
     result.update({
         "checkpoint": ckpt["path"], "dataset": dataset, "data_root": str(data_root), "split": split,
         "num_images": len(ds), "skipped": len(ds.skipped), "label_space": info["label_space"],
         "swapped_class_rows": info["swapped"], "test": settings, "settings": used, "class_mapping": class_mapping,
+        "notes": notes,
     })
     if output is not None and rank == 0:
         write_json(output, result)
