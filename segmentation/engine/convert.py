@@ -203,77 +203,143 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     bar.update(1)
     sd = extract_state_dict(ckpt, where)
     mmseg_meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
-    out_channels = _head_channels(sd, where)
-
-    space = raw_bank = None
-    if label_space is not None:
-        space = load_label_space(label_space)
-    elif bank is not None:
-        raw_bank = read_released_bank(bank, trust_pickle)
+    space = load_label_space(label_space) if label_space is not None else None
+    raw_bank = read_released_bank(bank, trust_pickle) if bank is not None else None
     entries = _bank_entries(raw_bank) if raw_bank is not None else None
     match = match_row(sd, where, row, space, mmseg_meta, entries, bank_key)
-
-    config = None
+    source = _Source(where, sd, mmseg_meta, raw_bank, entries, str(bank) if bank is not None else None, bank_key, classes)
     if match is not None:
-        the_row = match.row
-        preset_name, cfg = row_architecture(the_row.id)
-        if preset is not None and preset != preset_name:
-            raise ProlabError(f"convert.preset {preset} contradicts row {the_row.id} (model {preset_name})")
-        config = load_config(the_row.id)
-        if raw_bank is not None:
-            key = bank_key or _row_bank_key(the_row, entries, str(bank))
-            space = label_space_from_bank(raw_bank, the_row.label_space, key=key,
-                                        classes=classes or load_classes(the_row.dataset), source=str(bank))
-        if space is None:
-            raise ProlabError(f"row {the_row.id} is a ProLab model: give convert.bank embeddings/{the_row.bank_file} "
-                              f"(entry {the_row.bank_key}) or convert.label_space ARTIFACT")
-        check_class_list(space.classes, load_classes(the_row.dataset), what=f"label space {space.name!r}",
-                         where=f"the {the_row.dataset} dataset's")
-        if temperature is not None:
-            config["model"]["temperature"] = float(temperature)
-        if normalize_embedding is not None:
-            config["model"]["normalize_embedding"] = bool(normalize_embedding)
-        kwargs = model_kwargs_from_config(config["model"])
+        plan = _plan_for_row(match.row, source, space, preset, temperature, normalize_embedding)
     else:
-        if row is None and preset is None:
-            preset_name, cfg = infer_config(sd, where)
-        elif isinstance(preset, ModelConfig):
-            preset_name, cfg = None, preset
-        else:
-            preset_name, cfg = preset, _fit_beit_window(model_config(preset), sd)
-        if raw_bank is not None:
-            space = label_space_from_bank(raw_bank, Path(bank).stem, key=bank_key, classes=classes, source=str(bank))
-        kwargs = {}
-        if space is not None:
-            recorded = head_settings_from_mmseg_cfg(mmseg_meta.get("cfg"))
-            temperature = recorded.get("temperature") if temperature is None else temperature
-            if normalize_embedding is None:
-                normalize_embedding = recorded.get("normalize_embedding", False)
-            if temperature is None:
-                raise ProlabError(f"{where}: fits no paper row (see `prolab zoo`), so T is unknown: give convert.temperature "
-                                  "and convert.normalize_embedding, or convert.row")
-            kwargs = {"temperature": float(temperature), "normalize_embedding": bool(normalize_embedding)}
-        if cfg.backbone == "beit":
-            kwargs["img_size"] = cfg.img_size
+        plan = _plan_outside_rows(source, space, row, preset, temperature, normalize_embedding)
+    model, head, names = _build(plan, source)
+    bar.update(1)
+    missing, unexpected, filled = _load_weights(model, sd, where, allow_missing)
+    bar.update(1)
 
+    dataset = plan.config["dataset"] if plan.config is not None else None
+    header = checkpoint_header(plan.preset_name or "custom", plan.kwargs, head, names, plan.space, dataset,
+                               model_config=plan.cfg.to_dict())
+    header["meta"]["row"] = match.row.id if match is not None else None
+    header["meta"]["source"] = {"path": str(Path(src).resolve()), "missing": missing, "unexpected": unexpected,
+                                **_plain_meta(mmseg_meta)}
+    payload: dict[str, Any] = {"state_dict": model.state_dict(), **header}
+    if plan.config is not None:
+        payload["config"] = plan.config
+    path = save_checkpoint(dst, payload)
+    bar.update(1)
+    bar.close()
+    report = ConvertReport(path, plan.preset_name, plan.cfg, head, names, missing, unexpected, filled)
+    if match is not None:
+        report.row = match.row.id
+        report.evidence = match.evidence
+        report.settings = eval_settings_summary(plan.config, plan.space)
+    return report
+
+
+@dataclass
+class _Source:
+    """What the released file (and the bank beside it) hold, read once."""
+
+    where: str
+    state_dict: dict
+    mmseg_meta: dict
+    raw_bank: Any
+    bank_entries: dict | None
+    bank_path: str | None
+    bank_key: str | None
+    classes: list[str] | None
+
+
+@dataclass
+class _Plan:
+    """The model a converted checkpoint becomes: architecture, label space, head settings, config."""
+
+    preset_name: str | None
+    cfg: ModelConfig
+    space: Any
+    kwargs: dict
+    config: dict | None = None
+
+
+def _plan_for_row(the_row: Any, source: _Source, space: Any, preset: Any, temperature: float | None,
+                  normalize_embedding: bool | None) -> _Plan:
+    """A paper row's checkpoint: the row's config, its label space (checked against the row's
+    dataset) and its T / normalisation unless given."""
+    preset_name, cfg = row_architecture(the_row.id)
+    if preset is not None and preset != preset_name:
+        raise ProlabError(f"convert.preset {preset} contradicts row {the_row.id} (model {preset_name})")
+    config = load_config(the_row.id)
+    if source.raw_bank is not None:
+        key = source.bank_key or _row_bank_key(the_row, source.bank_entries, source.bank_path)
+        space = label_space_from_bank(source.raw_bank, the_row.label_space, key=key,
+                                      classes=source.classes or load_classes(the_row.dataset), source=source.bank_path)
+    if space is None:
+        raise ProlabError(f"row {the_row.id} is a ProLab model: give convert.bank embeddings/{the_row.bank_file} "
+                          f"(entry {the_row.bank_key}) or convert.label_space ARTIFACT")
+    check_class_list(space.classes, load_classes(the_row.dataset), what=f"label space {space.name!r}",
+                     where=f"the {the_row.dataset} dataset's")
+    if temperature is not None:
+        config["model"]["temperature"] = float(temperature)
+    if normalize_embedding is not None:
+        config["model"]["normalize_embedding"] = bool(normalize_embedding)
+    return _Plan(preset_name, cfg, space, model_kwargs_from_config(config["model"]), config)
+
+
+def _plan_outside_rows(source: _Source, space: Any, row: str | None, preset: Any, temperature: float | None,
+                       normalize_embedding: bool | None) -> _Plan:
+    """A checkpoint of no paper row: the architecture named or inferred from the keys; a property
+    head takes T from the argument or from the config text mmseg stored, else it is refused."""
+    if row is None and preset is None:
+        preset_name, cfg = infer_config(source.state_dict, source.where)
+    elif isinstance(preset, ModelConfig):
+        preset_name, cfg = None, preset
+    else:
+        preset_name, cfg = preset, _fit_beit_window(model_config(preset), source.state_dict)
+    if source.raw_bank is not None:
+        space = label_space_from_bank(source.raw_bank, Path(source.bank_path).stem, key=source.bank_key,
+                                      classes=source.classes, source=source.bank_path)
+    kwargs: dict = {}
+    if space is not None:
+        recorded = head_settings_from_mmseg_cfg(source.mmseg_meta.get("cfg"))
+        temperature = recorded.get("temperature") if temperature is None else temperature
+        if normalize_embedding is None:
+            normalize_embedding = recorded.get("normalize_embedding", False)
+        if temperature is None:
+            raise ProlabError(f"{source.where}: fits no paper row (see `prolab zoo`), so T is unknown: give "
+                              "convert.temperature and convert.normalize_embedding, or convert.row")
+        kwargs = {"temperature": float(temperature), "normalize_embedding": bool(normalize_embedding)}
+    if cfg.backbone == "beit":
+        kwargs["img_size"] = cfg.img_size
+    return _Plan(preset_name, cfg, space, kwargs)
+
+
+def _build(plan: _Plan, source: _Source) -> tuple[torch.nn.Module, str, list[str]]:
+    """(model, head, class names): a property head over the plan's label space (its D must be the
+    released head's output channels), else a one-hot head named by mmseg's class list."""
+    out_channels = _head_channels(source.state_dict, source.where)
+    space = plan.space
     if space is not None:
         if space.dim != out_channels:
-            raise ProlabError(f"{where}: decode_head.conv_seg emits {out_channels} channels but label "
+            raise ProlabError(f"{source.where}: decode_head.conv_seg emits {out_channels} channels but label "
                               f"space {space.name!r} has D={space.dim}")
-        head, names = "property", list(space.classes)
-        model = build_model(cfg, class_rows=space.multi_hot, centres=space.centres, **kwargs)
-    else:
-        head = "onehot"
-        mmseg1_classes = (mmseg_meta.get("dataset_meta") or {}).get("classes")  # MMSeg 1.x
-        names = list(classes) if classes else [str(c) for c in (mmseg_meta.get("CLASSES") or mmseg1_classes or [])]
-        if not names:
-            names = [f"class_{i}" for i in range(out_channels)]
-        if len(names) != out_channels:
-            raise ProlabError(f"{where}: {len(names)} class names for a head with {out_channels} outputs "
-                              "(a ProLab embedding head? give convert.label_space or convert.bank)")
-        model = build_model(cfg, num_classes=out_channels)
+        model = build_model(plan.cfg, class_rows=space.multi_hot, centres=space.centres, **plan.kwargs)
+        return model, "property", list(space.classes)
+    mmseg1_classes = (source.mmseg_meta.get("dataset_meta") or {}).get("classes")  # MMSeg 1.x
+    names = list(source.classes) if source.classes else [
+        str(c) for c in (source.mmseg_meta.get("CLASSES") or mmseg1_classes or [])]
+    if not names:
+        names = [f"class_{i}" for i in range(out_channels)]
+    if len(names) != out_channels:
+        raise ProlabError(f"{source.where}: {len(names)} class names for a head with {out_channels} outputs "
+                          "(a ProLab embedding head? give convert.label_space or convert.bank)")
+    return build_model(plan.cfg, num_classes=out_channels), "onehot", names
 
-    bar.update(1)
+
+def _load_weights(model: torch.nn.Module, sd: dict, where: str, allow_missing: bool) -> tuple[list, list, list]:
+    """Load the released weights into ``model``: BEiT position-index buffers the file lacks are
+    filled from the model, a shape mismatch is refused, missing keys too unless ``allow_missing``.
+    Returns (missing, unexpected, filled) key lists."""
     own = model.state_dict()
     filled = [k for k in own if k.endswith("relative_position_index") and k not in sd]
     sd = dict(sd)
@@ -288,23 +354,4 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, preset: s
     if missing and not allow_missing:
         raise ProlabError(f"{where}: {len(missing)} model keys missing from the checkpoint, first: "
                           f"{missing[:3]} (set convert.allow_missing to keep their fresh initialisation)")
-    bar.update(1)
-
-    dataset = config["dataset"] if config is not None else None
-    header = checkpoint_header(preset_name or "custom", kwargs, head, names, space, dataset,
-                               model_config=cfg.to_dict())
-    header["meta"]["row"] = match.row.id if match is not None else None
-    header["meta"]["source"] = {"path": str(Path(src).resolve()), "missing": missing, "unexpected": unexpected,
-                                **_plain_meta(mmseg_meta)}
-    payload: dict[str, Any] = {"state_dict": model.state_dict(), **header}
-    if config is not None:
-        payload["config"] = config
-    path = save_checkpoint(dst, payload)
-    bar.update(1)
-    bar.close()
-    report = ConvertReport(path, preset_name, cfg, head, names, missing, unexpected, filled)
-    if match is not None:
-        report.row = match.row.id
-        report.evidence = match.evidence
-        report.settings = eval_settings_summary(config, space)
-    return report
+    return missing, unexpected, filled
