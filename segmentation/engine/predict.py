@@ -15,7 +15,9 @@ import hashlib
 import io
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,6 +163,15 @@ def predict(
     A ``label_space`` whose class list differs from the checkpoint's (the model's dataset) is
     refused unless it extends it (the trained classes first, as ``prolab extend`` writes) or
     ``map_classes_by_name``: the label ids then number the label space's classes."""
+    _check_stems(images, out_dir)
+    device = pick_device(device)
+    run = _prepare(checkpoint, label_space, classes, mode, flip, map_classes_by_name, device)
+    return [_predict_one(run, Path(image_path), Path(out_dir), regions, top_properties, min_area, alpha, max_pixels)
+            for image_path in track(images, "predict", "img")]
+
+
+def _check_stems(images: list[str | Path], out_dir: str | Path) -> None:
+    """Refuse no images, and two images whose outputs would have the same names."""
     if not images:
         raise ProlabError("give at least one image")
     stems: dict[str, Path] = {}
@@ -168,10 +179,32 @@ def predict(
         if stems.setdefault(image.stem, image) != image:
             raise ProlabError(f"{stems[image.stem]} and {image}: both would write {image.stem}_*.png "
                               f"and {image.stem}.json in {out_dir}; predict them into separate out_dir folders")
-    device = pick_device(device)
+
+
+@dataclass
+class _Run:
+    """The model and what every image's pictures are drawn with."""
+
+    model: torch.nn.Module
+    device: str
+    model_classes: list[str]
+    keep: list[int]          # the model classes the labels choose among (``classes``), as indices
+    names: list[str]         # their names: label id i is names[i]
+    colours: np.ndarray
+    property_names: list[str]
+    settings: dict
+    pipeline: Any
+
+    @property
+    def property_head(self) -> bool:
+        return getattr(self.model, "is_property_head", False)
+
+
+def _prepare(checkpoint, label_space, classes, mode, flip, map_classes_by_name: bool, device: str) -> _Run:
+    """The checkpoint's model (over ``label_space``, checked), the classes kept and the test pipeline."""
     ckpt = load_checkpoint(checkpoint)
     space = load_label_space(label_space)
-    model, model_classes, info = model_from_checkpoint(ckpt, space)
+    model, model_classes, _ = model_from_checkpoint(ckpt, space)
     if space is not None and not map_classes_by_name:
         check_class_list(model_classes, ckpt["meta"]["classes"], what=f"label space {space.name!r}",
                          where=f"the classes of {ckpt['path']}", extension_ok=True,
@@ -185,62 +218,69 @@ def predict(
             print(line, file=sys.stderr)
         keep = [j for j in rec.mapping if j is not None]
     names = [model_classes[i] for i in keep]
-    colours = palette(names)
     property_names = (space.property_names if space is not None else ckpt["meta"].get("property_names")) or []
     settings = inference_settings(ckpt.get("config"), {"mode": mode, "flip": flip})
-    pipeline = pipeline_for(settings)
-    out_dir = Path(out_dir)
-    summaries = []
-    for image_path in track(images, "predict", "img"):
-        image_path = Path(image_path)
-        if not image_path.is_file():
-            raise ProlabError(f"{image_path}: image not found")
-        rgb = read_image(image_path, max_pixels)
-        x = pipeline(rgb, None)["img"].unsqueeze(0).to(device)
-        size = rgb.shape[:2]
-        property_head = getattr(model, "is_property_head", False)  # class and property scores from one pass
-        n = len(model_classes) + (model.bank.num_properties if property_head else 0)
-        score_fn = model.scores_with_properties if property_head else model.encode_decode
-        labels, full, low = labels_for(settings, score_fn, x, n, size, len(model_classes), keep)
-        pred = labels[0].numpy()
-        scores = full if full is not None else low  # full resolution, or the model's when that did not fit
-        props = scores[0, len(model_classes):].cpu().numpy() if property_head else None
-        stem = image_path.stem
-        areas = _class_counts(pred, len(names)) / pred.size
-        # pictures at the image's size (a small one enlarged to be seen); a huge image's at a display size
-        # (its scores never existed whole)
-        if full is not None:
-            up = max(1, MIN_DISPLAY_SIDE // max(size))
-            shown, shown_pred = _fit(rgb, (size[0] * up, size[1] * up)), _fit(pred, (size[0] * up, size[1] * up))
-        else:
-            shown, shown_pred = _fit(rgb, DISPLAY_SIDE), _fit(pred, DISPLAY_SIDE)
-        del rgb  # a huge image's pixels are not needed past this point
-        _png(out_dir / "labels" / f"{stem}.png", pred.astype(np.uint8 if len(names) <= 256 else np.uint16))
-        _png(out_dir / f"{stem}_mask.png", colours[pred])
-        colour = colours[shown_pred]
-        overlay = (shown * (1 - alpha) + colour * alpha).astype(np.uint8)
-        _png(out_dir / f"{stem}_overlay.png", with_legend(overlay, names, colours, areas))
-        region_pred = pred if full is not None else _fit(pred, props.shape[1:] if props is not None else (1, 1))
-        order = [int(c) for c in np.argsort(-areas) if areas[c] >= min_area][:regions]
-        summary = {"image": str(image_path), "classes": names, "regions": []}
-        for c in order:
-            region = {"class": names[c], "area": float(areas[c])}
-            if props is not None:
-                mask = region_pred == c
-                if not mask.any():  # a region too thin to show at the model's resolution
-                    continue
-                mean = props[:, mask].mean(1)
-                top = np.argsort(-mean)[:top_properties]
-                region["top_properties"] = []
-                for k in top:
-                    name = property_names[k] if k < len(property_names) else f"property {k}"
-                    file = out_dir / f"{stem}_{_slug(names[c])}_p{int(k)}.png"
-                    values = _fit(props[k], shown.shape[:2]) if full is not None else _stretch_to(props[k], shown.shape[:2])
-                    picture, shown_range = property_picture(shown, values, f"p{int(k)} {name[:48]}")
-                    _png(file, picture)
-                    region["top_properties"].append({"id": int(k), "name": name, "score": float(mean[k]),
-                                                     "map": file.name, "display_range": shown_range})
-            summary["regions"].append(region)
-        write_json(out_dir / f"{stem}.json", summary)
-        summaries.append(summary)
-    return summaries
+    return _Run(model, device, model_classes, keep, names, palette(names), list(property_names), settings,
+                pipeline_for(settings))
+
+
+def _predict_one(run: _Run, image_path: Path, out_dir: Path, regions: int, top_properties: int, min_area: float,
+                 alpha: float, max_pixels: int) -> dict:
+    """Label one image, write its label map, mask, overlay, property maps and summary JSON."""
+    if not image_path.is_file():
+        raise ProlabError(f"{image_path}: image not found")
+    rgb = read_image(image_path, max_pixels)
+    x = run.pipeline(rgb, None)["img"].unsqueeze(0).to(run.device)
+    size = rgb.shape[:2]
+    n_classes = len(run.model_classes)
+    model = run.model
+    n = n_classes + (model.bank.num_properties if run.property_head else 0)  # class and property scores, one pass
+    score_fn = model.scores_with_properties if run.property_head else model.encode_decode
+    labels, full, low = labels_for(run.settings, score_fn, x, n, size, n_classes, run.keep)
+    pred = labels[0].numpy()
+    scores = full if full is not None else low  # full resolution, or the model's when that did not fit
+    props = scores[0, n_classes:].cpu().numpy() if run.property_head else None
+    stem = image_path.stem
+    areas = _class_counts(pred, len(run.names)) / pred.size
+    # pictures at the image's size (a small one enlarged to be seen); a huge image's at a display size
+    # (its scores never existed whole)
+    if full is not None:
+        up = max(1, MIN_DISPLAY_SIDE // max(size))
+        shown, shown_pred = _fit(rgb, (size[0] * up, size[1] * up)), _fit(pred, (size[0] * up, size[1] * up))
+    else:
+        shown, shown_pred = _fit(rgb, DISPLAY_SIDE), _fit(pred, DISPLAY_SIDE)
+    del rgb  # a huge image's pixels are not needed past this point
+    _png(out_dir / "labels" / f"{stem}.png", pred.astype(np.uint8 if len(run.names) <= 256 else np.uint16))
+    _png(out_dir / f"{stem}_mask.png", run.colours[pred])
+    overlay = (shown * (1 - alpha) + run.colours[shown_pred] * alpha).astype(np.uint8)
+    _png(out_dir / f"{stem}_overlay.png", with_legend(overlay, run.names, run.colours, areas))
+    region_pred = pred if full is not None else _fit(pred, props.shape[1:] if props is not None else (1, 1))
+    order = [int(c) for c in np.argsort(-areas) if areas[c] >= min_area][:regions]
+    summary = {"image": str(image_path), "classes": run.names, "regions": []}
+    for c in order:
+        region = {"class": run.names[c], "area": float(areas[c])}
+        if props is not None:
+            mask = region_pred == c
+            if not mask.any():  # a region too thin to show at the model's resolution
+                continue
+            region["top_properties"] = _explain_region(run, props, mask, shown, full is not None, out_dir,
+                                                       f"{stem}_{_slug(run.names[c])}", top_properties)
+        summary["regions"].append(region)
+    write_json(out_dir / f"{stem}.json", summary)
+    return summary
+
+
+def _explain_region(run: _Run, props: np.ndarray, mask: np.ndarray, shown: np.ndarray, at_image_size: bool,
+                    out_dir: Path, prefix: str, top_properties: int) -> list[dict]:
+    """The region's strongest properties (mean score over its pixels), each drawn as a map."""
+    mean = props[:, mask].mean(1)
+    found = []
+    for k in np.argsort(-mean)[:top_properties]:
+        name = run.property_names[k] if k < len(run.property_names) else f"property {k}"
+        file = out_dir / f"{prefix}_p{int(k)}.png"
+        values = _fit(props[k], shown.shape[:2]) if at_image_size else _stretch_to(props[k], shown.shape[:2])
+        picture, shown_range = property_picture(shown, values, f"p{int(k)} {name[:48]}")
+        _png(file, picture)
+        found.append({"id": int(k), "name": name, "score": float(mean[k]), "map": file.name,
+                      "display_range": shown_range})
+    return found
