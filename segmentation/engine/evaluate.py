@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -135,20 +136,8 @@ def evaluate(
                     target_classes=model_classes, skip_bad=skip_bad,
                     **({"max_pixels": max_pixels} if max_pixels is not None else {}))
     class_mapping, notes = check_eval_classes(model_classes, ds, info, ckpt["path"], map_classes_by_name)
-    metric = SegMetric(len(model_classes), ds.ignore_index)
-    indices = range(rank, len(ds), world)
-    bar = progress_bar(len(indices), f"eval {split}", "img", progress and rank == 0)
-    for i in indices:
-        sample = ds[i]
-        img = sample["img"].unsqueeze(0).to(torch_device)
-        label = sample["label"]
-        labels, _, _ = labels_for(settings, model.encode_decode, img, len(model_classes), tuple(label.shape))
-        metric.update(labels[0].cpu().long(), label)
-        bar.update(1)
-    bar.close()
-    state = metric.state().to(torch_device)
-    D.all_reduce_sum(state)
-    metric.load_state(state.cpu())
+    metric = _score_split(model, ds, settings, len(model_classes), torch_device, rank, world,
+                          progress_bar(len(range(rank, len(ds), world)), f"eval {split}", "img", progress and rank == 0))
     result = metric.compute(model_classes)
     result.update({
         "checkpoint": ckpt["path"], "dataset": dataset, "data_root": str(data_root), "split": split,
@@ -161,3 +150,20 @@ def evaluate(
     return result
 
 
+def _score_split(model: torch.nn.Module, ds: SegDataset, settings: dict, num_classes: int, device: torch.device,
+                 rank: int, world: int, bar: Any) -> SegMetric:
+    """The confusion areas of this rank's share of ``ds`` (every ``world``-th image), summed over
+    the ranks."""
+    metric = SegMetric(num_classes, ds.ignore_index)
+    for i in range(rank, len(ds), world):
+        sample = ds[i]
+        img = sample["img"].unsqueeze(0).to(device)
+        label = sample["label"]
+        labels, _, _ = labels_for(settings, model.encode_decode, img, num_classes, tuple(label.shape))
+        metric.update(labels[0].cpu().long(), label)
+        bar.update(1)
+    bar.close()
+    state = metric.state().to(device)
+    D.all_reduce_sum(state)
+    metric.load_state(state.cpu())
+    return metric
