@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,7 +152,7 @@ class LabelSpace:
         where = f"label space {self.name!r}"
         if not self.classes:
             raise ProlabError(f"{where}: 'classes' is empty")
-        dupes = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        dupes = sorted(c for c, n in Counter(self.classes).items() if n > 1)  # linear: 20,000 classes
         if dupes:
             raise ProlabError(f"{where}: duplicate class names {dupes}")
         if self.centres.ndim != 2 or self.centres.shape[0] < 1 or self.centres.shape[1] < 1:

@@ -23,18 +23,20 @@ from .stage_options import DEFAULT_OUT_DIR, BuildOptions
 def nearest_description_names(emb: EmbeddingSet, clusters: Clustering, multi_hot: np.ndarray) -> list[dict]:
     """One dict per cluster: id, name (member nearest the centre), members by distance, and the
     classes owning it (from ``multi_hot`` [C,K])."""
-    classes, texts = emb.classes, emb.texts
+    classes, texts, owner = emb.classes, emb.texts, emb.desc_class.tolist()
     dist = np.linalg.norm(emb.embeddings - clusters.centres[clusters.labels], axis=1)
+    # one sort for all clusters: by cluster, then nearest first, ties by description order
+    order = np.lexsort((np.arange(len(dist)), dist, clusters.labels))
+    members = np.split(order, np.cumsum(np.bincount(clusters.labels, minlength=clusters.k))[:-1])
     props = []
     for k, owners in enumerate(property_classes(classes, multi_hot)):
-        idx = np.flatnonzero(clusters.labels == k)
-        idx = idx[np.lexsort((idx, dist[idx]))]  # nearest first, ties by description order
-        nearest = texts[idx[0]] if len(idx) else f"(empty cluster {k})"
+        idx = members[k]
+        nearest = texts[int(idx[0])] if len(idx) else f"(empty cluster {k})"
         props.append({
             "id": k,
             "name": nearest,
             "nearest": nearest,
-            "members": [f"{classes[emb.desc_class[i]]}: {texts[i]}" for i in idx],
+            "members": [f"{classes[owner[i]]}: {texts[i]}" for i in idx.tolist()],
             "classes": owners,
         })
     return props

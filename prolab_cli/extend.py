@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def parse_keep(spec: str) -> list[str]:
 
 def keep_classes(space: LabelSpace, classes: list[str], name: str) -> LabelSpace:
     """``space`` restricted to ``classes`` (in that order) over the same centres."""
-    dupes = sorted({c for c in classes if classes.count(c) > 1})
+    dupes = sorted(c for c, n in Counter(classes).items() if n > 1)
     if dupes:
         raise ProlabError(f"extend.keep: classes listed twice: {dupes}")
     missing = [c for c in classes if c.strip().lower() not in {k.strip().lower() for k in space.classes}]
