@@ -57,3 +57,33 @@ def synth_world(root: Path, num_train: int = 4, num_val: int = 2, size: int = 32
     seen = attribute_label_space(data, "toy-seen", info["seen"]).save(root / "spaces")
     everything = attribute_label_space(data, "toy-all").save(root / "spaces")
     return {"data": data, "info": info, "seen": seen, "all": everything, "root": root}
+
+
+def trained_with_extension(root: Path, extra_descriptions: dict | None = None) -> dict:
+    """The set-up of the tests that label classes never trained on: a synthetic dataset (32 px, 4
+    seen + 2 held-out classes), a MiniLM label space (K=8) of the seen classes' descriptions, that
+    space extended with the held-out ones (and ``extra_descriptions``), and a model trained for two
+    iterations on the seen space. Returns data, info, seen, extended and checkpoint."""
+    import json
+
+    import torch
+
+    from prolab_cli.build import build_label_space
+    from prolab_cli.cluster import cluster_embeddings
+    from prolab_cli.embed import EmbedOptions, embed_descriptions
+    from prolab_cli.extend import run_extend
+    from segmentation.data.synth import write_synth
+    from segmentation.engine.train import train
+
+    torch.set_num_threads(1)
+    data = write_synth(root / "data", "ade20k", num_train=4, num_val=2, size=32, num_seen=4, num_heldout=2)
+    info = json.loads((data / "synth.json").read_text())
+    descriptions = json.loads((data / "descriptions.json").read_text())
+    emb = embed_descriptions({c: descriptions[c] for c in info["seen"]}, EmbedOptions("minilm"), progress=False)
+    seen = build_label_space(emb, cluster_embeddings(emb, 8), "toy-seen", allow_collisions=True).save(root)
+    held = {c: descriptions[c] for c in info["heldout"]} | (extra_descriptions or {})
+    (root / "held.json").write_text(json.dumps(held))
+    _, extended, _ = run_extend(seen, root / "held.json", name="toy-ext", out_dir=root)
+    run = train(tiny_config(32, **{"schedule.max_iters": 2}), data, work_dir=root / "run", label_space=seen,
+                progress=False, map_classes_by_name=True)
+    return {"data": data, "info": info, "seen": seen, "extended": extended, "checkpoint": run["checkpoint"]}

@@ -109,24 +109,11 @@ def test_keep_and_cli(parent, tmp_path):
 
 def test_eval_and_predict_accept_the_extended_space(tmp_path):
     """A model trained on the seen classes labels held-out ones through an extended artifact."""
-    import torch
-
-    from segmentation.data.synth import write_synth
-    from conftest import tiny_config
+    from conftest import trained_with_extension
     from segmentation.engine.evaluate import evaluate
-    from segmentation.engine.train import train
 
-    torch.set_num_threads(1)
-    data = write_synth(tmp_path / "data", "ade20k", num_train=4, num_val=2, size=32, num_seen=4, num_heldout=2)
-    info = json.loads((data / "synth.json").read_text())
-    descriptions = json.loads((data / "descriptions.json").read_text())
-    seen = {c: descriptions[c] for c in info["seen"]}
-    emb = embed_descriptions(seen, EmbedOptions("minilm"), progress=False)
-    seen_path = build_label_space(emb, cluster_embeddings(emb, 8), "toy-seen", allow_collisions=True).save(tmp_path)
-    (tmp_path / "held.json").write_text(json.dumps({c: descriptions[c] for c in info["heldout"]}))
-    _, extended, _ = run_extend(seen_path, tmp_path / "held.json", name="toy-ext", out_dir=tmp_path)
-    cfg = tiny_config(32, **{"schedule.max_iters": 2})
-    run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen_path, progress=False, map_classes_by_name=True)
+    world = trained_with_extension(tmp_path)
+    data, info, extended, run = world["data"], world["info"], world["extended"], {"checkpoint": world["checkpoint"]}
     res = evaluate(run["checkpoint"], data, label_space=extended, progress=False)
     assert res["swapped_class_rows"] and {r["class"] for r in res["per_class"]} >= set(info["heldout"])
     out = CliRunner().invoke(main, ["predict", "--checkpoint", run["checkpoint"], "--label-space", str(extended),

@@ -120,32 +120,16 @@ def test_eval_extended_model_over_ade20k_847(tmp_path):
     itself), with 65535 pixels and a class the model lacks."""
     import torch
 
-    from prolab_cli.build import build_label_space
-    from prolab_cli.cluster import cluster_embeddings
-    from prolab_cli.embed import EmbedOptions, embed_descriptions
-    from prolab_cli.extend import run_extend
+    from conftest import trained_with_extension
     from segmentation.data.datasets import read_image
-    from segmentation.data.synth import write_synth
     from segmentation.engine.builder import model_from_checkpoint
     from segmentation.engine.checkpoint import load_checkpoint
-    from conftest import tiny_config
     from segmentation.engine.inference import inference_settings, pipeline_for, scores_for
-    from segmentation.engine.train import train
     from segmentation.label_space import load_label_space
 
-    torch.set_num_threads(1)
-    data = write_synth(tmp_path / "data", "ade20k", num_train=4, num_val=2, size=32, num_seen=4, num_heldout=2)
-    info = json.loads((data / "synth.json").read_text())
-    descriptions = json.loads((data / "descriptions.json").read_text())
-    seen = {c: descriptions[c] for c in info["seen"]}
-    emb = embed_descriptions(seen, EmbedOptions("minilm"), progress=False)
-    seen_path = build_label_space(emb, cluster_embeddings(emb, 8), "toy-seen", allow_collisions=True).save(tmp_path)
     fillers = {f"test class {i:03d}": [f"a made-up object number {i}"] for i in range(10, 265) if i != 255}
-    (tmp_path / "held.json").write_text(json.dumps({c: descriptions[c] for c in info["heldout"]} | fillers))
-    _, extended, _ = run_extend(seen_path, tmp_path / "held.json", name="toy-ext", out_dir=tmp_path)
-    cfg = tiny_config(32, **{"schedule.max_iters": 2})
-    run = train(cfg, data, work_dir=tmp_path / "run", label_space=seen_path, progress=False,
-                map_classes_by_name=True)
+    world = trained_with_extension(tmp_path, fillers)
+    data, info, extended, run = world["data"], world["info"], world["extended"], {"checkpoint": world["checkpoint"]}
 
     synth_classes = (data / "classes.txt").read_text().splitlines()
     ids = dict(zip(synth_classes, [255, 3, 300, 511, 600, 700, 846]))  # held-out classes at 700 and 846

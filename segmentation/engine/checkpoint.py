@@ -46,36 +46,6 @@ FORMAT_VERSION = 1
 LAST = "last_checkpoint"
 
 
-def make_meta(
-    preset: str,
-    model_kwargs: dict,
-    head: str,
-    classes: list[str],
-    label_space: Any | None = None,
-    dataset: str | None = None,
-) -> dict:
-    """The ``meta`` block; ``label_space`` is a :class:`prolab_cli.artifact.LabelSpace` or None."""
-    space = None
-    if label_space is not None:
-        space = {
-            "name": label_space.name,
-            "version": label_space.version,
-            "centres_hash": label_space.centres_hash,
-            "num_properties": label_space.num_properties,
-            "dim": label_space.dim,
-        }
-    return {
-        "preset": preset,
-        "model_kwargs": dict(model_kwargs),
-        "head": head,
-        "classes": list(classes),
-        "label_space": space,
-        "dataset": dataset,
-        "prolab_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-    }
-
-
 def class_rows_and_centres(label_space: Any) -> dict[str, torch.Tensor]:
     """The ``bank`` a property-head checkpoint stores beside its weights: the label space's
     class rows and raw centres as float32 tensors (its own copies)."""
@@ -95,14 +65,28 @@ def checkpoint_header(
     label_space_path: str | os.PathLike | None = None,
 ) -> dict:
     """What every checkpoint says about its weights, written the same by training and by
-    ``prolab convert``: ``meta`` (:func:`make_meta`, the model's config, the label space's path
-    and property names) and ``bank``, the class rows and centres of a property head (else None)."""
-    meta = make_meta(preset, model_kwargs, head, classes, label_space, dataset)
-    meta["model_config"] = model_config
-    if meta["label_space"] is not None and label_space_path is not None:
-        meta["label_space"]["path"] = str(Path(label_space_path).resolve())
+    ``prolab convert``: ``meta`` (model preset and arguments, head, classes, the label space's
+    identity and path, dataset, property names, versions) and ``bank``, the class rows and centres
+    of a property head (else None). ``label_space`` is a :class:`prolab_cli.artifact.LabelSpace`."""
+    space = None
+    if label_space is not None:
+        space = {"name": label_space.name, "version": label_space.version, "centres_hash": label_space.centres_hash,
+                 "num_properties": label_space.num_properties, "dim": label_space.dim}
+        if label_space_path is not None:
+            space["path"] = str(Path(label_space_path).resolve())
     property_head = head == "property" and label_space is not None
-    meta["property_names"] = list(label_space.property_names) if property_head else None
+    meta = {
+        "preset": preset,
+        "model_kwargs": dict(model_kwargs),
+        "head": head,
+        "classes": list(classes),
+        "label_space": space,
+        "dataset": dataset,
+        "prolab_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "model_config": model_config,
+        "property_names": list(label_space.property_names) if property_head else None,
+    }
     return {"meta": meta, "bank": class_rows_and_centres(label_space) if property_head else None}
 
 
