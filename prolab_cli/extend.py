@@ -193,6 +193,9 @@ def parse_keep(spec: str) -> list[str]:
                 raise ProlabError(f"{path}: no classes in the file")
             return list(data)
         return parse_class_list(text, str(path))
+    if "," not in spec and (os.sep in spec or path.suffix in (".txt", ".json")):
+        raise ProlabError(f"{spec}: no such file (extend.keep takes a class-list file, a descriptions JSON or "
+                          "a comma list)")
     names = [c.strip() for c in spec.split(",") if c.strip()]
     if not names:
         raise ProlabError(f"extend.keep {spec!r}: no classes given")
