@@ -187,7 +187,7 @@ def captured(monkeypatch):
 
     monkeypatch.setattr(prolab_cli.describe, "run_describe", fake("describe", _Result()))
     embedded = types.SimpleNamespace(report=lambda output: "embedded")
-    monkeypatch.setattr(prolab_cli.embed, "run_embed", fake("embed", embedded))
+    monkeypatch.setattr(prolab_cli.embed, "run_embed", fake("embed", (embedded, [])))
     monkeypatch.setattr(prolab_cli.cluster, "run_cluster", fake("cluster", "clustered"))
     monkeypatch.setattr(prolab_cli.build, "run_build", fake("build", (_Space(), "out")))
     return got
