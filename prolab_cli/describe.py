@@ -14,7 +14,7 @@ import hashlib
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -98,6 +98,9 @@ def run_describe(
     that failed are left out of the file; the caller reports them."""
     names = load_classes(classes)
     load_template(options.template)  # a bad template is refused even when no class needs the LLM
+    if options.batch and options.llm in (SHIPPED, "local") and backend is None:
+        raise ProlabError(f"describe.batch needs an OpenAI-compatible API (describe.llm NAME, openai:NAME or "
+                          f"describe.base_url), not describe.llm {options.llm}")
     if options.llm == SHIPPED:
         list_name = None if isinstance(classes, Path) else builtin_name(str(classes))
         result = describe_from_shipped(names, list_name, options, backend=backend, progress=progress)
@@ -119,7 +122,7 @@ def _describe_with_llm(names: list[str], options: DescribeOptions, backend: Back
         result = describe_classes(
             names, backend, prompt_template, min_descriptions=options.min, attempts=options.attempts,
             seed=options.seed, jobs=options.jobs, retry=options.retry_policy(), sampling=options.sampling,
-            progress=progress,
+            progress=progress, batch=options.batch, batch_poll=options.batch_poll,
         )
     finally:
         if own:
@@ -221,6 +224,8 @@ def describe_classes(
     sampling: dict[str, Any] | None = None,
     progress: bool = True,
     lint: bool | None = None,
+    batch: bool = False,
+    batch_poll: float = 10.0,
 ) -> DescribeResult:
     """Describe every class with ``backend`` through ``template`` (a Template, a shipped name or
     a YAML path). ``sampling`` overrides the template's sampling (temperature, top_p,
@@ -228,7 +233,9 @@ def describe_classes(
     (:func:`~prolab_cli.llm.replies.validate`); by default only for the local model, so an API model
     with the paper's prompt keeps the paper's lines. Raises :class:`ProlabError` when a call fails for good
     (a 4xx, or transient errors beyond ``retry.max_calls``); replies received before that
-    stay cached."""
+    stay cached. ``batch`` (an OpenAI-compatible backend only) first asks every class's first
+    reply through the Batch API (:mod:`prolab_cli.llm.batch`, polled every ``batch_poll`` seconds)
+    into the cache; retries and failed lines then go the ordinary way."""
     if not isinstance(template, Template):
         template = load_template(template)
     classes = list(classes)
@@ -239,6 +246,8 @@ def describe_classes(
         raise ProlabError(f"describe.attempts must be at least 1, not {attempts}")
     if jobs < 1:
         raise ProlabError(f"describe.jobs must be at least 1, not {jobs}")
+    if batch and backend.kind != "openai":
+        raise ProlabError(f"describe.batch needs an OpenAI-compatible API, not the {backend.kind} backend")
     cache = cache if cache is not None else Cache()
     retry = retry or RetryPolicy()
     options = {**template.sampling, **(sampling or {})}
@@ -247,6 +256,10 @@ def describe_classes(
     later_sampling = {**options, "temperature": retry_temperature}
 
     lint = backend.kind == "local" if lint is None else lint
+    batch_report = None
+    if batch:
+        batch_report = _first_replies_by_batch(classes, backend, template, cache, first_sampling, seed, retry,
+                                               batch_poll, progress)
     examples = template.example_lines(mode=backend.mode)
     records = {name: ClassRecord() for name in classes}
     kept: dict[str, list[str]] = {}
@@ -327,7 +340,30 @@ def describe_classes(
         attempts=attempts, min_descriptions=min_descriptions,
         elapsed=time.time() - started, n_descriptions=sum(len(v) for v in descriptions.values()),
     )
-    return DescribeResult(descriptions=descriptions, provenance=provenance, failed=failed)
+    notes = []
+    if batch_report is not None:
+        provenance["batch"] = asdict(batch_report)
+        notes.append(batch_report.line())
+    return DescribeResult(descriptions=descriptions, provenance=provenance, failed=failed, notes=notes)
+
+
+def _first_replies_by_batch(classes: list[str], backend: Backend, template: Template, cache: Cache,
+                            sampling: dict[str, Any], seed: int, retry: RetryPolicy, poll_seconds: float,
+                            progress: bool) -> Any:
+    """Every class's first call that the cache lacks, made through the Batch API into the cache."""
+    from .llm.batch import BatchCall, run_batch
+
+    calls = []
+    for name in classes:
+        prompt = template.render(name, backend.mode)
+        key = reply_cache_key(backend, prompt.as_dict(), sampling, seed)
+        if cache.get_json(CACHE_NAMESPACE, key) is None:
+            calls.append(BatchCall(key, *backend.request(prompt, sampling, seed)))
+
+    def store(key: str, completion: Completion) -> None:
+        cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
+
+    return run_batch(backend, calls, cache, store, poll_seconds=poll_seconds, progress=progress, retry=retry)
 
 
 def _check_classes(classes: list[str]) -> None:

@@ -36,6 +36,8 @@ class DescribeOptions:
     backoff: float = 1.0
     backoff_max: float = 60.0
     sampling: dict = field(default_factory=dict)  # overrides of the template's sampling
+    batch: bool = False  # first replies through the OpenAI Batch API
+    batch_poll: float = 10.0  # seconds between two looks at a batch
 
     def retry_policy(self):
         """The :class:`~prolab_cli.llm.RetryPolicy` of ``max_retries``/``backoff``/``backoff_max``."""

@@ -82,10 +82,16 @@ def label_spaces() -> None:
               help="First backoff delay in seconds (doubles per retry, with jitter).")
 @click.option("--backoff-max", default=_D.backoff_max, show_default=True, type=click.FloatRange(min=0),
               help="Longest backoff delay in seconds.")
+@click.option("--batch", is_flag=True,
+              help="Ask every class's first reply through the OpenAI Batch API (half the price, results within 24 h; "
+                   "a killed run reattaches to its batch); retries go the ordinary way.")
+@click.option("--batch-poll", default=_D.batch_poll, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds between two looks at a batch.")
 @quiet_option
 @output_option("descriptions.json to write (plus descriptions.provenance.json)", required=True)
 def describe(classes_, llm, template, base_url, jobs, min_descriptions, attempts, seed, temperature,
-             max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, output) -> None:
+             max_tokens, mode, threads, n_ctx, timeout, max_retries, backoff, backoff_max, batch, batch_poll,
+             output) -> None:
     """Describe every class with an LLM: {class: [descriptions]} JSON in class order."""
     from ..describe import provenance_path, run_describe
     from ..stage_options import DescribeOptions

@@ -91,25 +91,26 @@ class OpenAIBackend(Backend):
     def details(self) -> dict[str, Any]:
         return {"base_url": self.base_url}
 
-    def complete(self, prompt: Prompt, sampling: dict[str, Any], seed: int) -> Completion:
+    def request(self, prompt: Prompt, sampling: dict[str, Any], seed: int) -> tuple[str, dict[str, Any]]:
+        """(endpoint path, JSON body) of one call: what :meth:`complete` sends and what a line of a
+        Batch API input file holds."""
         options = {k: sampling[k] for k in ("temperature", "top_p", "max_tokens") if k in sampling}
+        if prompt.mode == "chat":
+            messages = [{"role": role, "content": content} for role, content in prompt.messages]
+            return "/v1/chat/completions", {"model": self.model, "messages": messages, "seed": seed, **options}
+        body = {"model": self.model, "prompt": prompt.text, "seed": seed, **options}
+        if prompt.stop:
+            body["stop"] = list(prompt.stop)
+        return "/v1/completions", body
+
+    def complete(self, prompt: Prompt, sampling: dict[str, Any], seed: int) -> Completion:
+        endpoint, body = self.request(prompt, sampling, seed)
         openai = self._openai
         try:
-            if prompt.mode == "chat":
-                reply = self.client.chat.completions.create(
-                    model=self.model,
-                    messages=[{"role": role, "content": content} for role, content in prompt.messages],
-                    seed=seed,
-                    **options,
-                )
-                choice = reply.choices[0]
-                text = choice.message.content or ""
+            if endpoint == "/v1/chat/completions":
+                reply = self.client.chat.completions.create(**body)
             else:
-                reply = self.client.completions.create(
-                    model=self.model, prompt=prompt.text, stop=list(prompt.stop) or None, seed=seed, **options
-                )
-                choice = reply.choices[0]
-                text = choice.text or ""
+                reply = self.client.completions.create(**body)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
@@ -118,10 +119,27 @@ class OpenAIBackend(Backend):
             raise TransientError(f"{self.base_url}: connection failed ({exc.__cause__ or exc})") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             raise MalformedReply(f"{self.base_url}: unreadable reply ({exc})") from None
-        except (IndexError, AttributeError, TypeError) as exc:
-            raise MalformedReply(f"{self.base_url}: reply without choices ({exc})") from None
+        return self._completion(reply)
+
+    def completion_from_body(self, endpoint: str, body: Any) -> Completion:
+        """The :class:`Completion` in a response body of ``endpoint`` (a Batch API output line's)."""
+        types = self._openai.types
+        model = types.chat.ChatCompletion if endpoint == "/v1/chat/completions" else types.Completion
+        try:
+            reply = model.model_validate(body)
+        except Exception as exc:  # pydantic's ValidationError, whatever the openai version
+            raise MalformedReply(f"{self.base_url}: unreadable batch reply ({str(exc)[:120]})") from None
+        return self._completion(reply)
+
+    def _completion(self, reply: Any) -> Completion:
+        openai = self._openai
         if not isinstance(reply, (openai.types.chat.ChatCompletion, openai.types.Completion)):
             raise MalformedReply(f"{self.base_url}: unreadable reply ({str(reply)[:80]!r})")
+        try:
+            choice = reply.choices[0]
+            text = (choice.message.content if isinstance(reply, openai.types.chat.ChatCompletion) else choice.text) or ""
+        except (IndexError, AttributeError, TypeError) as exc:
+            raise MalformedReply(f"{self.base_url}: reply without choices ({exc})") from None
         usage = getattr(reply, "usage", None)
         return Completion(
             text=text,

@@ -5,11 +5,20 @@ from the prompt's hash (distinct prompts get distinct lines), after an optional 
 plays queued faults first: an HTTP status with headers and body, a malformed JSON body, or a
 reply that arrives too late. It counts every request per prompt, so a test can prove that a
 re-run or a resumed run repeats no finished call.
+
+It also implements the Batch API: ``POST /v1/files`` (multipart upload), ``POST /v1/batches``,
+``GET /v1/batches/{id}`` and ``GET /v1/files/{id}/content``. A batch is worked through in a
+background thread (``batch_seconds_per_request`` each), so polling sees it in progress; listed
+custom ids fail (``batch_failing``) and a batch can expire after some of its requests
+(``batch_expire_after``), leaving a partial output file, as the real service does.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -67,6 +76,13 @@ class FakeOpenAIServer:
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.http_requests = 0  # every HTTP request, batch endpoints included
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_seconds_per_request = 0.0
+        self.batch_failing: set[str] = set()
+        self.batch_expire_after: int | None = None
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -94,8 +110,20 @@ class FakeOpenAIServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                server._handle(self, body)
+                raw = self.rfile.read(length)
+                with server._lock:
+                    server.http_requests += 1
+                if self.path.rstrip("/").endswith("/files"):
+                    server._upload(self, raw)
+                elif self.path.rstrip("/").endswith("/batches"):
+                    server._create_batch(self, json.loads(raw or b"{}"))
+                else:
+                    server._handle(self, json.loads(raw or b"{}"))
+
+            def do_GET(self) -> None:
+                with server._lock:
+                    server.http_requests += 1
+                server._get(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -144,20 +172,94 @@ class FakeOpenAIServer:
         if fault is not None and fault.kind == "malformed":
             self._send(handler, 200, b'{"id": "x", "choices": [{"message": ', {})
             return
+        payload = self._completion(body, handler.path.rstrip("/").endswith("/chat/completions"))
+        self._send(handler, 200, json.dumps(payload).encode(), {})
+
+    def _completion(self, body: dict[str, Any], chat: bool) -> dict[str, Any]:
         text = self.reply(body)
         usage = {"prompt_tokens": len(prompt_of(body).split()), "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        if handler.path.rstrip("/").endswith("/chat/completions"):
+        if chat:
             choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
             obj = "chat.completion"
         else:
             choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
             obj = "text_completion"
-        payload = {
-            "id": f"fake-{self.requests}", "object": obj, "created": int(time.time()),
-            "model": self.model, "choices": [choice], "usage": usage,
-        }
-        self._send(handler, 200, json.dumps(payload).encode(), {})
+        return {"id": f"fake-{self.requests}", "object": obj, "created": int(time.time()),
+                "model": self.model, "choices": [choice], "usage": usage}
+
+    # --- the Batch API ---------------------------------------------------------------------
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    def _upload(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        header = f"Content-Type: {handler.headers.get('Content-Type')}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.default).parsebytes(header + raw)
+        parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+        data = parts["file"].get_payload(decode=True)
+        with self._lock:
+            file_id = self._new_id("file")
+            self.files[file_id] = data
+        self._send(handler, 200, json.dumps(self._file_object(file_id, parts["file"].get_filename() or "input.jsonl",
+                                                              "batch")).encode(), {})
+
+    def _file_object(self, file_id: str, filename: str, purpose: str) -> dict[str, Any]:
+        return {"id": file_id, "object": "file", "bytes": len(self.files[file_id]), "created_at": int(time.time()),
+                "filename": filename, "purpose": purpose, "status": "processed"}
+
+    def _create_batch(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        lines = [json.loads(line) for line in self.files[body["input_file_id"]].decode().splitlines() if line.strip()]
+        with self._lock:
+            batch_id = self._new_id("batch")
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                "completion_window": body.get("completion_window", "24h"), "created_at": int(time.time()),
+                "input_file_id": body["input_file_id"], "status": "in_progress",
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "output_file_id": None, "error_file_id": None,
+            }
+        threading.Thread(target=self._work_batch, args=(batch_id, lines), daemon=True).start()
+        self._send(handler, 200, json.dumps(self.batches[batch_id]).encode(), {})
+
+    def _work_batch(self, batch_id: str, lines: list[dict[str, Any]]) -> None:
+        batch, done, errors = self.batches[batch_id], [], []
+        for n, line in enumerate(lines):
+            if self.batch_expire_after is not None and n >= self.batch_expire_after:
+                break
+            time.sleep(self.batch_seconds_per_request)
+            with self._lock:
+                self.requests += 1
+                self.counts[prompt_of(line["body"])] += 1
+            if line["custom_id"] in self.batch_failing:
+                errors.append({"id": f"req-{n}", "custom_id": line["custom_id"],
+                               "response": {"status_code": 500, "body": {"error": {"message": "server error"}}},
+                               "error": None})
+                batch["request_counts"]["failed"] += 1
+                continue
+            body = self._completion(line["body"], line["url"].endswith("/chat/completions"))
+            done.append({"id": f"req-{n}", "custom_id": line["custom_id"],
+                         "response": {"status_code": 200, "request_id": f"r{n}", "body": body}, "error": None})
+            batch["request_counts"]["completed"] += 1
+        with self._lock:
+            for key, rows in (("output_file_id", done), ("error_file_id", errors)):
+                if rows:
+                    file_id = self._new_id("file")
+                    self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                    batch[key] = file_id
+            batch["status"] = "expired" if self.batch_expire_after is not None and len(lines) > self.batch_expire_after \
+                else "completed"
+
+    def _get(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = handler.path.rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == "batches" and parts[-1] in self.batches:
+            with self._lock:
+                data = json.dumps(self.batches[parts[-1]]).encode()
+            self._send(handler, 200, data, {})
+        elif len(parts) >= 3 and parts[-1] == "content" and parts[-2] in self.files:
+            self._send(handler, 200, self.files[parts[-2]], {})
+        else:
+            self._send(handler, 404, json.dumps({"error": {"message": f"no {handler.path}"}}).encode(), {})
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str]) -> None:

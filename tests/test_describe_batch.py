@@ -1,0 +1,131 @@
+"""`prolab describe --batch`: the OpenAI Batch API against the local fake server's batch endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from prolab_cli.cache import Cache
+from prolab_cli.cli import main
+from prolab_cli.describe import describe_classes
+from prolab_cli.llm import RetryPolicy, resolve_backend
+from prolab_cli.llm.testing import FakeOpenAIServer
+
+TINY = RetryPolicy(max_calls=4, base_delay=0.001, max_delay=0.005)
+CLASSES = [f"class {i}" for i in range(12)]
+
+
+@pytest.fixture(autouse=True)
+def _no_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def describe(server, classes=CLASSES, **kwargs):
+    backend = resolve_backend("openai:fake-model", base_url=server.base_url)
+    try:
+        return describe_classes(list(classes), backend, "prolab", retry=TINY, progress=False, batch_poll=0.02,
+                                **kwargs)
+    finally:
+        backend.close()
+
+
+def test_a_batch_fills_the_cache_with_the_replies_ordinary_calls_would_get(monkeypatch):
+    with FakeOpenAIServer() as server:
+        batched = describe(server, batch=True)
+        assert server.requests == len(CLASSES)  # each class's reply made once, inside the batch
+        assert server.http_requests >= 4  # upload, create, at least one poll, download
+        assert batched.provenance["batch"]["cached"] == len(CLASSES)
+        assert batched.provenance["totals"]["cache_hits"] == len(CLASSES)
+        assert batched.notes == [f"batch: {len(CLASSES)} calls in 1 batch(es); {len(CLASSES)} replies cached"]
+    monkeypatch.setenv("PROLAB_CACHE", os.environ["PROLAB_CACHE"] + "-ordinary")  # a cold cache for the other path
+    with FakeOpenAIServer() as server:
+        ordinary = describe(server)
+        assert server.requests == len(CLASSES)
+    assert batched.descriptions == ordinary.descriptions
+
+
+def test_cached_classes_are_not_sent_and_a_rerun_sends_nothing():
+    with FakeOpenAIServer() as server:
+        describe(server, classes=CLASSES[:5])
+        assert server.requests == 5
+        result = describe(server, batch=True)
+        assert server.requests == len(CLASSES)  # only the 7 new classes went into the batch
+        assert result.provenance["batch"]["calls"] == 7
+        before = server.http_requests
+        again = describe(server, batch=True)
+        assert server.http_requests == before and again.provenance["batch"]["calls"] == 0
+
+
+def test_failed_and_expired_lines_are_made_again_the_ordinary_way():
+    with FakeOpenAIServer() as server:
+        backend = resolve_backend("openai:fake-model", base_url=server.base_url)
+        from prolab_cli.describe import reply_cache_key
+        from prolab_cli.templates import load_template
+
+        template = load_template("prolab")
+        sampling = {k: v for k, v in template.sampling.items() if k != "retry_temperature"}
+        key = reply_cache_key(backend, template.render(CLASSES[3], backend.mode).as_dict(), sampling, 0)
+        backend.close()
+        server.batch_failing = {key}
+        server.batch_expire_after = 9  # of 12: lines 9, 10 and 11 never run
+        result = describe(server, batch=True)
+        report = result.provenance["batch"]
+        assert (report["cached"], report["failed"], report["not_run"]) == (8, 1, 3)
+        assert sorted(result.descriptions) == sorted(CLASSES) and not result.failed
+        assert server.requests == 9 + 4  # 9 lines ran in the batch, then 4 ordinary calls
+        assert "4 left to ordinary calls (1 failed, 3 not run)" in result.notes[0]
+
+
+def test_a_killed_run_reattaches_to_its_batch_without_uploading_again(tmp_path):
+    (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    out = tmp_path / "descriptions.json"
+    with FakeOpenAIServer() as server:
+        server.batch_seconds_per_request = 0.2
+        args = ["describe", "--classes", str(tmp_path / "classes.txt"), "--llm", "openai:fake-model", "--batch",
+                "--batch-poll", "0.05", "--base-url", server.base_url, "-q", "-o", str(out)]
+        proc = subprocess.Popen([sys.executable, "-m", "prolab_cli.cli", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=os.environ.copy())
+        states = Cache().path.parent / "batches"
+        deadline = time.time() + 60
+        while not list(states.glob("*.json")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # while it waits for the batch (12 x 0.2 s)
+        proc.wait()
+        assert len(server.batches) == 1 and len(server.files) == 1, proc.stderr.read().decode()
+        state = list(states.glob("*.json"))
+        assert len(state) == 1 and json.loads(state[0].read_text())["batch_id"] in server.batches
+
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert len(server.batches) == 1  # reattached: no second upload, no second batch
+        assert "1 reattached after an interruption" in result.output
+        assert list(json.loads(out.read_text())) == CLASSES and server.requests == len(CLASSES)
+        assert not list((Cache().path.parent / "batches").glob("*.json"))  # the state file is gone
+
+
+def test_batch_needs_an_openai_compatible_backend(tmp_path):
+    res = CliRunner().invoke(main, ["describe", "--classes", "cityscapes", "--batch", "-o", str(tmp_path / "d.json")])
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "--batch needs an OpenAI-compatible API" in res.stderr and "not --llm shipped" in res.stderr
+
+
+def test_batch_calls_are_split_at_the_limit_of_one_batch():
+    from prolab_cli.llm.batch import BatchCall, run_batch
+    from prolab_cli.templates import Prompt
+
+    with FakeOpenAIServer() as server:
+        backend = resolve_backend("openai:fake-model", base_url=server.base_url)
+        calls = [BatchCall(f"key{i}", *backend.request(Prompt("chat", (("user", f"c{i}"),)), {}, 0)) for i in range(5)]
+        stored = {}
+        report = run_batch(backend, calls, Cache(), stored.__setitem__, poll_seconds=0.02, progress=False,
+                           max_per_batch=2)
+        backend.close()
+    assert len(report.batches) == 3 and report.cached == 5 and sorted(stored) == [f"key{i}" for i in range(5)]
