@@ -57,6 +57,18 @@ class ClassRecord:
     kept: int = 0
     best: list[str] = field(default_factory=list)
 
+    def count(self, completion: Completion, cached: bool, seed: int) -> None:
+        """Count one attempt's reply: from the cache or a new call, its tokens and seed."""
+        if cached:
+            self.cache_hits += 1
+        else:
+            self.calls += 1
+            self.new_tokens += (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
+        self.attempts += 1
+        self.seeds.append(seed)
+        self.prompt_tokens += completion.prompt_tokens or 0
+        self.completion_tokens += completion.completion_tokens or 0
+
     def to_json(self) -> dict[str, Any]:
         """The provenance entry (the best partial list goes under ``failed`` instead)."""
         return {k: v for k, v in self.__dict__.items() if k != "best"}
@@ -239,6 +251,42 @@ def describe_classes(
     if not isinstance(template, Template):
         template = load_template(template)
     classes = list(classes)
+    _check_describe_arguments(classes, backend, min_descriptions, attempts, jobs, batch)
+    cache = cache if cache is not None else Cache()
+    retry = retry or RetryPolicy()
+    options = {**template.sampling, **(sampling or {})}
+    retry_temperature = options.pop("retry_temperature", 0.7)
+    first_sampling = options
+    later_sampling = {**options, "temperature": retry_temperature}
+    lint = backend.kind == "local" if lint is None else lint
+    started = time.time()
+    batch_report = None
+    if batch:
+        batch_report = _first_replies_by_batch(classes, backend, template, cache, first_sampling, seed, retry,
+                                               batch_poll, progress)
+    describer = _ClassDescriber(backend, template, cache, retry, first_sampling, later_sampling, seed, attempts,
+                                min_descriptions, lint, {name: ClassRecord() for name in classes})
+    _run_in_pool(classes, describer.describe, max(1, min(jobs, backend.max_concurrency, len(classes))), progress,
+                 describer.stop)
+    records, kept = describer.records, describer.kept
+
+    failed = [name for name in classes if name not in kept]
+    descriptions = {name: kept[name] for name in classes if name in kept}
+    provenance = _provenance(
+        classes, backend, template, records, failed, lint=lint,
+        first_sampling=first_sampling, later_sampling=later_sampling, seed=seed,
+        attempts=attempts, min_descriptions=min_descriptions,
+        elapsed=time.time() - started, n_descriptions=sum(len(v) for v in descriptions.values()),
+    )
+    notes = []
+    if batch_report is not None:
+        provenance["batch"] = asdict(batch_report)
+        notes.append(batch_report.line())
+    return DescribeResult(descriptions=descriptions, provenance=provenance, failed=failed, notes=notes)
+
+
+def _check_describe_arguments(classes: list[str], backend: Backend, min_descriptions: int, attempts: int,
+                              jobs: int, batch: bool) -> None:
     _check_classes(classes)
     if min_descriptions < 1:
         raise ProlabError(f"describe.min must be at least 1, not {min_descriptions}")
@@ -248,48 +296,48 @@ def describe_classes(
         raise ProlabError(f"describe.jobs must be at least 1, not {jobs}")
     if batch and backend.kind != "openai":
         raise ProlabError(f"describe.batch needs an OpenAI-compatible API, not the {backend.kind} backend")
-    cache = cache if cache is not None else Cache()
-    retry = retry or RetryPolicy()
-    options = {**template.sampling, **(sampling or {})}
-    retry_temperature = options.pop("retry_temperature", 0.7)
-    first_sampling = options
-    later_sampling = {**options, "temperature": retry_temperature}
 
-    lint = backend.kind == "local" if lint is None else lint
-    batch_report = None
-    if batch:
-        batch_report = _first_replies_by_batch(classes, backend, template, cache, first_sampling, seed, retry,
-                                               batch_poll, progress)
-    examples = template.example_lines(mode=backend.mode)
-    records = {name: ClassRecord() for name in classes}
-    kept: dict[str, list[str]] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-    started = time.time()
 
-    def one_class(name: str) -> None:
-        record = records[name]
+@dataclass
+class _ClassDescriber:
+    """Asks for one class's descriptions until enough lines pass validation or the attempts run out
+    (each attempt a new seed and the retry temperature); records what every class cost. One
+    worker thread per class at a time: a class's record is touched by its own worker only."""
+
+    backend: Backend
+    template: Template
+    cache: Cache
+    retry: RetryPolicy
+    first_sampling: dict[str, Any]
+    later_sampling: dict[str, Any]
+    seed: int
+    attempts: int
+    min_descriptions: int
+    lint: bool
+    records: dict[str, ClassRecord]
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def describe(self, name: str) -> None:
+        """Describe ``name``: its lines go to ``kept`` once ``min_descriptions`` of them pass."""
+        record = self.records[name]
+        template, backend = self.template, self.backend
         prompt = template.render(name, backend.mode)
         allowed = template.example_lines(name)
-        for attempt in range(attempts):
-            if stop.is_set():
+        examples = template.example_lines(mode=backend.mode)
+        for attempt in range(self.attempts):
+            if self.stop.is_set():
                 return
-            call_sampling = first_sampling if attempt == 0 else later_sampling
-            call_seed = seed + attempt
-            def on_retry(exc: TransientError, wait_s: float) -> None:
-                record.retries += 1  # only this class's worker touches its record
+            call_sampling = self.first_sampling if attempt == 0 else self.later_sampling
+            call_seed = self.seed + attempt
 
-            completion, cached = cached_completion(cache, backend, prompt, call_sampling, call_seed, retry,
-                                                   what=f"class {name!r}", on_retry=on_retry, stop=stop)
-            if cached:
-                record.cache_hits += 1
-            else:
-                record.calls += 1
-                record.new_tokens += (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
-            record.attempts += 1
-            record.seeds.append(call_seed)
-            record.prompt_tokens += completion.prompt_tokens or 0
-            record.completion_tokens += completion.completion_tokens or 0
+            def on_retry(exc: TransientError, wait_s: float) -> None:
+                record.retries += 1
+
+            completion, cached = cached_completion(self.cache, backend, prompt, call_sampling, call_seed, self.retry,
+                                                   what=f"class {name!r}", on_retry=on_retry, stop=self.stop)
+            record.count(completion, cached, call_seed)
             lines = parse_reply(prompt.answer_prefix + completion.text, template.parser)
             checked = validate(
                 lines,
@@ -299,23 +347,27 @@ def describe_classes(
                 truncated=completion.finish_reason == "length",
                 max_descriptions=template.max_descriptions,
                 example_lines=examples,
-                lint=lint,
+                lint=self.lint,
             )
             for reason, dropped in checked.dropped.items():
                 record.dropped[reason] = record.dropped.get(reason, 0) + len(dropped)
             if len(checked.kept) > len(record.best):
                 record.best = checked.kept
-            if len(checked.kept) >= min_descriptions:
-                with lock:
-                    kept[name] = checked.kept
+            if len(checked.kept) >= self.min_descriptions:
+                with self._lock:
+                    self.kept[name] = checked.kept
                 record.kept = len(checked.kept)
                 return
 
-    workers = max(1, min(jobs, backend.max_concurrency, len(classes)))
+
+def _run_in_pool(classes: list[str], work: Callable[[str], None], workers: int, progress: bool,
+                 stop: threading.Event) -> None:
+    """``work(name)`` for every class on ``workers`` threads, a progress bar ticking per class; the
+    first error sets ``stop`` (the other workers finish their call and quit) and is raised."""
     bar = _progress_bar(len(classes), progress)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="describe")
     try:
-        futures = {pool.submit(one_class, name): name for name in classes}
+        futures = {pool.submit(work, name): name for name in classes}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
@@ -331,20 +383,6 @@ def describe_classes(
     finally:
         bar.close()
     pool.shutdown(wait=True)
-
-    failed = [name for name in classes if name not in kept]
-    descriptions = {name: kept[name] for name in classes if name in kept}
-    provenance = _provenance(
-        classes, backend, template, records, failed, lint=lint,
-        first_sampling=first_sampling, later_sampling=later_sampling, seed=seed,
-        attempts=attempts, min_descriptions=min_descriptions,
-        elapsed=time.time() - started, n_descriptions=sum(len(v) for v in descriptions.values()),
-    )
-    notes = []
-    if batch_report is not None:
-        provenance["batch"] = asdict(batch_report)
-        notes.append(batch_report.line())
-    return DescribeResult(descriptions=descriptions, provenance=provenance, failed=failed, notes=notes)
 
 
 def _first_replies_by_batch(classes: list[str], backend: Backend, template: Template, cache: Cache,
