@@ -35,6 +35,7 @@ WRITTEN_NAMES = {path.name.split(".")[0] for path in RECIPES.glob("*.names.json"
 def test_every_builtin_list_has_a_shipped_space():
     assert set(EXPECTED) == set(BUILTIN)
     assert {"ade20k", "coco-stuff", "pascal-context-59", "cityscapes"} <= WRITTEN_NAMES  # the paper's datasets
+    assert "pascal-context-459" in WRITTEN_NAMES
     by_name = {space.name: space for space in shipped_spaces()}
     for list_name, (artifact, _) in EXPECTED.items():
         assert artifact in by_name, artifact
