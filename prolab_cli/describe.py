@@ -110,7 +110,8 @@ def run_describe(
     that failed are left out of the file; the caller reports them."""
     names = load_classes(classes)
     load_template(options.template)  # a bad template is refused even when no class needs the LLM
-    if options.batch and options.llm in (SHIPPED, "local") and backend is None:
+    if options.batch and backend is None and (options.llm.strip() in (SHIPPED, "local")
+                                              or options.llm.strip().startswith("llama-cpp:")):
         raise ProlabError(f"describe.batch needs an OpenAI-compatible API (describe.llm NAME, openai:NAME or "
                           f"describe.base_url), not describe.llm {options.llm}")
     if options.llm == SHIPPED:

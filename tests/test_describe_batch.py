@@ -64,24 +64,83 @@ def test_cached_classes_are_not_sent_and_a_rerun_sends_nothing():
         assert server.http_requests == before and again.provenance["batch"]["calls"] == 0
 
 
-def test_failed_and_expired_lines_are_made_again_the_ordinary_way():
-    with FakeOpenAIServer() as server:
-        backend = resolve_backend("openai:fake-model", base_url=server.base_url)
-        from prolab_cli.describe import reply_cache_key
-        from prolab_cli.templates import load_template
+def first_key(server, name):
+    """The reply-cache key (the batch line's custom_id) of ``name``'s first call."""
+    from prolab_cli.describe import reply_cache_key
+    from prolab_cli.templates import load_template
 
-        template = load_template("prolab")
-        sampling = {k: v for k, v in template.sampling.items() if k != "retry_temperature"}
-        key = reply_cache_key(backend, template.render(CLASSES[3], backend.mode).as_dict(), sampling, 0)
-        backend.close()
-        server.batch_failing = {key}
+    backend = resolve_backend("openai:fake-model", base_url=server.base_url)
+    template = load_template("prolab")
+    sampling = {k: v for k, v in template.sampling.items() if k != "retry_temperature"}
+    key = reply_cache_key(backend, template.render(name, backend.mode).as_dict(), sampling, 0)
+    backend.close()
+    return key
+
+
+def test_failed_malformed_and_expired_lines_are_made_again_the_ordinary_way():
+    with FakeOpenAIServer() as server:
+        server.batch_failing = {first_key(server, CLASSES[3])}
+        server.batch_malformed = {first_key(server, CLASSES[5])}
         server.batch_expire_after = 9  # of 12: lines 9, 10 and 11 never run
         result = describe(server, batch=True)
         report = result.provenance["batch"]
-        assert (report["cached"], report["failed"], report["not_run"]) == (8, 1, 3)
+        assert (report["cached"], report["failed"], report["not_run"]) == (7, 2, 3)
         assert sorted(result.descriptions) == sorted(CLASSES) and not result.failed
-        assert server.requests == 9 + 4  # 9 lines ran in the batch, then 4 ordinary calls
-        assert "4 left to ordinary calls (1 failed, 3 not run)" in result.notes[0]
+        assert server.requests == 9 + 5  # 9 lines ran in the batch, then 5 ordinary calls
+        assert "5 left to ordinary calls (2 failed, 3 not run); first error: " in result.notes[0]
+        assert "unreadable batch reply" in report["errors"][0] and report["errors"][1] == "HTTP 500: server error"
+
+
+def test_a_rejected_batch_leaves_every_call_to_the_ordinary_path_and_says_why():
+    with FakeOpenAIServer() as server:
+        server.batch_reject = "model fake-model is not available in the Batch API"
+        result = describe(server, batch=True)
+        assert sorted(result.descriptions) == sorted(CLASSES) and server.requests == len(CLASSES)
+        assert result.notes[0].endswith(f"{len(CLASSES)} left to ordinary calls (0 failed, {len(CLASSES)} not run);"
+                                        " first error: model fake-model is not available in the Batch API")
+
+
+def test_a_rerun_reattaches_to_the_killed_runs_batch_and_sends_only_what_it_lacks(monkeypatch):
+    import prolab_cli.llm.batch as batch_module
+
+    real_wait = batch_module._wait
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the run dies while it waits for its batch
+
+    with FakeOpenAIServer() as server:
+        monkeypatch.setattr(batch_module, "_wait", killed)
+        with pytest.raises(KeyboardInterrupt):
+            describe(server, classes=CLASSES[:8], batch=True)
+        assert len(server.batches) == 1
+        monkeypatch.setattr(batch_module, "_wait", real_wait)
+        result = describe(server, batch=True)  # more classes than the killed run had
+        report = result.provenance["batch"]
+        assert report["reattached"] == 1 and len(report["batches"]) == 2 and report["cached"] == len(CLASSES)
+        assert [b["request_counts"]["total"] for b in server.batches.values()] == [8, 4]
+        assert server.requests == len(CLASSES) and len(server.files) == 2 + 2  # two uploads, two outputs
+
+
+def test_a_state_file_of_a_batch_the_server_does_not_know_is_dropped():
+    with FakeOpenAIServer() as server:
+        keys = [first_key(server, name) for name in CLASSES]
+        states = Cache().path.parent / "batches"
+        states.mkdir(parents=True, exist_ok=True)
+        (states / "stale.json").write_text(json.dumps({
+            "format": "prolab.batch-state", "batch_id": "batch-gone", "base_url": server.base_url.rstrip("/"),
+            "keys": keys, "created": 0}))
+        result = describe(server, batch=True)
+        assert result.provenance["batch"]["reattached"] == 0 and result.provenance["batch"]["cached"] == len(CLASSES)
+        assert not list(states.glob("*.json"))
+
+
+def test_the_progress_line_shows_the_batch_counts(capsys):
+    with FakeOpenAIServer() as server:
+        backend = resolve_backend("openai:fake-model", base_url=server.base_url)
+        describe_classes(CLASSES, backend, "prolab", retry=TINY, progress=True, batch=True, batch_poll=0.02)
+        backend.close()
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("batch batch-"))
+    assert f": {len(CLASSES)}/{len(CLASSES)} req (100%), done in" in line and "status=completed, failed=0" in line
 
 
 def test_a_killed_run_reattaches_to_its_batch_without_uploading_again(tmp_path):
@@ -111,10 +170,26 @@ def test_a_killed_run_reattaches_to_its_batch_without_uploading_again(tmp_path):
         assert not list((Cache().path.parent / "batches").glob("*.json"))  # the state file is gone
 
 
-def test_batch_needs_an_openai_compatible_backend(tmp_path):
-    res = CliRunner().invoke(main, ["describe", "--classes", "cityscapes", "--batch", "-o", str(tmp_path / "d.json")])
-    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
-    assert "--batch needs an OpenAI-compatible API" in res.stderr and "not --llm shipped" in res.stderr
+@pytest.mark.parametrize("llm", [None, "local", "llama-cpp:/no/such/model.gguf"])
+def test_batch_needs_an_openai_compatible_backend(tmp_path, llm):
+    args = ["describe", "--classes", "cityscapes", "--batch", "-o", str(tmp_path / "d.json")]
+    res = CliRunner().invoke(main, args + (["--llm", llm] if llm else []))
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "--batch needs an OpenAI-compatible API" in res.stderr and f"not --llm {llm or 'shipped'}" in res.stderr
+
+
+def test_batch_needs_an_openai_compatible_backend_in_code_too():
+    from prolab_cli.errors import ProlabError
+    from prolab_cli.llm.base import Backend
+
+    class Local(Backend):
+        kind, model, mode = "llama", "m", "chat"
+
+        def complete(self, prompt, sampling, seed):
+            raise AssertionError("no call expected")
+
+    with pytest.raises(ProlabError, match="describe.batch needs an OpenAI-compatible API, not the llama backend"):
+        describe_classes(CLASSES, Local(), "prolab", batch=True, progress=False)
 
 
 def test_batch_calls_are_split_at_the_limit_of_one_batch():
@@ -129,3 +204,16 @@ def test_batch_calls_are_split_at_the_limit_of_one_batch():
                            max_per_batch=2)
         backend.close()
     assert len(report.batches) == 3 and report.cached == 5 and sorted(stored) == [f"key{i}" for i in range(5)]
+
+
+def test_calls_that_share_a_key_go_in_once():
+    from prolab_cli.llm.batch import BatchCall, run_batch
+    from prolab_cli.templates import Prompt
+
+    with FakeOpenAIServer() as server:  # it fails a batch that repeats a custom_id, as the real one does
+        backend = resolve_backend("openai:fake-model", base_url=server.base_url)
+        call = BatchCall("same", *backend.request(Prompt("chat", (("user", "c"),)), {}, 0))
+        stored = {}
+        report = run_batch(backend, [call, call], Cache(), stored.__setitem__, poll_seconds=0.02, progress=False)
+        backend.close()
+    assert report.calls == 1 and report.cached == 1 and list(stored) == ["same"]

@@ -9,8 +9,11 @@ re-run or a resumed run repeats no finished call.
 It also implements the Batch API: ``POST /v1/files`` (multipart upload), ``POST /v1/batches``,
 ``GET /v1/batches/{id}`` and ``GET /v1/files/{id}/content``. A batch is worked through in a
 background thread (``batch_seconds_per_request`` each), so polling sees it in progress; listed
-custom ids fail (``batch_failing``) and a batch can expire after some of its requests
-(``batch_expire_after``), leaving a partial output file, as the real service does.
+custom ids fail (``batch_failing``: an HTTP 500 line in the error file) or get an unreadable body
+(``batch_malformed``), and a batch can expire after some of its requests (``batch_expire_after``),
+leaving a partial output file and ``batch_expired`` lines in the error file, as the real service
+does. A batch whose input repeats a custom id, or any batch while ``batch_reject`` holds a message,
+fails validation (status ``failed``, nothing run).
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ class FakeOpenAIServer:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_seconds_per_request = 0.0
         self.batch_failing: set[str] = set()
+        self.batch_malformed: set[str] = set()
         self.batch_expire_after: int | None = None
+        self.batch_reject: str | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -104,6 +109,9 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: with Nagle on, the second waits for the client's
+            # delayed ACK (~40 ms per request on Linux), which would swamp the latency under test
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -219,14 +227,24 @@ class FakeOpenAIServer:
                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
                 "output_file_id": None, "error_file_id": None,
             }
-        threading.Thread(target=self._work_batch, args=(batch_id, lines), daemon=True).start()
+        ids = [line.get("custom_id") for line in lines]
+        invalid = self.batch_reject or ("duplicate custom_id" if len(set(ids)) != len(ids) else None)
+        if invalid:
+            with self._lock:
+                self.batches[batch_id].update(status="failed", errors={"object": "list", "data": [
+                    {"code": "invalid_request", "message": invalid, "param": None, "line": None}]})
+        else:
+            threading.Thread(target=self._work_batch, args=(batch_id, lines), daemon=True).start()
         self._send(handler, 200, json.dumps(self.batches[batch_id]).encode(), {})
 
     def _work_batch(self, batch_id: str, lines: list[dict[str, Any]]) -> None:
         batch, done, errors = self.batches[batch_id], [], []
         for n, line in enumerate(lines):
             if self.batch_expire_after is not None and n >= self.batch_expire_after:
-                break
+                errors.append({"id": f"req-{n}", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "batch_expired", "message": "This request could not be executed"
+                                         " before the completion window expired."}})
+                continue
             time.sleep(self.batch_seconds_per_request)
             with self._lock:
                 self.requests += 1
@@ -238,6 +256,8 @@ class FakeOpenAIServer:
                 batch["request_counts"]["failed"] += 1
                 continue
             body = self._completion(line["body"], line["url"].endswith("/chat/completions"))
+            if line["custom_id"] in self.batch_malformed:
+                body = {"id": body["id"], "choices": "unreadable"}
             done.append({"id": f"req-{n}", "custom_id": line["custom_id"],
                          "response": {"status_code": 200, "request_id": f"r{n}", "body": body}, "error": None})
             batch["request_counts"]["completed"] += 1
@@ -247,8 +267,8 @@ class FakeOpenAIServer:
                     file_id = self._new_id("file")
                     self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
                     batch[key] = file_id
-            batch["status"] = "expired" if self.batch_expire_after is not None and len(lines) > self.batch_expire_after \
-                else "completed"
+            expired = self.batch_expire_after is not None and len(lines) > self.batch_expire_after
+            batch["status"] = "expired" if expired else "completed"
 
     def _get(self, handler: BaseHTTPRequestHandler) -> None:
         parts = handler.path.rstrip("/").split("/")
