@@ -1,6 +1,6 @@
-// CPU kernels of prolab::ms_deform_attn. The forward and the gradients of locations and weights
-// are parallel over batch x queries; the value gradient is parallel over batch x heads, whose
-// slices of grad_value are disjoint: no atomics, and results do not depend on the thread count.
+// CPU kernels of prolab::ms_deform_attn. The forward is parallel over batch x queries; the
+// backward over batch x groups of heads, whose slices of grad_value are disjoint: no atomics,
+// and results do not depend on the thread count.
 #include "msda.h"
 
 #include <ATen/Dispatch.h>
@@ -45,6 +45,7 @@ struct Args {
   scalar_t* grad_loc;
   scalar_t* grad_attn;
   int64_t N, S, M, D, Q, L, P;
+  int64_t groups = 1;  // backward: tasks per batch element, each a contiguous group of heads
 };
 
 #if defined(__GNUC__)
@@ -94,86 +95,68 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
   }
 }
 
-// Rows [begin, end) of (batch, query): gradients of the sampling locations and attention
-// weights. The value is only read, so rows are independent.
+// Tasks [begin, end) of (batch, group of heads): all three gradients in one sweep, so each
+// sample's corners are found once and its corner rows of value and grad_value are visited
+// together. A task owns its heads' slices of grad_value (no atomics) and takes its queries in
+// order, all heads of a query together: a pixel's rows for all heads are contiguous, and the
+// heads' scatters are independent chains of read-modify-writes. Each element of grad_value
+// belongs to one head and one level, so it sums its terms in (query, point) order however the
+// heads are grouped: results do not depend on the grouping or the thread count.
 template <typename scalar_t, int kD>
-PROLAB_INLINE void backward_rows(const Args<scalar_t>& a, int64_t begin, int64_t end) {
-  const int64_t D = kD > 0 ? kD : a.D;
-  const int64_t M = a.M, L = a.L, P = a.P;
-  const int64_t pixel_stride = M * D;
-  for (int64_t nq = begin; nq < end; ++nq) {
-    const int64_t n = nq / a.Q;
-    for (int64_t m = 0; m < M; ++m) {
-      const int64_t row = nq * M + m;
-      const scalar_t* __restrict__ g = a.grad_out + row * D;
-      const scalar_t* lrow = a.loc + row * L * P * 2;
-      const scalar_t* arow = a.attn + row * L * P;
-      scalar_t* ga = a.grad_attn + row * L * P;
-      scalar_t* gl = a.grad_loc + row * L * P * 2;
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
-        const scalar_t* base = a.value + ((n * a.S + a.starts[l]) * M + m) * D;
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t lp = l * P + p;
-          Corners<scalar_t> c;
-          if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) {
-            ga[lp] = 0;
-            gl[2 * lp] = 0;
-            gl[2 * lp + 1] = 0;
-            continue;
-          }
-          scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
-          for (int i = 0; i < 4; ++i) {
-            if (!c.valid[i]) continue;
-            const scalar_t* __restrict__ v = base + c.index[i] * pixel_stride;
-            scalar_t s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int64_t d = 0; d < D; ++d) s += g[d] * v[d];
-            dot[i] = s;
-          }
-          const scalar_t w = arow[lp];
-          ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
-          const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
-          const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
-          gl[2 * lp] = gw * static_cast<scalar_t>(W);
-          gl[2 * lp + 1] = gh * static_cast<scalar_t>(H);
-        }
-      }
-    }
-  }
-}
-
-// Pairs [begin, end) of (batch, head): the value gradient. Each pair owns its slice of
-// grad_value, so the scatter needs no atomics and does not depend on the thread count.
-template <typename scalar_t, int kD>
-PROLAB_INLINE void backward_value(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_t end) {
   const int64_t D = kD > 0 ? kD : a.D;
   const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
   const int64_t pixel_stride = M * D;
-  for (int64_t nm = begin; nm < end; ++nm) {
-    const int64_t n = nm / M, m = nm % M;
-    // this pair's slice of grad_value, zeroed here so that it is still in cache for the scatter
-    scalar_t* slice = a.grad_value + (n * a.S * M + m) * D;
-    for (int64_t s = 0; s < a.S; ++s) std::fill(slice + s * pixel_stride, slice + s * pixel_stride + D, scalar_t(0));
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t n = task / a.groups, group = task % a.groups;
+    const int64_t m_begin = group * M / a.groups, m_end = (group + 1) * M / a.groups;
+    scalar_t* grad_value_n = a.grad_value + n * a.S * pixel_stride;
+    for (int64_t s = 0; s < a.S; ++s) {
+      scalar_t* pixel = grad_value_n + s * pixel_stride;
+      std::fill(pixel + m_begin * D, pixel + m_end * D, scalar_t(0));
+    }
     for (int64_t q = 0; q < Q; ++q) {
-      const int64_t row = (n * Q + q) * M + m;
-      const scalar_t* __restrict__ g = a.grad_out + row * D;
-      const scalar_t* lrow = a.loc + row * L * P * 2;
-      const scalar_t* arow = a.attn + row * L * P;
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
-        scalar_t* base = a.grad_value + ((n * a.S + a.starts[l]) * M + m) * D;
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t lp = l * P + p;
-          Corners<scalar_t> c;
-          if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) continue;
-          const scalar_t w = arow[lp];
-          for (int i = 0; i < 4; ++i) {
-            if (!c.valid[i]) continue;
-            scalar_t* __restrict__ gv = base + c.index[i] * pixel_stride;
-            const scalar_t cw = w * c.weight[i];
-#pragma omp simd
-            for (int64_t d = 0; d < D; ++d) gv[d] += cw * g[d];
+      for (int64_t m = m_begin; m < m_end; ++m) {
+        const int64_t row = (n * Q + q) * M + m;
+        const scalar_t* __restrict__ g = a.grad_out + row * D;
+        const scalar_t* lrow = a.loc + row * L * P * 2;
+        const scalar_t* arow = a.attn + row * L * P;
+        scalar_t* ga = a.grad_attn + row * L * P;
+        scalar_t* gl = a.grad_loc + row * L * P * 2;
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
+          const int64_t offset = ((n * a.S + a.starts[l]) * M + m) * D;
+          const scalar_t* value_base = a.value + offset;
+          scalar_t* grad_base = a.grad_value + offset;
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t lp = l * P + p;
+            Corners<scalar_t> c;
+            if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) {
+              ga[lp] = 0;
+              gl[2 * lp] = 0;
+              gl[2 * lp + 1] = 0;
+              continue;
+            }
+            const scalar_t w = arow[lp];
+            scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
+            for (int i = 0; i < 4; ++i) {
+              if (!c.valid[i]) continue;
+              const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
+              scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
+              const scalar_t cw = w * c.weight[i];
+              scalar_t s = 0;
+#pragma omp simd reduction(+ : s)
+              for (int64_t d = 0; d < D; ++d) {
+                s += g[d] * v[d];
+                gv[d] += cw * g[d];
+              }
+              dot[i] = s;
+            }
+            ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
+            const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
+            const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
+            gl[2 * lp] = gw * static_cast<scalar_t>(W);
+            gl[2 * lp + 1] = gh * static_cast<scalar_t>(H);
           }
         }
       }
@@ -181,16 +164,14 @@ PROLAB_INLINE void backward_value(const Args<scalar_t>& a, int64_t begin, int64_
   }
 }
 
-enum class Pass { kForward, kGradSamples, kGradValue };
+enum class Pass { kForward, kBackward };
 
 template <typename scalar_t, int kD, Pass kPass>
 PROLAB_INLINE void run_pass(const Args<scalar_t>& a, int64_t begin, int64_t end) {
   if constexpr (kPass == Pass::kForward) {
     forward_rows<scalar_t, kD>(a, begin, end);
-  } else if constexpr (kPass == Pass::kGradSamples) {
-    backward_rows<scalar_t, kD>(a, begin, end);
   } else {
-    backward_value<scalar_t, kD>(a, begin, end);
+    backward_tasks<scalar_t, kD>(a, begin, end);
   }
 }
 
@@ -248,12 +229,12 @@ void forward_kernel(const Args<scalar_t>& a) {
 }
 
 template <typename scalar_t>
-void backward_kernel(const Args<scalar_t>& a) {
-  const auto samples = worker<scalar_t, Pass::kGradSamples>(a.D);
-  at::parallel_for(0, a.N * a.Q, row_grain(a.M * a.L * a.P * a.D),
-                   [&](int64_t begin, int64_t end) { samples(a, begin, end); });
-  const auto value = worker<scalar_t, Pass::kGradValue>(a.D);
-  at::parallel_for(0, a.N * a.M, 1, [&](int64_t begin, int64_t end) { value(a, begin, end); });
+void backward_kernel(Args<scalar_t>& a) {
+  // one task per batch element unless that leaves threads idle; then the heads are split too
+  const int64_t threads = at::get_num_threads(), N = std::max<int64_t>(a.N, 1);
+  a.groups = std::clamp<int64_t>((threads + N - 1) / N, 1, std::max<int64_t>(a.M, 1));
+  const auto fn = worker<scalar_t, Pass::kBackward>(a.D);
+  at::parallel_for(0, a.N * a.groups, 1, [&](int64_t begin, int64_t end) { fn(a, begin, end); });
 }
 
 bool reduced_precision(const at::Tensor& t) {
@@ -298,7 +279,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   const auto grad_output = grad_output_in.to(compute).contiguous();
   const auto loc = sampling_locations.contiguous();
   const auto attn = attention_weights.contiguous();
-  auto grad_value = at::empty(value.sizes(), value.options());  // zeroed by the value pass
+  auto grad_value = at::empty(value.sizes(), value.options());  // zeroed by the backward tasks
   auto grad_loc = at::empty(loc.sizes(), loc.options());
   auto grad_attn = at::empty(attn.sizes(), attn.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
