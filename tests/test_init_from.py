@@ -54,6 +54,16 @@ def test_init_from_loads_the_model_weights_and_starts_a_fresh_run(first_run, tmp
                            first_run["ckpt"]["state_dict"]["decode_head.conv_seg.weight"])
 
 
+def test_init_from_a_path_that_yaml_would_misread_is_taken_as_it_is(first_run, tmp_path):
+    import shutil
+
+    odd = tmp_path / "run #1: first"  # unquoted, YAML would cut at '#' or read a mapping
+    shutil.copytree(first_run["root"] / "first", odd)
+    res = _cli_train(first_run, tmp_path / "second", "--init-from", str(odd))
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(tmp_path / "second")["config"]["train"]["init_from"] == str(odd.resolve())
+
+
 def _model_of(ckpt):
     from segmentation.engine.builder import model_from_checkpoint
 

@@ -148,10 +148,11 @@ def train(dataset, data_root, label_space, preset, config_name, overrides, head,
                                           ("--head", head), ("--init-from", init_from)) if value]
         if fixed:
             raise ProlabError(f"--resume continues the checkpoint's config: {', '.join(fixed)} cannot change it")
-    # the flags that edit the config are overrides after the user's own --set ones
-    edits = [f"{key}={value}" for key, value in (("dataset", dataset), ("model.preset", preset), ("model.head", head),
-                                                 ("train.init_from", init_from and str(Path(init_from).resolve())))
-             if value]
+    # the flags that edit the config are overrides after the user's own --set ones; each value is a
+    # quoted YAML string, so that a path holding '#' or ': ' stays the path
+    edits = [f"{key}={json.dumps(value)}" for key, value in (
+        ("dataset", dataset), ("model.preset", preset), ("model.head", head),
+        ("train.init_from", init_from and str(Path(init_from).resolve()))) if value]
     config = None if resume else load_config(config_name or "ade20k-vit-adapter-b-prolab")
     started = time.time()
     result = run_train(config, data_root, work_dir=work_dir, label_space=label_space, resume=resume,
