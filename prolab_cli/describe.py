@@ -24,7 +24,7 @@ from .atomic import json_bytes, write_bytes, write_json
 from .cache import Cache, content_key
 from .classes import builtin_name, load_classes, validated_names
 from .errors import ProlabError
-from .llm import resolve_backend
+from .llm import backend_kind, resolve_backend
 from .llm.base import Backend, Completion, TransientError
 from .llm.replies import parse_reply, validate
 from .llm.retry import RetryPolicy, call_with_retry
@@ -110,8 +110,8 @@ def run_describe(
     that failed are left out of the file; the caller reports them."""
     names = load_classes(classes)
     load_template(options.template)  # a bad template is refused even when no class needs the LLM
-    if options.batch and backend is None and (options.llm.strip() in (SHIPPED, "local")
-                                              or options.llm.strip().startswith("llama-cpp:")):
+    names_api = options.llm.strip() != SHIPPED and backend_kind(options.llm) == "openai"
+    if options.batch and backend is None and not names_api:
         raise ProlabError(f"describe.batch needs an OpenAI-compatible API (describe.llm NAME, openai:NAME or "
                           f"describe.base_url), not describe.llm {options.llm}")
     if options.llm == SHIPPED:
@@ -219,8 +219,14 @@ def cached_completion(
         return Completion.from_json(stored), True
     completion = call_with_retry(lambda: backend.complete(prompt, sampling, seed), retry, what=what,
                                  on_retry=on_retry, stop=stop)
-    cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
+    store_reply(cache, backend, key, completion)
     return completion, False
+
+
+def store_reply(cache: Cache, backend: Backend, key: str, completion: Completion) -> None:
+    """Put ``completion`` in the reply cache under ``key`` (:func:`reply_cache_key`), tagged with
+    the backend and model (``prolab cache`` lists and clears by them)."""
+    cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
 
 
 def describe_classes(
@@ -398,11 +404,8 @@ def _first_replies_by_batch(classes: list[str], backend: Backend, template: Temp
         key = reply_cache_key(backend, prompt.as_dict(), sampling, seed)
         if cache.get_json(CACHE_NAMESPACE, key) is None:
             calls.append(BatchCall(key, *backend.request(prompt, sampling, seed)))
-
-    def store(key: str, completion: Completion) -> None:
-        cache.put_json(CACHE_NAMESPACE, key, completion.to_json(), backend=backend.kind, model=str(backend.model))
-
-    return run_batch(backend, calls, cache, store, poll_seconds=poll_seconds, progress=progress, retry=retry)
+    return run_batch(backend, calls, cache, lambda key, completion: store_reply(cache, backend, key, completion),
+                     poll_seconds=poll_seconds, progress=progress, retry=retry)
 
 
 def _check_classes(classes: list[str]) -> None:

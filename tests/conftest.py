@@ -24,6 +24,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     set_quiet(False)  # a `-q` of an earlier test's command line must not silence this one
 
 
+@pytest.fixture
+def no_openai_env(monkeypatch):
+    """No OPENAI_API_KEY / OPENAI_BASE_URL from the developer's shell: the tests name their server."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
     """``tests/data``: outputs and key layouts of the original code (``golden/``, ``checkpoint_keys/``),

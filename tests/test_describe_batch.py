@@ -21,11 +21,7 @@ from prolab_cli.llm.testing import FakeOpenAIServer
 TINY = RetryPolicy(max_calls=4, base_delay=0.001, max_delay=0.005)
 CLASSES = [f"class {i}" for i in range(12)]
 
-
-@pytest.fixture(autouse=True)
-def _no_key(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("no_openai_env")
 
 
 def describe(server, classes=CLASSES, **kwargs):

@@ -15,7 +15,7 @@ from .retry import RetryPolicy, call_with_retry
 
 __all__ = [
     "ALIASES", "Backend", "Completion", "RetryPolicy", "TransientError", "call_with_retry",
-    "resolve_backend",
+    "backend_kind", "resolve_backend",
 ]
 
 #: short name -> the model name the OpenAI API knows
@@ -25,6 +25,15 @@ ALIASES: dict[str, str] = {
     "gpt-4": "gpt-4",
     "gpt-4o": "gpt-4o",
 }
+
+
+def backend_kind(spec: str) -> str:
+    """The kind of backend ``--llm spec`` names, without loading it: ``local``, ``llama-cpp`` or
+    ``openai`` (each backend's ``kind``)."""
+    spec = spec.strip()
+    if spec == "local":
+        return "local"
+    return "llama-cpp" if spec.startswith("llama-cpp:") else "openai"
 
 
 def resolve_backend(
@@ -42,7 +51,8 @@ def resolve_backend(
     spec = spec.strip()
     if not spec:
         raise ProlabError("describe.llm: empty model name")
-    if spec == "local":
+    kind = backend_kind(spec)
+    if kind == "local":
         if mode not in ("auto", "completion"):
             raise ProlabError("describe.llm local is a base model: it runs in completion mode only")
         from .llama_backend import LlamaCppBackend
@@ -52,7 +62,7 @@ def resolve_backend(
             local_model_path(), mode="completion", threads=threads, n_ctx=n_ctx,
             fingerprint=local_model_sha256(), kind="local",
         )
-    if spec.startswith("llama-cpp:"):
+    if kind == "llama-cpp":
         from .llama_backend import LlamaCppBackend
 
         return LlamaCppBackend(spec[len("llama-cpp:"):], mode=mode, threads=threads, n_ctx=n_ctx)

@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterator
 
 from ..atomic import write_json
 from ..cache import Cache, content_key
-from ..errors import ProlabError, RemoteCallError
+from ..errors import ProlabError
 from ..progress import progress_bar
-from .base import Completion, MalformedReply, TransientError
+from .base import Completion, MalformedReply
 from .retry import RetryPolicy, call_with_retry
 
 #: the Batch API's limit on the requests of one input file
@@ -257,22 +257,7 @@ def _line_error(error: Any, response: Any, status: Any) -> str:
 
 
 def _api(backend: Any, call: Callable[[], Any], retry: RetryPolicy, *, missing_ok: bool = False) -> Any:
-    """One Batch API request, retried; its failures as prolab errors naming the server. With
-    ``missing_ok`` a 404 gives None."""
-    openai = backend._openai
-
-    def once() -> Any:
-        try:
-            return call()
-        except openai.NotFoundError as exc:
-            if missing_ok:
-                return None
-            raise backend._status_error(exc) from None
-        except openai.APIStatusError as exc:
-            raise backend._status_error(exc) from None
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise TransientError(f"{backend.base_url}: batch request failed ({exc})") from None
-        except openai.OpenAIError as exc:
-            raise RemoteCallError(f"{backend.base_url}: batch request failed ({exc})") from None
-
-    return call_with_retry(once, retry, what=f"{backend.base_url} (Batch API)")
+    """One Batch API request through the backend's own error mapping
+    (:meth:`~.openai_backend.OpenAIBackend.send`), retried. With ``missing_ok`` a 404 gives None."""
+    return call_with_retry(lambda: backend.send(call, missing_ok=missing_ok), retry,
+                           what=f"{backend.base_url} (Batch API)")

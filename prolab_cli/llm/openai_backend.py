@@ -15,7 +15,7 @@ import email.utils
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import ProlabError, RemoteCallError
@@ -105,12 +105,22 @@ class OpenAIBackend(Backend):
 
     def complete(self, prompt: Prompt, sampling: dict[str, Any], seed: int) -> Completion:
         endpoint, body = self.request(prompt, sampling, seed)
+        create = self.client.chat.completions.create if endpoint == "/v1/chat/completions" else \
+            self.client.completions.create
+        return self._completion(self.send(lambda: create(**body)))
+
+    def send(self, call: Callable[[], Any], *, missing_ok: bool = False) -> Any:
+        """``call()`` (one request through the openai client), its failures as prolab errors: a
+        429/5xx, a timeout or a dropped connection as :class:`TransientError` (the caller retries),
+        an unreadable body as :class:`MalformedReply`, any other failure as
+        :class:`RemoteCallError` with the server's message. With ``missing_ok`` a 404 gives None."""
         openai = self._openai
         try:
-            if endpoint == "/v1/chat/completions":
-                reply = self.client.chat.completions.create(**body)
-            else:
-                reply = self.client.completions.create(**body)
+            return call()
+        except openai.NotFoundError as exc:
+            if missing_ok:
+                return None
+            raise self._status_error(exc) from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
@@ -119,7 +129,8 @@ class OpenAIBackend(Backend):
             raise TransientError(f"{self.base_url}: connection failed ({exc.__cause__ or exc})") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             raise MalformedReply(f"{self.base_url}: unreadable reply ({exc})") from None
-        return self._completion(reply)
+        except openai.OpenAIError as exc:
+            raise RemoteCallError(f"{self.base_url}: request failed ({exc})") from None
 
     def completion_from_body(self, endpoint: str, body: Any) -> Completion:
         """The :class:`Completion` in a response body of ``endpoint`` (a Batch API output line's)."""
