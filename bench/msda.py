@@ -10,8 +10,10 @@ the tokens (L = 1). Sampling locations are what the model produces: each query's
 plus offsets of N(0, 2) pixels of the sampled level; weights are a softmax over L x P.
 
 Times are medians over ``--repeats`` runs after one warm-up, the two implementations
-interleaved so that both see the same machine load. Forward runs under ``no_grad``;
-forward+backward computes all three input gradients from a fixed upstream gradient.
+interleaved so that both see the same machine load (``--back-to-back`` instead runs each
+implementation's calls one after another, the regime of a microbenchmark loop: inputs stay in
+cache). Forward runs under ``no_grad``; forward+backward computes all three input gradients from a
+fixed upstream gradient.
 
 Peak memory is the extra memory one forward (or forward+backward) needs on top of its inputs,
 outputs and gradients included. CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation
@@ -95,23 +97,24 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_case(case: str, device: str, repeats: int, impls: dict) -> dict:
-    """Median seconds per (implementation, mode), implementations interleaved."""
+def time_case(case: str, device: str, repeats: int, impls: dict, back_to_back: bool = False) -> dict:
+    """Median seconds per (implementation, mode); implementations interleaved unless back_to_back."""
     inputs = make_inputs(case, device)
     with torch.no_grad():
         shape = ms_deform_attn_reference(*inputs[:5]).shape
     upstream = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(device)
-    times = {(name, mode): [] for name in impls for mode in ("fwd", "fwdbwd")}
-    for rep in range(repeats + 1):
-        for name, fn in impls.items():
-            for mode in ("fwd", "fwdbwd"):
-                _sync(device)
-                start = time.perf_counter()
-                run_once(fn, inputs, mode, upstream)
-                _sync(device)
-                if rep > 0:  # the first round is the warm-up
-                    times[(name, mode)].append(time.perf_counter() - start)
-    return {f"{name}_{mode}_s": statistics.median(ts) for (name, mode), ts in times.items()}
+    keys = [(name, mode) for name in impls for mode in ("fwd", "fwdbwd")]
+    order = ([key for key in keys for _ in range(repeats + 1)] if back_to_back
+             else keys * (repeats + 1))
+    times = {key: [] for key in keys}
+    for name, mode in order:
+        _sync(device)
+        start = time.perf_counter()
+        run_once(impls[name], inputs, mode, upstream)
+        _sync(device)
+        times[(name, mode)].append(time.perf_counter() - start)
+    # each key's first call is its warm-up
+    return {f"{name}_{mode}_s": statistics.median(ts[1:]) for (name, mode), ts in times.items()}
 
 
 def _proc_kib(field: str) -> int:
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--back-to-back", action="store_true",
+                        help="run each implementation's calls one after another instead of interleaved")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--probe", nargs=3, metavar=("CASE", "IMPL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -173,14 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     impls = implementations(args.device)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"# torch {torch.__version__}, {args.device} ({where}), {build.loaded().name}, "
-          f"median of {args.repeats}, load average {os.getloadavg()[0]:.1f}")
+          f"median of {args.repeats}{', back to back' if args.back_to_back else ', interleaved'}, load average {os.getloadavg()[0]:.1f}")
     header = ("case", "fwd ms comp/ref", "x", "fwd+bwd ms comp/ref", "x", "fwd MiB comp/ref", "x",
               "fwd+bwd MiB comp/ref", "x")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     rows = []
     for case in cases:
-        row = {"case": case, **time_case(case, args.device, args.repeats, impls)}
+        row = {"case": case, **time_case(case, args.device, args.repeats, impls, args.back_to_back)}
         if not args.no_memory:
             for impl in impls:
                 for mode in ("fwd", "fwdbwd"):

@@ -54,6 +54,91 @@ struct Args {
 #define PROLAB_INLINE inline
 #endif
 
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define PROLAB_VECTOR_EXTENSIONS 1  // vector_size and __builtin_shufflevector
+#else
+#define PROLAB_VECTOR_EXTENSIONS 0
+#endif
+
+// A 32-byte vector of scalar_t (one AVX register; two SSE registers in the baseline build).
+template <typename scalar_t>
+struct Simd {
+#if PROLAB_VECTOR_EXTENSIONS
+  typedef scalar_t vec __attribute__((vector_size(32)));
+  typedef scalar_t unaligned_vec __attribute__((vector_size(32), aligned(alignof(scalar_t)), may_alias));
+#else
+  typedef scalar_t vec;
+#endif
+  static constexpr int lanes = 32 / sizeof(scalar_t);
+};
+
+// Whether a channel count known at compile time takes the vector path.
+template <typename scalar_t>
+constexpr bool simd_channels(int kD) {
+  return PROLAB_VECTOR_EXTENSIONS && kD > 0 && kD % Simd<scalar_t>::lanes == 0;
+}
+
+#if PROLAB_VECTOR_EXTENSIONS
+template <typename scalar_t>
+PROLAB_INLINE void load(typename Simd<scalar_t>::vec& x, const scalar_t* p) {
+  x = *reinterpret_cast<const typename Simd<scalar_t>::unaligned_vec*>(p);
+}
+
+template <typename scalar_t>
+PROLAB_INLINE void store(scalar_t* p, const typename Simd<scalar_t>::vec& x) {
+  *reinterpret_cast<typename Simd<scalar_t>::unaligned_vec*>(p) = x;
+}
+
+// sums[i] = the sum of the lanes of e[i]: in-lane pairwise shuffles, then the two 128-bit
+// halves; four horizontal sums for the price of about one.
+template <typename scalar_t>
+PROLAB_INLINE void lane_sums(const typename Simd<scalar_t>::vec (&e)[4], scalar_t (&sums)[4]) {
+  if constexpr (Simd<scalar_t>::lanes == 8) {
+    const auto p = __builtin_shufflevector(e[0], e[1], 0, 8, 2, 10, 4, 12, 6, 14) +
+                   __builtin_shufflevector(e[0], e[1], 1, 9, 3, 11, 5, 13, 7, 15);
+    const auto q = __builtin_shufflevector(e[2], e[3], 0, 8, 2, 10, 4, 12, 6, 14) +
+                   __builtin_shufflevector(e[2], e[3], 1, 9, 3, 11, 5, 13, 7, 15);
+    const auto r = __builtin_shufflevector(p, q, 0, 1, 8, 9, 4, 5, 12, 13) +
+                   __builtin_shufflevector(p, q, 2, 3, 10, 11, 6, 7, 14, 15);
+    for (int i = 0; i < 4; ++i) sums[i] = r[i] + r[i + 4];
+  } else {
+    static_assert(Simd<scalar_t>::lanes == 4);
+    const auto p = __builtin_shufflevector(e[0], e[1], 0, 4, 2, 6) + __builtin_shufflevector(e[0], e[1], 1, 5, 3, 7);
+    const auto q = __builtin_shufflevector(e[2], e[3], 0, 4, 2, 6) + __builtin_shufflevector(e[2], e[3], 1, 5, 3, 7);
+    const auto r = __builtin_shufflevector(p, q, 0, 1, 4, 5) + __builtin_shufflevector(p, q, 2, 3, 6, 7);
+    for (int i = 0; i < 4; ++i) sums[i] = r[i];
+  }
+}
+
+// One sample's share of the backward, kD channels in vectors: adds w * corner weight * grad_out
+// to each valid corner row of grad_value and returns <grad_out, value row> per corner in `dot`.
+// The dots stay lane-wise until all four corners are done (no horizontal sum per corner).
+template <typename scalar_t, int kD>
+PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_base, int64_t pixel_stride,
+                                   const Corners<scalar_t>& c, scalar_t w,
+                                   const typename Simd<scalar_t>::vec (&grad)[kD / Simd<scalar_t>::lanes],
+                                   scalar_t (&dot)[4]) {
+  using vec = typename Simd<scalar_t>::vec;
+  constexpr int kLanes = Simd<scalar_t>::lanes;
+  vec e[4] = {};
+  for (int i = 0; i < 4; ++i) {
+    if (!c.valid[i]) continue;
+    const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
+    scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
+    const vec cw = vec{} + w * c.weight[i];
+    for (int k = 0; k < kD / kLanes; ++k) {
+      vec value_k, grad_value_k;
+      load(value_k, v + k * kLanes);
+      load(grad_value_k, gv + k * kLanes);
+      e[i] += grad[k] * value_k;
+      grad_value_k += cw * grad[k];
+      store(gv + k * kLanes, grad_value_k);
+    }
+  }
+  lane_sums<scalar_t>(e, dot);
+}
+#endif
+
 // Rows [begin, end) of (batch, query); kD > 0 is the channel count known at compile time
 // (accumulators stay in registers), kD == 0 handles any D.
 template <typename scalar_t, int kD>
@@ -104,6 +189,7 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
 // heads are grouped: results do not depend on the grouping or the thread count.
 template <typename scalar_t, int kD>
 PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  constexpr bool kSimd = simd_channels<scalar_t>(kD);
   const int64_t D = kD > 0 ? kD : a.D;
   const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
   const int64_t pixel_stride = M * D;
@@ -119,6 +205,10 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
       for (int64_t m = m_begin; m < m_end; ++m) {
         const int64_t row = (n * Q + q) * M + m;
         const scalar_t* __restrict__ g = a.grad_out + row * D;
+        typename Simd<scalar_t>::vec grad_vec[kSimd ? kD / Simd<scalar_t>::lanes : 1];
+        if constexpr (kSimd) {
+          for (int k = 0; k < kD / Simd<scalar_t>::lanes; ++k) load(grad_vec[k], g + k * Simd<scalar_t>::lanes);
+        }
         const scalar_t* lrow = a.loc + row * L * P * 2;
         const scalar_t* arow = a.attn + row * L * P;
         scalar_t* ga = a.grad_attn + row * L * P;
@@ -139,18 +229,22 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
             }
             const scalar_t w = arow[lp];
             scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
-            for (int i = 0; i < 4; ++i) {
-              if (!c.valid[i]) continue;
-              const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
-              scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
-              const scalar_t cw = w * c.weight[i];
-              scalar_t s = 0;
+            if constexpr (kSimd) {
+              scatter_and_dot<scalar_t, kD>(value_base, grad_base, pixel_stride, c, w, grad_vec, dot);
+            } else {
+              for (int i = 0; i < 4; ++i) {
+                if (!c.valid[i]) continue;
+                const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
+                scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
+                const scalar_t cw = w * c.weight[i];
+                scalar_t s = 0;
 #pragma omp simd reduction(+ : s)
-              for (int64_t d = 0; d < D; ++d) {
-                s += g[d] * v[d];
-                gv[d] += cw * g[d];
+                for (int64_t d = 0; d < D; ++d) {
+                  s += g[d] * v[d];
+                  gv[d] += cw * g[d];
+                }
+                dot[i] = s;
               }
-              dot[i] = s;
             }
             ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
             const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));

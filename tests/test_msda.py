@@ -246,7 +246,7 @@ def test_torch_compile_fullgraph_forward_and_backward(compiled, monkeypatch):
     assert "torch.ops.prolab.ms_deform_attn_backward.default" in graphs[1]
 
 
-def test_benchmark_shapes_are_vit_adapter_shapes():
+def _bench_module():
     import importlib.util
     from pathlib import Path
 
@@ -254,6 +254,31 @@ def test_benchmark_shapes_are_vit_adapter_shapes():
     spec = importlib.util.spec_from_file_location("bench_msda", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize("back_to_back", [False, True])
+def test_benchmark_call_order(back_to_back):
+    bench = _bench_module()
+    calls = []
+
+    def recorder(name):
+        def fn(value, *rest):
+            calls.append((name, torch.is_grad_enabled() and value.requires_grad))
+            return ms_deform_attn_reference(value, *rest)
+        return fn
+
+    times = bench.time_case("b512-extractor", "cpu", 2, {"a": recorder("a"), "b": recorder("b")}, back_to_back)
+    assert set(times) == {"a_fwd_s", "a_fwdbwd_s", "b_fwd_s", "b_fwdbwd_s"}
+    keys = [("a", False), ("a", True), ("b", False), ("b", True)]
+    if back_to_back:  # warm-up and two timed calls of each, one key after another
+        assert calls == [key for key in keys for _ in range(3)]
+    else:  # round robin, so that all see the same machine load
+        assert calls == keys * 3
+
+
+def test_benchmark_shapes_are_vit_adapter_shapes():
+    bench = _bench_module()
     expected = {  # (Q, S, M, L)
         "b512-injector": (32 * 32, 64 * 64 + 32 * 32 + 16 * 16, 12, 3),
         "b512-extractor": (5376, 32 * 32, 12, 1),
