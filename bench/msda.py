@@ -177,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: no CUDA device")
     impls = implementations(args.device)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} threads"
+    order = "back to back" if args.back_to_back else "interleaved"
     print(f"# torch {torch.__version__}, {args.device} ({where}), {build.loaded().name}, "
-          f"median of {args.repeats}{', back to back' if args.back_to_back else ', interleaved'}, load average {os.getloadavg()[0]:.1f}")
+          f"median of {args.repeats}, {order}, load average {os.getloadavg()[0]:.1f}")
     header = ("case", "fwd ms comp/ref", "x", "fwd+bwd ms comp/ref", "x", "fwd MiB comp/ref", "x",
               "fwd+bwd MiB comp/ref", "x")
     print("| " + " | ".join(header) + " |")
