@@ -109,35 +109,54 @@ PROLAB_INLINE void lane_sums(const typename Simd<scalar_t>::vec (&e)[4], scalar_
     for (int i = 0; i < 4; ++i) sums[i] = r[i];
   }
 }
+#endif
 
-// One sample's share of the backward, kD channels in vectors: adds w * corner weight * grad_out
-// to each valid corner row of grad_value and returns <grad_out, value row> per corner in `dot`.
-// The dots stay lane-wise until all four corners are done (no horizontal sum per corner).
-template <typename scalar_t, int kD>
-PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_base, int64_t pixel_stride,
-                                   const Corners<scalar_t>& c, scalar_t w,
-                                   const typename Simd<scalar_t>::vec (&grad)[kD / Simd<scalar_t>::lanes],
+// One sample's share of the backward: adds w * corner weight * grad_out (g) to each valid corner
+// row of grad_value and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
+// path keeps the dots lane-wise until all four corners are done: no horizontal sum per corner.
+template <typename scalar_t, int kD, bool kSimd>
+PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_base, int64_t pixel_stride, int64_t D,
+                                   const Corners<scalar_t>& c, scalar_t w, const scalar_t* __restrict__ g,
+                                   const typename Simd<scalar_t>::vec (&grad)[kSimd ? kD / Simd<scalar_t>::lanes : 1],
                                    scalar_t (&dot)[4]) {
-  using vec = typename Simd<scalar_t>::vec;
-  constexpr int kLanes = Simd<scalar_t>::lanes;
-  vec e[4] = {};
+#if PROLAB_VECTOR_EXTENSIONS
+  if constexpr (kSimd) {
+    using vec = typename Simd<scalar_t>::vec;
+    constexpr int kLanes = Simd<scalar_t>::lanes;
+    vec e[4] = {};
+    for (int i = 0; i < 4; ++i) {
+      if (!c.valid[i]) continue;
+      const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
+      scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
+      const vec cw = vec{} + w * c.weight[i];
+      for (int k = 0; k < kD / kLanes; ++k) {
+        vec value_k, grad_value_k;
+        load(value_k, v + k * kLanes);
+        load(grad_value_k, gv + k * kLanes);
+        e[i] += grad[k] * value_k;
+        grad_value_k += cw * grad[k];
+        store(gv + k * kLanes, grad_value_k);
+      }
+    }
+    lane_sums<scalar_t>(e, dot);
+    return;
+  }
+#endif
   for (int i = 0; i < 4; ++i) {
+    dot[i] = 0;
     if (!c.valid[i]) continue;
     const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
     scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
-    const vec cw = vec{} + w * c.weight[i];
-    for (int k = 0; k < kD / kLanes; ++k) {
-      vec value_k, grad_value_k;
-      load(value_k, v + k * kLanes);
-      load(grad_value_k, gv + k * kLanes);
-      e[i] += grad[k] * value_k;
-      grad_value_k += cw * grad[k];
-      store(gv + k * kLanes, grad_value_k);
+    const scalar_t cw = w * c.weight[i];
+    scalar_t s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t d = 0; d < D; ++d) {
+      s += g[d] * v[d];
+      gv[d] += cw * g[d];
     }
+    dot[i] = s;
   }
-  lane_sums<scalar_t>(e, dot);
 }
-#endif
 
 // Rows [begin, end) of (batch, query); kD > 0 is the channel count known at compile time
 // (accumulators stay in registers), kD == 0 handles any D.
@@ -228,24 +247,8 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
               continue;
             }
             const scalar_t w = arow[lp];
-            scalar_t dot[4] = {0, 0, 0, 0};  // <grad_out, value at corner i>
-            if constexpr (kSimd) {
-              scatter_and_dot<scalar_t, kD>(value_base, grad_base, pixel_stride, c, w, grad_vec, dot);
-            } else {
-              for (int i = 0; i < 4; ++i) {
-                if (!c.valid[i]) continue;
-                const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
-                scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
-                const scalar_t cw = w * c.weight[i];
-                scalar_t s = 0;
-#pragma omp simd reduction(+ : s)
-                for (int64_t d = 0; d < D; ++d) {
-                  s += g[d] * v[d];
-                  gv[d] += cw * g[d];
-                }
-                dot[i] = s;
-              }
-            }
+            scalar_t dot[4];  // <grad_out, value at corner i>
+            scatter_and_dot<scalar_t, kD, kSimd>(value_base, grad_base, pixel_stride, D, c, w, g, grad_vec, dot);
             ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
             const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
             const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
