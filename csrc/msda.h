@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <tuple>
 
 #if defined(__CUDACC__)
@@ -74,6 +75,10 @@ PROLAB_HD bool bilinear_corners(acc_t x, acc_t y, int64_t H, int64_t W, Corners<
 std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t> check_inputs(
     const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights);
+
+// The instruction set the CPU kernels run with: "avx512", "avx2" or "base" (the best this CPU has,
+// or the lower one PROLAB_MSDA_CPU_ISA names).
+std::string cpu_isa();
 
 at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                        const at::Tensor& level_start_index, const at::Tensor& sampling_locations,

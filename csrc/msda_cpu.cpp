@@ -10,6 +10,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace prolab::msda {
@@ -60,40 +62,53 @@ struct Args {
 #define PROLAB_VECTOR_EXTENSIONS 0
 #endif
 
-// A 32-byte vector of scalar_t (one AVX register; two SSE registers in the baseline build).
-template <typename scalar_t>
+// A kBytes-byte vector of scalar_t: 32 bytes in the baseline build (two SSE registers) and the AVX2
+// build (one register), 64 in the AVX-512 build.
+template <typename scalar_t, int kBytes>
 struct Simd {
 #if PROLAB_VECTOR_EXTENSIONS
-  typedef scalar_t vec __attribute__((vector_size(32)));
-  typedef scalar_t unaligned_vec __attribute__((vector_size(32), aligned(alignof(scalar_t)), may_alias));
+  typedef scalar_t vec __attribute__((vector_size(kBytes)));
+  typedef scalar_t unaligned_vec __attribute__((vector_size(kBytes), aligned(alignof(scalar_t)), may_alias));
 #else
   typedef scalar_t vec;
 #endif
-  static constexpr int lanes = 32 / sizeof(scalar_t);
+  static constexpr int lanes = kBytes / sizeof(scalar_t);
 };
 
 // Whether a channel count known at compile time takes the vector path.
-template <typename scalar_t>
+template <typename scalar_t, int kBytes>
 constexpr bool simd_channels(int kD) {
-  return PROLAB_VECTOR_EXTENSIONS && kD > 0 && kD % Simd<scalar_t>::lanes == 0;
+  return PROLAB_VECTOR_EXTENSIONS && kD > 0 && kD % Simd<scalar_t, kBytes>::lanes == 0;
 }
 
 #if PROLAB_VECTOR_EXTENSIONS
-template <typename scalar_t>
-PROLAB_INLINE void load(typename Simd<scalar_t>::vec& x, const scalar_t* p) {
-  x = *reinterpret_cast<const typename Simd<scalar_t>::unaligned_vec*>(p);
+template <typename scalar_t, int kBytes>
+PROLAB_INLINE void load(typename Simd<scalar_t, kBytes>::vec& x, const scalar_t* p) {
+  x = *reinterpret_cast<const typename Simd<scalar_t, kBytes>::unaligned_vec*>(p);
 }
 
-template <typename scalar_t>
-PROLAB_INLINE void store(scalar_t* p, const typename Simd<scalar_t>::vec& x) {
-  *reinterpret_cast<typename Simd<scalar_t>::unaligned_vec*>(p) = x;
+template <typename scalar_t, int kBytes>
+PROLAB_INLINE void store(scalar_t* p, const typename Simd<scalar_t, kBytes>::vec& x) {
+  *reinterpret_cast<typename Simd<scalar_t, kBytes>::unaligned_vec*>(p) = x;
 }
 
-// sums[i] = the sum of the lanes of e[i]: in-lane pairwise shuffles, then the two 128-bit
-// halves; four horizontal sums for the price of about one.
-template <typename scalar_t>
-PROLAB_INLINE void lane_sums(const typename Simd<scalar_t>::vec (&e)[4], scalar_t (&sums)[4]) {
-  if constexpr (Simd<scalar_t>::lanes == 8) {
+// sums[i] = the sum of the lanes of e[i]: 64-byte vectors are folded to 32 bytes (low + high
+// half), then in-lane pairwise shuffles and the two 128-bit halves; four horizontal sums for the
+// price of about one.
+template <typename scalar_t, int kBytes>
+PROLAB_INLINE void lane_sums(const typename Simd<scalar_t, kBytes>::vec (&e)[4], scalar_t (&sums)[4]) {
+  if constexpr (kBytes == 64) {
+    typename Simd<scalar_t, 32>::vec halves[4];
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (Simd<scalar_t, 64>::lanes == 16) {
+        halves[i] = __builtin_shufflevector(e[i], e[i], 0, 1, 2, 3, 4, 5, 6, 7) +
+                    __builtin_shufflevector(e[i], e[i], 8, 9, 10, 11, 12, 13, 14, 15);
+      } else {
+        halves[i] = __builtin_shufflevector(e[i], e[i], 0, 1, 2, 3) + __builtin_shufflevector(e[i], e[i], 4, 5, 6, 7);
+      }
+    }
+    lane_sums<scalar_t, 32>(halves, sums);
+  } else if constexpr (Simd<scalar_t, kBytes>::lanes == 8) {
     const auto p = __builtin_shufflevector(e[0], e[1], 0, 8, 2, 10, 4, 12, 6, 14) +
                    __builtin_shufflevector(e[0], e[1], 1, 9, 3, 11, 5, 13, 7, 15);
     const auto q = __builtin_shufflevector(e[2], e[3], 0, 8, 2, 10, 4, 12, 6, 14) +
@@ -102,7 +117,7 @@ PROLAB_INLINE void lane_sums(const typename Simd<scalar_t>::vec (&e)[4], scalar_
                    __builtin_shufflevector(p, q, 2, 3, 10, 11, 6, 7, 14, 15);
     for (int i = 0; i < 4; ++i) sums[i] = r[i] + r[i + 4];
   } else {
-    static_assert(Simd<scalar_t>::lanes == 4);
+    static_assert(Simd<scalar_t, kBytes>::lanes == 4);
     const auto p = __builtin_shufflevector(e[0], e[1], 0, 4, 2, 6) + __builtin_shufflevector(e[0], e[1], 1, 5, 3, 7);
     const auto q = __builtin_shufflevector(e[2], e[3], 0, 4, 2, 6) + __builtin_shufflevector(e[2], e[3], 1, 5, 3, 7);
     const auto r = __builtin_shufflevector(p, q, 0, 1, 4, 5) + __builtin_shufflevector(p, q, 2, 3, 6, 7);
@@ -114,15 +129,15 @@ PROLAB_INLINE void lane_sums(const typename Simd<scalar_t>::vec (&e)[4], scalar_
 // One sample's share of the backward: adds w * corner weight * grad_out (g) to each valid corner
 // row of grad_value and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
 // path keeps the dots lane-wise until all four corners are done: no horizontal sum per corner.
-template <typename scalar_t, int kD, bool kSimd>
+template <typename scalar_t, int kD, int kBytes, bool kSimd = simd_channels<scalar_t, kBytes>(kD)>
 PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_base, int64_t pixel_stride, int64_t D,
                                    const Corners<scalar_t>& c, scalar_t w, const scalar_t* __restrict__ g,
-                                   const typename Simd<scalar_t>::vec (&grad)[kSimd ? kD / Simd<scalar_t>::lanes : 1],
+                                   const typename Simd<scalar_t, kBytes>::vec (&grad)[kSimd ? kD / Simd<scalar_t, kBytes>::lanes : 1],
                                    scalar_t (&dot)[4]) {
 #if PROLAB_VECTOR_EXTENSIONS
   if constexpr (kSimd) {
-    using vec = typename Simd<scalar_t>::vec;
-    constexpr int kLanes = Simd<scalar_t>::lanes;
+    using vec = typename Simd<scalar_t, kBytes>::vec;
+    constexpr int kLanes = Simd<scalar_t, kBytes>::lanes;
     vec e[4] = {};
     for (int i = 0; i < 4; ++i) {
       if (!c.valid[i]) continue;
@@ -131,14 +146,14 @@ PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_ba
       const vec cw = vec{} + w * c.weight[i];
       for (int k = 0; k < kD / kLanes; ++k) {
         vec value_k, grad_value_k;
-        load(value_k, v + k * kLanes);
-        load(grad_value_k, gv + k * kLanes);
+        load<scalar_t, kBytes>(value_k, v + k * kLanes);
+        load<scalar_t, kBytes>(grad_value_k, gv + k * kLanes);
         e[i] += grad[k] * value_k;
         grad_value_k += cw * grad[k];
-        store(gv + k * kLanes, grad_value_k);
+        store<scalar_t, kBytes>(gv + k * kLanes, grad_value_k);
       }
     }
-    lane_sums<scalar_t>(e, dot);
+    lane_sums<scalar_t, kBytes>(e, dot);
     return;
   }
 #endif
@@ -206,9 +221,10 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
 // heads' scatters are independent chains of read-modify-writes. Each element of grad_value
 // belongs to one head and one level, so it sums its terms in (query, point) order however the
 // heads are grouped: results do not depend on the grouping or the thread count.
-template <typename scalar_t, int kD>
+template <typename scalar_t, int kD, int kBytes>
 PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_t end) {
-  constexpr bool kSimd = simd_channels<scalar_t>(kD);
+  constexpr bool kSimd = simd_channels<scalar_t, kBytes>(kD);
+  using Vec = Simd<scalar_t, kBytes>;
   const int64_t D = kD > 0 ? kD : a.D;
   const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
   const int64_t pixel_stride = M * D;
@@ -224,9 +240,9 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
       for (int64_t m = m_begin; m < m_end; ++m) {
         const int64_t row = (n * Q + q) * M + m;
         const scalar_t* __restrict__ g = a.grad_out + row * D;
-        typename Simd<scalar_t>::vec grad_vec[kSimd ? kD / Simd<scalar_t>::lanes : 1];
+        typename Vec::vec grad_vec[kSimd ? kD / Vec::lanes : 1];
         if constexpr (kSimd) {
-          for (int k = 0; k < kD / Simd<scalar_t>::lanes; ++k) load(grad_vec[k], g + k * Simd<scalar_t>::lanes);
+          for (int k = 0; k < kD / Vec::lanes; ++k) load<scalar_t, kBytes>(grad_vec[k], g + k * Vec::lanes);
         }
         const scalar_t* lrow = a.loc + row * L * P * 2;
         const scalar_t* arow = a.attn + row * L * P;
@@ -248,7 +264,7 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
             }
             const scalar_t w = arow[lp];
             scalar_t dot[4];  // <grad_out, value at corner i>
-            scatter_and_dot<scalar_t, kD, kSimd>(value_base, grad_base, pixel_stride, D, c, w, g, grad_vec, dot);
+            scatter_and_dot<scalar_t, kD, kBytes>(value_base, grad_base, pixel_stride, D, c, w, g, grad_vec, dot);
             ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
             const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
             const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
@@ -263,42 +279,81 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
 
 enum class Pass { kForward, kBackward };
 
-template <typename scalar_t, int kD, Pass kPass>
+template <typename scalar_t, int kD, Pass kPass, int kBytes>
 PROLAB_INLINE void run_pass(const Args<scalar_t>& a, int64_t begin, int64_t end) {
   if constexpr (kPass == Pass::kForward) {
     forward_rows<scalar_t, kD>(a, begin, end);
   } else {
-    backward_tasks<scalar_t, kD>(a, begin, end);
+    backward_tasks<scalar_t, kD, kBytes>(a, begin, end);
   }
 }
 
-// Each pass is compiled twice: for the baseline ISA and, on x86-64, for AVX2+FMA, chosen at run
-// time (the extension is built without -march so that one build works on any x86-64 CPU).
+// Each pass is compiled once per instruction set: the baseline and, on x86-64, AVX2+FMA and
+// AVX-512 (the extension is built without -march so that one build works on any x86-64 CPU).
+// The best one the CPU has runs, unless PROLAB_MSDA_CPU_ISA names a lower one (the tests use it
+// to cover every path).
+enum class Isa { kBase, kAvx2, kAvx512 };
+constexpr const char* kIsaNames[] = {"base", "avx2", "avx512"};
+
 template <typename scalar_t, int kD, Pass kPass>
 void run_base(const Args<scalar_t>& a, int64_t begin, int64_t end) {
-  run_pass<scalar_t, kD, kPass>(a, begin, end);
+  run_pass<scalar_t, kD, kPass, 32>(a, begin, end);
 }
 #if defined(__GNUC__) && defined(__x86_64__)
-#define PROLAB_HAVE_AVX2 1
+#define PROLAB_HAVE_X86_ISAS 1
 template <typename scalar_t, int kD, Pass kPass>
 __attribute__((target("avx2,fma"))) void run_avx2(const Args<scalar_t>& a, int64_t begin, int64_t end) {
-  run_pass<scalar_t, kD, kPass>(a, begin, end);
+  run_pass<scalar_t, kD, kPass, 32>(a, begin, end);
 }
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
+template <typename scalar_t, int kD, Pass kPass>
+__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))) void run_avx512(const Args<scalar_t>& a, int64_t begin,
+                                                                              int64_t end) {
+  run_pass<scalar_t, kD, kPass, 64>(a, begin, end);
 }
 #else
-#define PROLAB_HAVE_AVX2 0
+#define PROLAB_HAVE_X86_ISAS 0
 #endif
+
+Isa best_isa() {
+#if PROLAB_HAVE_X86_ISAS
+  static const Isa best = [] {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq")) {
+      return Isa::kAvx512;
+    }
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2 : Isa::kBase;
+  }();
+  return best;
+#else
+  return Isa::kBase;
+#endif
+}
+
+Isa chosen_isa() {
+  const Isa best = best_isa();
+  const char* requested = std::getenv("PROLAB_MSDA_CPU_ISA");
+  if (requested == nullptr || *requested == '\0') return best;
+  const std::string name(requested);
+  for (const Isa isa : {Isa::kBase, Isa::kAvx2, Isa::kAvx512}) {
+    if (name != kIsaNames[static_cast<int>(isa)]) continue;
+    TORCH_CHECK(isa <= best, "PROLAB_MSDA_CPU_ISA=", name, ": this CPU or build has at most ",
+                kIsaNames[static_cast<int>(best)]);
+    return isa;
+  }
+  TORCH_CHECK(false, "PROLAB_MSDA_CPU_ISA=", name, ": choose base, avx2 or avx512");
+}
 
 template <typename scalar_t>
 using Worker = void (*)(const Args<scalar_t>&, int64_t, int64_t);
 
 template <typename scalar_t, int kD, Pass kPass>
 Worker<scalar_t> pick() {
-#if PROLAB_HAVE_AVX2
-  if (cpu_has_avx2()) return run_avx2<scalar_t, kD, kPass>;
+#if PROLAB_HAVE_X86_ISAS
+  switch (chosen_isa()) {
+    case Isa::kAvx512: return run_avx512<scalar_t, kD, kPass>;
+    case Isa::kAvx2: return run_avx2<scalar_t, kD, kPass>;
+    case Isa::kBase: break;
+  }
 #endif
   return run_base<scalar_t, kD, kPass>;
 }
@@ -339,6 +394,10 @@ bool reduced_precision(const at::Tensor& t) {
 }
 
 }  // namespace
+
+std::string cpu_isa() {
+  return kIsaNames[static_cast<int>(chosen_isa())];
+}
 
 at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_shapes,
                        const at::Tensor& level_start_index, const at::Tensor& sampling_locations,

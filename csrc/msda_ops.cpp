@@ -52,4 +52,5 @@ TORCH_LIBRARY_FRAGMENT(prolab, m) {
       "ms_deform_attn_backward(Tensor grad_output, Tensor value, Tensor spatial_shapes, "
       "Tensor level_start_index, Tensor sampling_locations, Tensor attention_weights) "
       "-> (Tensor, Tensor, Tensor)");
+  m.def("ms_deform_attn_cpu_isa() -> str", &prolab::msda::cpu_isa);
 }

@@ -97,6 +97,20 @@ def compiled():
     return ms_deform_attn_compiled
 
 
+@pytest.fixture(params=["base", "avx2", "avx512"])
+def cpu_isa(request, compiled, monkeypatch):
+    """The CPU kernels forced to one instruction set (PROLAB_MSDA_CPU_ISA); skipped where the CPU lacks it."""
+    monkeypatch.setenv("PROLAB_MSDA_CPU_ISA", request.param)
+    try:
+        chosen = torch.ops.prolab.ms_deform_attn_cpu_isa()
+    except RuntimeError as exc:
+        if "has at most" not in str(exc):
+            raise
+        pytest.skip(str(exc).splitlines()[0])
+    assert chosen == request.param
+    return chosen
+
+
 def _assert_match(fn, case, rtol=1e-10, atol=1e-10):
     got = grads(fn, case)
     want = grads(ms_deform_attn_reference, case)
@@ -114,6 +128,20 @@ def test_cpu_matches_reference_on_odd_shapes(compiled, name):
 def test_cpu_matches_reference_on_borders_and_pixel_centres(compiled, name):
     for seed in range(3):
         _assert_match(compiled, make_case(**SPECIAL_CASES[name], seed=seed, special=True))
+
+
+def test_every_instruction_set_matches_reference(cpu_isa):
+    """Each compiled path (baseline, AVX2, AVX-512; vector and scalar channel loops) against float64."""
+    for name in ("16 channels", "32 channels", "64 channels", "long channels"):
+        _assert_match(ms_deform_attn_compiled, make_case(**ODD_CASES[name]))
+    _assert_match(ms_deform_attn_compiled, make_case([(8, 4), (2, 16), (1, 1)], n=2, m=3, d=32, q=16, p=3,
+                                                     special=True))
+
+
+def test_unknown_instruction_set_is_refused(compiled, monkeypatch):
+    monkeypatch.setenv("PROLAB_MSDA_CPU_ISA", "sse9")
+    with pytest.raises(RuntimeError, match="PROLAB_MSDA_CPU_ISA=sse9: choose base, avx2 or avx512"):
+        ms_deform_attn_compiled(*make_case([(3, 3)], d=32))
 
 
 def test_special_locations_hit_every_kind_of_point():
@@ -134,13 +162,13 @@ def test_cpu_gradcheck_float64(compiled):
                                     (value, loc, weights), eps=1e-6, atol=1e-5)
 
 
-def test_cpu_float32_vit_adapter_b_injector(compiled):
+def test_cpu_float32_vit_adapter_b_injector(cpu_isa):
     """ViT-Adapter-B at 512: 32x32 ViT tokens query levels 64², 32², 16² (M=12, D=32, P=4)."""
     value, spatial, starts, loc, weights = make_case([(64, 64), (32, 32), (16, 16)], n=1, m=12, d=32,
                                                      q=1024, p=4, dtype=torch.float32, special=False)
     weights = weights.detach().softmax(-1).requires_grad_()
     case = (value, spatial, starts, loc, weights)
-    got = grads(compiled, case)
+    got = grads(ms_deform_attn_compiled, case)
     exact = [t.double() for t in grads(ms_deform_attn_reference,
                                        tuple(t.detach().double().requires_grad_() if t.is_floating_point()
                                              else t for t in case))]
@@ -295,14 +323,14 @@ def test_benchmark_shapes_are_vit_adapter_shapes():
         assert inside > 0.8  # offsets of a few pixels around each query's own position
 
 
-def test_cpu_results_do_not_depend_on_thread_count(compiled):
+def test_cpu_results_do_not_depend_on_thread_count(cpu_isa):
     case = make_case([(9, 7), (3, 5)], n=2, m=3, d=32, q=40, p=4, dtype=torch.float32, seed=5)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = grads(compiled, case)
+        one = grads(ms_deform_attn_compiled, case)
         torch.set_num_threads(max(2, threads))
-        many = grads(compiled, case)
+        many = grads(ms_deform_attn_compiled, case)
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(one, many):

@@ -63,7 +63,9 @@ def _check(device: str) -> str:
     result = compare(device)
     if not result.ok:
         raise ProlabError(f"ms_deform_attn: the compiled kernels differ from the reference: {result.line()}")
-    return f"check passed: {result.line()} ({time.perf_counter() - start:.3f} s)"
+    seconds = time.perf_counter() - start
+    isa = f"; CPU instruction set {torch.ops.prolab.ms_deform_attn_cpu_isa()}" if device == "cpu" else ""
+    return f"check passed: {result.line()} ({seconds:.3f} s){isa}"
 
 
 def status_lines(check: bool = False) -> list[str]:
