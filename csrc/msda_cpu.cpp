@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace prolab::msda {
@@ -30,25 +31,10 @@ void read_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_start
     TORCH_CHECK(H >= 0 && W >= 0, "ms_deform_attn: level ", l, " has a negative size (", H, ",", W, ")");
     TORCH_CHECK(starts[l] >= 0 && starts[l] + H * W <= S, "ms_deform_attn: level ", l, " (", H, "x", W,
                 " starting at ", starts[l], ") does not fit in value with S=", S);
+    TORCH_CHECK(H * W < (int64_t{1} << 30), "ms_deform_attn: level ", l, " (", H, "x", W,
+                ") has 2^30 pixels or more, which the CPU kernels do not support");
   }
 }
-
-// Pointers and sizes of one call.
-template <typename scalar_t>
-struct Args {
-  const scalar_t* value;
-  const int64_t* hw;
-  const int64_t* starts;
-  const scalar_t* loc;
-  const scalar_t* attn;
-  const scalar_t* grad_out;
-  scalar_t* out;
-  scalar_t* grad_value;
-  scalar_t* grad_loc;
-  scalar_t* grad_attn;
-  int64_t N, S, M, D, Q, L, P;
-  int64_t groups = 1;  // backward: tasks per batch element, each a contiguous group of heads
-};
 
 #if defined(__GNUC__)
 #define PROLAB_INLINE __attribute__((always_inline)) inline
@@ -124,14 +110,159 @@ PROLAB_INLINE void lane_sums(const typename Simd<scalar_t, kBytes>::vec (&e)[4],
     for (int i = 0; i < 4; ++i) sums[i] = r[i];
   }
 }
+// The even and the odd lanes of the concatenation (a, b): x and y of interleaved (x, y) pairs.
+template <typename V, std::size_t... I>
+PROLAB_INLINE V even_lanes(const V& a, const V& b, std::index_sequence<I...>) {
+  return __builtin_shufflevector(a, b, (2 * I)...);
+}
+
+template <typename V, std::size_t... I>
+PROLAB_INLINE V odd_lanes(const V& a, const V& b, std::index_sequence<I...>) {
+  return __builtin_shufflevector(a, b, (2 * I + 1)...);
+}
 #endif
 
-// One sample's share of the backward: adds w * corner weight * grad_out (g) to each valid corner
-// row of grad_value and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
+// What every (batch, query) row shares, per sample column j = (m * L + l) * P + p: its level's size
+// (as a number and in pixels) and the element offset of its level and head in one batch element of
+// value. Padded with kPad 1x1 columns, so that vector loops may run past the last one.
+template <typename scalar_t>
+struct Columns {
+  static constexpr int64_t kPad = 16;  // the most lanes of any vector (16 floats)
+  std::vector<scalar_t> height, width;
+  std::vector<int32_t> height_px, width_px;
+  std::vector<int64_t> offset;
+
+  Columns(const std::vector<int64_t>& hw, const std::vector<int64_t>& starts, int64_t M, int64_t D, int64_t P) {
+    const int64_t L = static_cast<int64_t>(starts.size());
+    for (int64_t j = 0; j < M * L * P + kPad; ++j) {
+      const bool real = j < M * L * P;
+      const int64_t m = j / (L * P), l = j / P % L;
+      height.push_back(real ? static_cast<scalar_t>(hw[2 * l]) : scalar_t(1));
+      width.push_back(real ? static_cast<scalar_t>(hw[2 * l + 1]) : scalar_t(1));
+      height_px.push_back(real ? static_cast<int32_t>(hw[2 * l]) : 1);
+      width_px.push_back(real ? static_cast<int32_t>(hw[2 * l + 1]) : 1);
+      offset.push_back(real ? (starts[l] * M + m) * D : 0);
+    }
+  }
+};
+
+// The bilinear corners of the samples of one row, per column (see locate_samples): the top-left
+// pixel's index inside its level, one bit per corner inside the image (0: the sample adds
+// nothing), the fractional parts (lh = h - floor(h)) and the four bilinear weights.
+template <typename scalar_t>
+struct Samples {
+  std::vector<int32_t> index, mask;
+  std::vector<scalar_t> lh, lw, weight[4];
+  std::vector<scalar_t> loc_tail;  // a row's last, partial vector of locations, zero-padded
+
+  explicit Samples(int64_t columns)
+      : index(columns), mask(columns), lh(columns), lw(columns), loc_tail(2 * Columns<scalar_t>::kPad) {
+    for (auto& w : weight) w.resize(columns);
+  }
+};
+
+// Pointers and sizes of one call.
+template <typename scalar_t>
+struct Args {
+  const scalar_t* value;
+  const scalar_t* loc;
+  const scalar_t* attn;
+  const scalar_t* grad_out;
+  scalar_t* out;
+  scalar_t* grad_value;
+  scalar_t* grad_loc;
+  scalar_t* grad_attn;
+  int64_t N, S, M, D, Q, L, P;
+  const Columns<scalar_t>* columns;
+  int64_t groups = 1;  // backward: tasks per batch element, each a contiguous group of heads
+};
+
+// Fills `out` for columns [begin, end) of the row whose locations start at `loc`: the arithmetic of
+// bilinear_corners (msda.h), a vector of samples at a time. Samples outside (h < -1, h >= H, NaN)
+// get mask 0 and are computed at h = w = 0. Writes up to Columns::kPad columns past `end`.
+// 32-byte vectors in every build: GCC 12 turns 64-byte vector comparisons into one scalar compare
+// per lane.
+template <typename scalar_t, int kBytes = 32>
+PROLAB_INLINE void locate_samples(const Columns<scalar_t>& cols, const scalar_t* loc, int64_t begin, int64_t end,
+                                  Samples<scalar_t>& out) {
+#if PROLAB_VECTOR_EXTENSIONS
+  using V = typename Simd<scalar_t, kBytes>::vec;
+  constexpr int kLanes = Simd<scalar_t, kBytes>::lanes;
+  typedef int32_t IV __attribute__((vector_size(kLanes * 4)));
+  typedef int32_t unaligned_iv __attribute__((vector_size(kLanes * 4), aligned(4), may_alias));
+  static_assert(kLanes <= Columns<scalar_t>::kPad);
+  const auto iload = [](const int32_t* p) { return IV(*reinterpret_cast<const unaligned_iv*>(p)); };
+  const auto istore = [](int32_t* p, const IV& x) { *reinterpret_cast<unaligned_iv*>(p) = x; };
+  for (int64_t j = begin; j < end; j += kLanes) {
+    const scalar_t* pairs = loc + 2 * j;
+    if (j + kLanes > end) {  // do not read past the row (or the tensor)
+      std::fill(out.loc_tail.begin(), out.loc_tail.end(), scalar_t(0));
+      std::copy(pairs, pairs + 2 * (end - j), out.loc_tail.begin());
+      pairs = out.loc_tail.data();
+    }
+    V first, second, height, width;
+    load<scalar_t, kBytes>(first, pairs);
+    load<scalar_t, kBytes>(second, pairs + kLanes);
+    load<scalar_t, kBytes>(height, cols.height.data() + j);
+    load<scalar_t, kBytes>(width, cols.width.data() + j);
+    const V x = even_lanes(first, second, std::make_index_sequence<kLanes>{});
+    const V y = odd_lanes(first, second, std::make_index_sequence<kLanes>{});
+    const V h_raw = y * height - scalar_t(0.5);
+    const V w_raw = x * width - scalar_t(0.5);
+    // h == -1 is kept: its value is zero but its gradient along h is not (as in grid_sample).
+    const auto inside = (h_raw >= scalar_t(-1)) & (w_raw >= scalar_t(-1)) & (h_raw < height) & (w_raw < width);
+    const V h = inside ? h_raw : V{};
+    const V w = inside ? w_raw : V{};
+    // floor: truncate (exact for |h| < 2^31), then step down where that rounded a negative h up
+    const IV h_trunc = __builtin_convertvector(h, IV), w_trunc = __builtin_convertvector(w, IV);
+    const V h_truncf = __builtin_convertvector(h_trunc, V), w_truncf = __builtin_convertvector(w_trunc, V);
+    const auto h_up = h_truncf > h, w_up = w_truncf > w;
+    const V hf = h_up ? h_truncf - scalar_t(1) : h_truncf;
+    const V wf = w_up ? w_truncf - scalar_t(1) : w_truncf;
+    const IV h0 = h_trunc + __builtin_convertvector(h_up, IV);  // the masks are -1 where true
+    const IV w0 = w_trunc + __builtin_convertvector(w_up, IV);
+    const IV height_px = iload(cols.height_px.data() + j), width_px = iload(cols.width_px.data() + j);
+    const IV top = h0 >= 0, bottom = h0 + 1 <= height_px - 1, left = w0 >= 0, right = w0 + 1 <= width_px - 1;
+    const IV corners = (top & left & 1) | ((top & right & 1) << 1) | ((bottom & left & 1) << 2) |
+                       ((bottom & right & 1) << 3);
+    istore(out.mask.data() + j, corners & __builtin_convertvector(inside, IV));
+    istore(out.index.data() + j, h0 * width_px + w0);
+    const V lh = h - hf, lw = w - wf, hh = scalar_t(1) - lh, hw = scalar_t(1) - lw;
+    store<scalar_t, kBytes>(out.lh.data() + j, lh);
+    store<scalar_t, kBytes>(out.lw.data() + j, lw);
+    store<scalar_t, kBytes>(out.weight[0].data() + j, hh * hw);
+    store<scalar_t, kBytes>(out.weight[1].data() + j, hh * lw);
+    store<scalar_t, kBytes>(out.weight[2].data() + j, lh * hw);
+    store<scalar_t, kBytes>(out.weight[3].data() + j, lh * lw);
+  }
+#else
+  for (int64_t j = begin; j < end; ++j) {
+    Corners<scalar_t> c;
+    const bool inside = bilinear_corners<scalar_t>(loc[2 * j], loc[2 * j + 1], cols.height_px[j], cols.width_px[j], c);
+    out.mask[j] = inside ? c.valid[0] | c.valid[1] << 1 | c.valid[2] << 2 | c.valid[3] << 3 : 0;
+    out.index[j] = inside ? static_cast<int32_t>(c.index[0]) : 0;
+    out.lh[j] = inside ? c.lh : scalar_t(0);
+    out.lw[j] = inside ? c.lw : scalar_t(0);
+    for (int i = 0; i < 4; ++i) out.weight[i][j] = inside ? c.weight[i] : scalar_t(0);
+  }
+#endif
+}
+
+// Element offsets of a sample's four corner rows from its top-left row: (h0,w0), (h0,w0+1),
+// (h0+1,w0), (h0+1,w0+1).
+PROLAB_INLINE void corner_offsets(int64_t pixel_stride, int32_t width_px, int64_t (&offsets)[4]) {
+  offsets[0] = 0;
+  offsets[1] = pixel_stride;
+  offsets[2] = width_px * pixel_stride;
+  offsets[3] = offsets[2] + pixel_stride;
+}
+
+// One sample's share of the backward: adds cw[i] * grad_out (g) to the grad_value row of each
+// corner i in `mask` and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
 // path keeps the dots lane-wise until all four corners are done: no horizontal sum per corner.
 template <typename scalar_t, int kD, int kBytes, bool kSimd = simd_channels<scalar_t, kBytes>(kD)>
-PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_base, int64_t pixel_stride, int64_t D,
-                                   const Corners<scalar_t>& c, scalar_t w, const scalar_t* __restrict__ g,
+PROLAB_INLINE void scatter_and_dot(const scalar_t* value_row, scalar_t* grad_row, const int64_t (&corner)[4],
+                                   int32_t mask, const scalar_t (&cw)[4], int64_t D, const scalar_t* __restrict__ g,
                                    const typename Simd<scalar_t, kBytes>::vec (&grad)[kSimd ? kD / Simd<scalar_t, kBytes>::lanes : 1],
                                    scalar_t (&dot)[4]) {
 #if PROLAB_VECTOR_EXTENSIONS
@@ -140,16 +271,16 @@ PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_ba
     constexpr int kLanes = Simd<scalar_t, kBytes>::lanes;
     vec e[4] = {};
     for (int i = 0; i < 4; ++i) {
-      if (!c.valid[i]) continue;
-      const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
-      scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
-      const vec cw = vec{} + w * c.weight[i];
+      if (!(mask >> i & 1)) continue;
+      const scalar_t* __restrict__ v = value_row + corner[i];
+      scalar_t* __restrict__ gv = grad_row + corner[i];
+      const vec cw_i = vec{} + cw[i];
       for (int k = 0; k < kD / kLanes; ++k) {
         vec value_k, grad_value_k;
         load<scalar_t, kBytes>(value_k, v + k * kLanes);
         load<scalar_t, kBytes>(grad_value_k, gv + k * kLanes);
         e[i] += grad[k] * value_k;
-        grad_value_k += cw * grad[k];
+        grad_value_k += cw_i * grad[k];
         store<scalar_t, kBytes>(gv + k * kLanes, grad_value_k);
       }
     }
@@ -159,55 +290,54 @@ PROLAB_INLINE void scatter_and_dot(const scalar_t* value_base, scalar_t* grad_ba
 #endif
   for (int i = 0; i < 4; ++i) {
     dot[i] = 0;
-    if (!c.valid[i]) continue;
-    const scalar_t* __restrict__ v = value_base + c.index[i] * pixel_stride;
-    scalar_t* __restrict__ gv = grad_base + c.index[i] * pixel_stride;
-    const scalar_t cw = w * c.weight[i];
-    scalar_t s = 0;
-#pragma omp simd reduction(+ : s)
+    if (!(mask >> i & 1)) continue;
+    const scalar_t* __restrict__ v = value_row + corner[i];
+    scalar_t* __restrict__ gv = grad_row + corner[i];
+    const scalar_t cw_i = cw[i];
+    scalar_t sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t d = 0; d < D; ++d) {
-      s += g[d] * v[d];
-      gv[d] += cw * g[d];
+      sum += g[d] * v[d];
+      gv[d] += cw_i * g[d];
     }
-    dot[i] = s;
+    dot[i] = sum;
   }
 }
 
 // Rows [begin, end) of (batch, query); kD > 0 is the channel count known at compile time
 // (accumulators stay in registers), kD == 0 handles any D.
-template <typename scalar_t, int kD>
+template <typename scalar_t, int kD, int kBytes>
 PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t end) {
   const int64_t D = kD > 0 ? kD : a.D;
-  const int64_t M = a.M, L = a.L, P = a.P;
+  const int64_t M = a.M, LP = a.L * a.P;
   const int64_t pixel_stride = M * D;
+  const Columns<scalar_t>& cols = *a.columns;
+  Samples<scalar_t> t(M * LP + Columns<scalar_t>::kPad);
   for (int64_t nq = begin; nq < end; ++nq) {
-    const int64_t n = nq / a.Q;
+    const scalar_t* value_n = a.value + nq / a.Q * a.S * pixel_stride;
+    const scalar_t* attn = a.attn + nq * M * LP;
+    locate_samples<scalar_t>(cols, a.loc + nq * M * LP * 2, 0, M * LP, t);
     for (int64_t m = 0; m < M; ++m) {
-      const int64_t row = nq * M + m;
       scalar_t acc[kD > 0 ? kD : 1] = {};
-      scalar_t* __restrict__ o = kD > 0 ? acc : a.out + row * D;
+      scalar_t* __restrict__ o = kD > 0 ? acc : a.out + (nq * M + m) * D;
       if constexpr (kD == 0) std::fill(o, o + D, scalar_t(0));
-      const scalar_t* lrow = a.loc + row * L * P * 2;
-      const scalar_t* arow = a.attn + row * L * P;
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
-        const scalar_t* base = a.value + ((n * a.S + a.starts[l]) * M + m) * D;
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t lp = l * P + p;
-          Corners<scalar_t> c;
-          if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) continue;
-          const scalar_t w = arow[lp];
-          for (int i = 0; i < 4; ++i) {
-            if (!c.valid[i]) continue;
-            const scalar_t* __restrict__ v = base + c.index[i] * pixel_stride;
-            const scalar_t cw = w * c.weight[i];
+      for (int64_t j = m * LP; j < (m + 1) * LP; ++j) {
+        const int32_t mask = t.mask[j];
+        if (!mask) continue;
+        const scalar_t* row = value_n + cols.offset[j] + t.index[j] * pixel_stride;
+        int64_t corner[4];
+        corner_offsets(pixel_stride, cols.width_px[j], corner);
+        const scalar_t w = attn[j];
+        for (int i = 0; i < 4; ++i) {
+          if (!(mask >> i & 1)) continue;
+          const scalar_t* __restrict__ v = row + corner[i];
+          const scalar_t cw = w * t.weight[i][j];
 #pragma omp simd
-            for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
-          }
+          for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
         }
       }
       if constexpr (kD > 0) {
-        scalar_t* __restrict__ dst = a.out + row * D;
+        scalar_t* __restrict__ dst = a.out + (nq * M + m) * D;
         for (int64_t d = 0; d < D; ++d) dst[d] = acc[d];
       }
     }
@@ -226,51 +356,52 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
   constexpr bool kSimd = simd_channels<scalar_t, kBytes>(kD);
   using Vec = Simd<scalar_t, kBytes>;
   const int64_t D = kD > 0 ? kD : a.D;
-  const int64_t M = a.M, L = a.L, P = a.P, Q = a.Q;
+  const int64_t M = a.M, LP = a.L * a.P, Q = a.Q;
   const int64_t pixel_stride = M * D;
+  const Columns<scalar_t>& cols = *a.columns;
+  Samples<scalar_t> t(M * LP + Columns<scalar_t>::kPad);
   for (int64_t task = begin; task < end; ++task) {
     const int64_t n = task / a.groups, group = task % a.groups;
     const int64_t m_begin = group * M / a.groups, m_end = (group + 1) * M / a.groups;
+    const scalar_t* value_n = a.value + n * a.S * pixel_stride;
     scalar_t* grad_value_n = a.grad_value + n * a.S * pixel_stride;
     for (int64_t s = 0; s < a.S; ++s) {
       scalar_t* pixel = grad_value_n + s * pixel_stride;
       std::fill(pixel + m_begin * D, pixel + m_end * D, scalar_t(0));
     }
     for (int64_t q = 0; q < Q; ++q) {
+      const int64_t nq = n * Q + q;
+      locate_samples<scalar_t>(cols, a.loc + nq * M * LP * 2, m_begin * LP, m_end * LP, t);
       for (int64_t m = m_begin; m < m_end; ++m) {
-        const int64_t row = (n * Q + q) * M + m;
-        const scalar_t* __restrict__ g = a.grad_out + row * D;
+        const scalar_t* __restrict__ g = a.grad_out + (nq * M + m) * D;
         typename Vec::vec grad_vec[kSimd ? kD / Vec::lanes : 1];
         if constexpr (kSimd) {
           for (int k = 0; k < kD / Vec::lanes; ++k) load<scalar_t, kBytes>(grad_vec[k], g + k * Vec::lanes);
         }
-        const scalar_t* lrow = a.loc + row * L * P * 2;
-        const scalar_t* arow = a.attn + row * L * P;
-        scalar_t* ga = a.grad_attn + row * L * P;
-        scalar_t* gl = a.grad_loc + row * L * P * 2;
-        for (int64_t l = 0; l < L; ++l) {
-          const int64_t H = a.hw[2 * l], W = a.hw[2 * l + 1];
-          const int64_t offset = ((n * a.S + a.starts[l]) * M + m) * D;
-          const scalar_t* value_base = a.value + offset;
-          scalar_t* grad_base = a.grad_value + offset;
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t lp = l * P + p;
-            Corners<scalar_t> c;
-            if (!bilinear_corners<scalar_t>(lrow[2 * lp], lrow[2 * lp + 1], H, W, c)) {
-              ga[lp] = 0;
-              gl[2 * lp] = 0;
-              gl[2 * lp + 1] = 0;
-              continue;
-            }
-            const scalar_t w = arow[lp];
-            scalar_t dot[4];  // <grad_out, value at corner i>
-            scatter_and_dot<scalar_t, kD, kBytes>(value_base, grad_base, pixel_stride, D, c, w, g, grad_vec, dot);
-            ga[lp] = c.weight[0] * dot[0] + c.weight[1] * dot[1] + c.weight[2] * dot[2] + c.weight[3] * dot[3];
-            const scalar_t gh = w * (c.hw * (dot[2] - dot[0]) + c.lw * (dot[3] - dot[1]));
-            const scalar_t gw = w * (c.hh * (dot[1] - dot[0]) + c.lh * (dot[3] - dot[2]));
-            gl[2 * lp] = gw * static_cast<scalar_t>(W);
-            gl[2 * lp + 1] = gh * static_cast<scalar_t>(H);
+        for (int64_t j = m * LP; j < (m + 1) * LP; ++j) {
+          const int64_t sample = nq * M * LP + j;
+          const int32_t mask = t.mask[j];
+          if (!mask) {
+            a.grad_attn[sample] = 0;
+            a.grad_loc[2 * sample] = 0;
+            a.grad_loc[2 * sample + 1] = 0;
+            continue;
           }
+          const int64_t row = cols.offset[j] + t.index[j] * pixel_stride;
+          int64_t corner[4];
+          corner_offsets(pixel_stride, cols.width_px[j], corner);
+          const scalar_t w = a.attn[sample];
+          const scalar_t weight[4] = {t.weight[0][j], t.weight[1][j], t.weight[2][j], t.weight[3][j]};
+          const scalar_t cw[4] = {w * weight[0], w * weight[1], w * weight[2], w * weight[3]};
+          scalar_t dot[4];  // <grad_out, value at corner i>
+          scatter_and_dot<scalar_t, kD, kBytes>(value_n + row, grad_value_n + row, corner, mask, cw, D, g, grad_vec,
+                                                dot);
+          const scalar_t lh = t.lh[j], lw = t.lw[j], hh = scalar_t(1) - lh, hw = scalar_t(1) - lw;
+          a.grad_attn[sample] = weight[0] * dot[0] + weight[1] * dot[1] + weight[2] * dot[2] + weight[3] * dot[3];
+          const scalar_t gh = w * (hw * (dot[2] - dot[0]) + lw * (dot[3] - dot[1]));
+          const scalar_t gw = w * (hh * (dot[1] - dot[0]) + lh * (dot[3] - dot[2]));
+          a.grad_loc[2 * sample] = gw * cols.width[j];
+          a.grad_loc[2 * sample + 1] = gh * cols.height[j];
         }
       }
     }
@@ -282,7 +413,7 @@ enum class Pass { kForward, kBackward };
 template <typename scalar_t, int kD, Pass kPass, int kBytes>
 PROLAB_INLINE void run_pass(const Args<scalar_t>& a, int64_t begin, int64_t end) {
   if constexpr (kPass == Pass::kForward) {
-    forward_rows<scalar_t, kD>(a, begin, end);
+    forward_rows<scalar_t, kD, kBytes>(a, begin, end);
   } else {
     backward_tasks<scalar_t, kD, kBytes>(a, begin, end);
   }
@@ -412,9 +543,9 @@ at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_sha
   const auto attn = attention_weights.contiguous();
   auto out = at::empty({N, Q, M * D}, value.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
-    Args<scalar_t> a{value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
-                     attn.data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>(), nullptr, nullptr, nullptr,
-                     N, S, M, D, Q, L, P};
+    const Columns<scalar_t> columns(hw, starts, M, D, P);
+    Args<scalar_t> a{value.data_ptr<scalar_t>(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), nullptr,
+                     out.data_ptr<scalar_t>(), nullptr, nullptr, nullptr, N, S, M, D, Q, L, P, &columns};
     forward_kernel<scalar_t>(a);
   });
   return out.to(value_in.scalar_type());
@@ -439,10 +570,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   auto grad_loc = at::empty(loc.sizes(), loc.options());
   auto grad_attn = at::empty(attn.sizes(), attn.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
-    Args<scalar_t> a{value.data_ptr<scalar_t>(), hw.data(), starts.data(), loc.data_ptr<scalar_t>(),
-                     attn.data_ptr<scalar_t>(), grad_output.data_ptr<scalar_t>(), nullptr,
-                     grad_value.data_ptr<scalar_t>(), grad_loc.data_ptr<scalar_t>(), grad_attn.data_ptr<scalar_t>(),
-                     N, S, M, D, Q, L, P};
+    const Columns<scalar_t> columns(hw, starts, M, D, P);
+    Args<scalar_t> a{value.data_ptr<scalar_t>(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(),
+                     grad_output.data_ptr<scalar_t>(), nullptr, grad_value.data_ptr<scalar_t>(),
+                     grad_loc.data_ptr<scalar_t>(), grad_attn.data_ptr<scalar_t>(), N, S, M, D, Q, L, P, &columns};
     backward_kernel<scalar_t>(a);
   });
   return {grad_value.to(value_in.scalar_type()), grad_loc, grad_attn};

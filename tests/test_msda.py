@@ -138,6 +138,25 @@ def test_every_instruction_set_matches_reference(cpu_isa):
                                                      special=True))
 
 
+def test_non_finite_and_far_locations_add_nothing(cpu_isa):
+    """NaN, infinite and huge locations contribute nothing and get zero gradients, as if their weight were 0."""
+    value, spatial, starts, loc, weights = make_case([(6, 5), (3, 3)], n=2, m=2, d=32, q=9, p=4, seed=7)
+    bad = torch.zeros(loc.shape[:-1], dtype=torch.bool)
+    bad.view(-1)[::3] = True
+    poison = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30], dtype=loc.dtype)
+    odd = loc.detach().clone()
+    odd[bad] = poison[torch.arange(int(bad.sum())) % len(poison)].unsqueeze(-1).expand(-1, 2)
+    odd[bad.nonzero()[::2].unbind(-1)] = torch.tensor([0.5, float("nan")], dtype=loc.dtype)  # one bad coordinate
+    zeroed = weights.detach().clone()
+    zeroed[bad] = 0
+    got = grads(ms_deform_attn_compiled, (value, spatial, starts, odd.requires_grad_(), weights))
+    want = grads(ms_deform_attn_compiled, (value, spatial, starts, loc, zeroed.requires_grad_()))
+    torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=1e-12)
+    assert torch.isfinite(got[2]).all() and torch.isfinite(got[3]).all()
+    assert (got[2][bad] == 0).all() and (got[3][bad] == 0).all()
+
+
 def test_unknown_instruction_set_is_refused(compiled, monkeypatch):
     monkeypatch.setenv("PROLAB_MSDA_CPU_ISA", "sse9")
     with pytest.raises(RuntimeError, match="PROLAB_MSDA_CPU_ISA=sse9: choose base, avx2 or avx512"):
