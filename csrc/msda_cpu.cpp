@@ -257,6 +257,33 @@ PROLAB_INLINE void corner_offsets(int64_t pixel_stride, int32_t width_px, int64_
   offsets[3] = offsets[2] + pixel_stride;
 }
 
+// How many samples ahead the corner rows are requested: one head's L x P samples in ViT-Adapter.
+constexpr int64_t kPrefetchAhead = 12;
+
+// Requests the corner rows of the sample in column j (of value, and of grad_value when given)
+// before they are used: they are scattered, so the hardware prefetchers cannot guess them.
+template <typename scalar_t>
+PROLAB_INLINE void prefetch_corners(const Columns<scalar_t>& cols, const Samples<scalar_t>& t, int64_t j,
+                                    int64_t pixel_stride, int64_t D, const scalar_t* value_n,
+                                    const scalar_t* grad_value_n) {
+#if defined(__GNUC__)
+  const int32_t mask = t.mask[j];
+  if (!mask) return;
+  const int64_t row = cols.offset[j] + t.index[j] * pixel_stride;
+  int64_t corner[4];
+  corner_offsets(pixel_stride, cols.width_px[j], corner);
+  const int64_t bytes = D * static_cast<int64_t>(sizeof(scalar_t));
+  for (int i = 0; i < 4; ++i) {
+    if (!(mask >> i & 1)) continue;
+    const char* v = reinterpret_cast<const char*>(value_n + row + corner[i]);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(v + b, 0, 3);
+    if (grad_value_n == nullptr) continue;
+    const char* gv = reinterpret_cast<const char*>(grad_value_n + row + corner[i]);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(gv + b, 1, 3);
+  }
+#endif
+}
+
 // One sample's share of the backward: adds cw[i] * grad_out (g) to the grad_value row of each
 // corner i in `mask` and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
 // path keeps the dots lane-wise until all four corners are done: no horizontal sum per corner.
@@ -322,6 +349,9 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
       scalar_t* __restrict__ o = kD > 0 ? acc : a.out + (nq * M + m) * D;
       if constexpr (kD == 0) std::fill(o, o + D, scalar_t(0));
       for (int64_t j = m * LP; j < (m + 1) * LP; ++j) {
+        if (j + kPrefetchAhead < M * LP) {
+          prefetch_corners<scalar_t>(cols, t, j + kPrefetchAhead, pixel_stride, D, value_n, nullptr);
+        }
         const int32_t mask = t.mask[j];
         if (!mask) continue;
         const scalar_t* row = value_n + cols.offset[j] + t.index[j] * pixel_stride;
@@ -379,6 +409,9 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
           for (int k = 0; k < kD / Vec::lanes; ++k) load<scalar_t, kBytes>(grad_vec[k], g + k * Vec::lanes);
         }
         for (int64_t j = m * LP; j < (m + 1) * LP; ++j) {
+          if (j + kPrefetchAhead < m_end * LP) {
+            prefetch_corners<scalar_t>(cols, t, j + kPrefetchAhead, pixel_stride, D, value_n, grad_value_n);
+          }
           const int64_t sample = nq * M * LP + j;
           const int32_t mask = t.mask[j];
           if (!mask) {
