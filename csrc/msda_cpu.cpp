@@ -134,15 +134,22 @@ struct Columns {
 
   Columns(const std::vector<int64_t>& hw, const std::vector<int64_t>& starts, int64_t M, int64_t D, int64_t P) {
     const int64_t L = static_cast<int64_t>(starts.size());
-    for (int64_t j = 0; j < M * L * P + kPad; ++j) {
-      const bool real = j < M * L * P;
-      const int64_t m = j / (L * P), l = j / P % L;
-      height.push_back(real ? static_cast<scalar_t>(hw[2 * l]) : scalar_t(1));
-      width.push_back(real ? static_cast<scalar_t>(hw[2 * l + 1]) : scalar_t(1));
-      height_px.push_back(real ? static_cast<int32_t>(hw[2 * l]) : 1);
-      width_px.push_back(real ? static_cast<int32_t>(hw[2 * l + 1]) : 1);
-      offset.push_back(real ? (starts[l] * M + m) * D : 0);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t p = 0; p < P; ++p) {
+          add(static_cast<int32_t>(hw[2 * l]), static_cast<int32_t>(hw[2 * l + 1]), (starts[l] * M + m) * D);
+        }
+      }
     }
+    for (int64_t j = 0; j < kPad; ++j) add(1, 1, 0);
+  }
+
+  void add(int32_t h, int32_t w, int64_t element_offset) {
+    height.push_back(static_cast<scalar_t>(h));
+    width.push_back(static_cast<scalar_t>(w));
+    height_px.push_back(h);
+    width_px.push_back(w);
+    offset.push_back(element_offset);
   }
 };
 

@@ -82,6 +82,9 @@ ODD_CASES = {
     "16 channels": dict(shapes=[(5, 3), (2, 2)], n=2, m=2, d=16, q=6, p=2),
     "32 channels": dict(shapes=[(4, 7), (1, 1)], n=1, m=3, d=32, q=5, p=3),
     "64 channels": dict(shapes=[(3, 6)], n=2, m=1, d=64, q=4, p=2),
+    # empty dimensions: nothing to sample, or no query
+    "no points": dict(shapes=[(3, 4), (2, 2)], n=2, m=3, d=32, q=5, p=0),
+    "no queries": dict(shapes=[(3, 4), (2, 2)], n=2, m=3, d=32, q=0, p=2),
 }
 SPECIAL_CASES = {
     "dyadic levels": dict(shapes=[(8, 4), (2, 16), (1, 1)], n=2, m=3, d=4, q=16, p=3),
