@@ -255,13 +255,15 @@ PROLAB_INLINE void locate_samples(const Columns<scalar_t>& cols, const scalar_t*
 #endif
 }
 
-// Element offsets of a sample's four corner rows from its top-left row: (h0,w0), (h0,w0+1),
-// (h0+1,w0), (h0+1,w0+1).
-PROLAB_INLINE void corner_offsets(int64_t pixel_stride, int32_t width_px, int64_t (&offsets)[4]) {
-  offsets[0] = 0;
-  offsets[1] = pixel_stride;
-  offsets[2] = width_px * pixel_stride;
-  offsets[3] = offsets[2] + pixel_stride;
+// Element offsets, inside one batch element of value (or grad_value), of the four corner rows
+// (h0,w0), (h0,w0+1), (h0+1,w0), (h0+1,w0+1) of the sample in column j.
+template <typename scalar_t>
+PROLAB_INLINE void corner_rows(const Columns<scalar_t>& cols, const Samples<scalar_t>& t, int64_t j,
+                               int64_t pixel_stride, int64_t (&rows)[4]) {
+  rows[0] = cols.offset[j] + t.index[j] * pixel_stride;
+  rows[1] = rows[0] + pixel_stride;
+  rows[2] = rows[0] + cols.width_px[j] * pixel_stride;
+  rows[3] = rows[2] + pixel_stride;
 }
 
 // How many samples ahead the corner rows are requested: one head's L x P samples in ViT-Adapter.
@@ -276,26 +278,25 @@ PROLAB_INLINE void prefetch_corners(const Columns<scalar_t>& cols, const Samples
 #if defined(__GNUC__)
   const int32_t mask = t.mask[j];
   if (!mask) return;
-  const int64_t row = cols.offset[j] + t.index[j] * pixel_stride;
-  int64_t corner[4];
-  corner_offsets(pixel_stride, cols.width_px[j], corner);
+  int64_t rows[4];
+  corner_rows(cols, t, j, pixel_stride, rows);
   const int64_t bytes = D * static_cast<int64_t>(sizeof(scalar_t));
   for (int i = 0; i < 4; ++i) {
     if (!(mask >> i & 1)) continue;
-    const char* v = reinterpret_cast<const char*>(value_n + row + corner[i]);
+    const char* v = reinterpret_cast<const char*>(value_n + rows[i]);
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(v + b, 0, 3);
     if (grad_value_n == nullptr) continue;
-    const char* gv = reinterpret_cast<const char*>(grad_value_n + row + corner[i]);
+    const char* gv = reinterpret_cast<const char*>(grad_value_n + rows[i]);
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(gv + b, 1, 3);
   }
 #endif
 }
 
 // One sample's share of the backward: adds cw[i] * grad_out (g) to the grad_value row of each
-// corner i in `mask` and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
+// corner i in `mask` (rows[i] elements into value_n / grad_value_n) and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
 // path keeps the dots lane-wise until all four corners are done: no horizontal sum per corner.
 template <typename scalar_t, int kD, int kBytes, bool kSimd = simd_channels<scalar_t, kBytes>(kD)>
-PROLAB_INLINE void scatter_and_dot(const scalar_t* value_row, scalar_t* grad_row, const int64_t (&corner)[4],
+PROLAB_INLINE void scatter_and_dot(const scalar_t* value_n, scalar_t* grad_value_n, const int64_t (&rows)[4],
                                    int32_t mask, const scalar_t (&cw)[4], int64_t D, const scalar_t* __restrict__ g,
                                    const typename Simd<scalar_t, kBytes>::vec (&grad)[kSimd ? kD / Simd<scalar_t, kBytes>::lanes : 1],
                                    scalar_t (&dot)[4]) {
@@ -306,8 +307,8 @@ PROLAB_INLINE void scatter_and_dot(const scalar_t* value_row, scalar_t* grad_row
     vec e[4] = {};
     for (int i = 0; i < 4; ++i) {
       if (!(mask >> i & 1)) continue;
-      const scalar_t* __restrict__ v = value_row + corner[i];
-      scalar_t* __restrict__ gv = grad_row + corner[i];
+      const scalar_t* __restrict__ v = value_n + rows[i];
+      scalar_t* __restrict__ gv = grad_value_n + rows[i];
       const vec cw_i = vec{} + cw[i];
       for (int k = 0; k < kD / kLanes; ++k) {
         vec value_k, grad_value_k;
@@ -325,8 +326,8 @@ PROLAB_INLINE void scatter_and_dot(const scalar_t* value_row, scalar_t* grad_row
   for (int i = 0; i < 4; ++i) {
     dot[i] = 0;
     if (!(mask >> i & 1)) continue;
-    const scalar_t* __restrict__ v = value_row + corner[i];
-    scalar_t* __restrict__ gv = grad_row + corner[i];
+    const scalar_t* __restrict__ v = value_n + rows[i];
+    scalar_t* __restrict__ gv = grad_value_n + rows[i];
     const scalar_t cw_i = cw[i];
     scalar_t sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -361,13 +362,12 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
         }
         const int32_t mask = t.mask[j];
         if (!mask) continue;
-        const scalar_t* row = value_n + cols.offset[j] + t.index[j] * pixel_stride;
-        int64_t corner[4];
-        corner_offsets(pixel_stride, cols.width_px[j], corner);
+        int64_t rows[4];
+        corner_rows(cols, t, j, pixel_stride, rows);
         const scalar_t w = attn[j];
         for (int i = 0; i < 4; ++i) {
           if (!(mask >> i & 1)) continue;
-          const scalar_t* __restrict__ v = row + corner[i];
+          const scalar_t* __restrict__ v = value_n + rows[i];
           const scalar_t cw = w * t.weight[i][j];
 #pragma omp simd
           for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
@@ -427,15 +427,13 @@ PROLAB_INLINE void backward_tasks(const Args<scalar_t>& a, int64_t begin, int64_
             a.grad_loc[2 * sample + 1] = 0;
             continue;
           }
-          const int64_t row = cols.offset[j] + t.index[j] * pixel_stride;
-          int64_t corner[4];
-          corner_offsets(pixel_stride, cols.width_px[j], corner);
+          int64_t rows[4];
+          corner_rows(cols, t, j, pixel_stride, rows);
           const scalar_t w = a.attn[sample];
           const scalar_t weight[4] = {t.weight[0][j], t.weight[1][j], t.weight[2][j], t.weight[3][j]};
           const scalar_t cw[4] = {w * weight[0], w * weight[1], w * weight[2], w * weight[3]};
           scalar_t dot[4];  // <grad_out, value at corner i>
-          scatter_and_dot<scalar_t, kD, kBytes>(value_n + row, grad_value_n + row, corner, mask, cw, D, g, grad_vec,
-                                                dot);
+          scatter_and_dot<scalar_t, kD, kBytes>(value_n, grad_value_n, rows, mask, cw, D, g, grad_vec, dot);
           const scalar_t lh = t.lh[j], lw = t.lw[j], hh = scalar_t(1) - lh, hw = scalar_t(1) - lw;
           a.grad_attn[sample] = weight[0] * dot[0] + weight[1] * dot[1] + weight[2] * dot[2] + weight[3] * dot[3];
           const scalar_t gh = w * (hw * (dot[2] - dot[0]) + lw * (dot[3] - dot[1]));

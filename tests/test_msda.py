@@ -137,8 +137,7 @@ def test_every_instruction_set_matches_reference(cpu_isa):
     """Each compiled path (baseline, AVX2, AVX-512; vector and scalar channel loops) against float64."""
     for name in ("16 channels", "32 channels", "64 channels", "long channels"):
         _assert_match(ms_deform_attn_compiled, make_case(**ODD_CASES[name]))
-    _assert_match(ms_deform_attn_compiled, make_case([(8, 4), (2, 16), (1, 1)], n=2, m=3, d=32, q=16, p=3,
-                                                     special=True))
+    _assert_match(ms_deform_attn_compiled, make_case(**{**SPECIAL_CASES["dyadic levels"], "d": 32}, special=True))
 
 
 def test_non_finite_and_far_locations_add_nothing(cpu_isa):
