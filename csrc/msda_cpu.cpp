@@ -339,10 +339,12 @@ PROLAB_INLINE void scatter_and_dot(const scalar_t* value_n, scalar_t* grad_value
   }
 }
 
-// Rows [begin, end) of (batch, query); kD > 0 is the channel count known at compile time
-// (accumulators stay in registers), kD == 0 handles any D.
+// Rows [begin, end) of (batch, query); kD > 0 is the channel count known at compile time, kD == 0
+// handles any D. The vector path keeps an output row's sums in vector registers.
 template <typename scalar_t, int kD, int kBytes>
 PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t end) {
+  constexpr bool kSimd = simd_channels<scalar_t, kBytes>(kD);
+  using Vec = Simd<scalar_t, kBytes>;
   const int64_t D = kD > 0 ? kD : a.D;
   const int64_t M = a.M, LP = a.L * a.P;
   const int64_t pixel_stride = M * D;
@@ -353,9 +355,9 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
     const scalar_t* attn = a.attn + nq * M * LP;
     locate_samples<scalar_t>(cols, a.loc + nq * M * LP * 2, 0, M * LP, t);
     for (int64_t m = 0; m < M; ++m) {
-      scalar_t acc[kD > 0 ? kD : 1] = {};
-      scalar_t* __restrict__ o = kD > 0 ? acc : a.out + (nq * M + m) * D;
-      if constexpr (kD == 0) std::fill(o, o + D, scalar_t(0));
+      scalar_t* __restrict__ dst = a.out + (nq * M + m) * D;
+      typename Vec::vec acc[kSimd ? kD / Vec::lanes : 1] = {};  // the vector path's sums, in registers
+      if constexpr (!kSimd) std::fill(dst, dst + D, scalar_t(0));
       for (int64_t j = m * LP; j < (m + 1) * LP; ++j) {
         if (j + kPrefetchAhead < M * LP) {
           prefetch_corners<scalar_t>(cols, t, j + kPrefetchAhead, pixel_stride, D, value_n, nullptr);
@@ -369,14 +371,25 @@ PROLAB_INLINE void forward_rows(const Args<scalar_t>& a, int64_t begin, int64_t 
           if (!(mask >> i & 1)) continue;
           const scalar_t* __restrict__ v = value_n + rows[i];
           const scalar_t cw = w * t.weight[i][j];
+#if PROLAB_VECTOR_EXTENSIONS
+          if constexpr (kSimd) {
+            for (int k = 0; k < kD / Vec::lanes; ++k) {
+              typename Vec::vec value_k;
+              load<scalar_t, kBytes>(value_k, v + k * Vec::lanes);
+              acc[k] += cw * value_k;
+            }
+            continue;
+          }
+#endif
 #pragma omp simd
-          for (int64_t d = 0; d < D; ++d) o[d] += cw * v[d];
+          for (int64_t d = 0; d < D; ++d) dst[d] += cw * v[d];
         }
       }
-      if constexpr (kD > 0) {
-        scalar_t* __restrict__ dst = a.out + (nq * M + m) * D;
-        for (int64_t d = 0; d < D; ++d) dst[d] = acc[d];
+#if PROLAB_VECTOR_EXTENSIONS
+      if constexpr (kSimd) {
+        for (int k = 0; k < kD / Vec::lanes; ++k) store<scalar_t, kBytes>(dst + k * Vec::lanes, acc[k]);
       }
+#endif
     }
   }
 }
