@@ -42,8 +42,10 @@ void read_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_start
 #define PROLAB_INLINE inline
 #endif
 
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-#define PROLAB_VECTOR_EXTENSIONS 1  // vector_size and __builtin_shufflevector
+// vector_size and __builtin_shufflevector; PROLAB_MSDA_PORTABLE builds without them, as older compilers
+// do (the tests use it to check that path)
+#if !defined(PROLAB_MSDA_PORTABLE) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
+#define PROLAB_VECTOR_EXTENSIONS 1
 #else
 #define PROLAB_VECTOR_EXTENSIONS 0
 #endif
@@ -476,6 +478,8 @@ PROLAB_INLINE void run_pass(const Args<scalar_t>& a, int64_t begin, int64_t end)
 // to cover every path).
 enum class Isa { kBase, kAvx2, kAvx512 };
 constexpr const char* kIsaNames[] = {"base", "avx2", "avx512"};
+// what cpu_isa() adds when the vector code is compiled out (slower; see PROLAB_VECTOR_EXTENSIONS)
+constexpr const char* kPortableSuffix = "(portable build: no vector code)";
 
 template <typename scalar_t, int kD, Pass kPass>
 void run_base(const Args<scalar_t>& a, int64_t begin, int64_t end) {
@@ -578,7 +582,8 @@ bool reduced_precision(const at::Tensor& t) {
 }  // namespace
 
 std::string cpu_isa() {
-  return kIsaNames[static_cast<int>(chosen_isa())];
+  const std::string name = kIsaNames[static_cast<int>(chosen_isa())];
+  return PROLAB_VECTOR_EXTENSIONS ? name : name + " " + kPortableSuffix;
 }
 
 at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_shapes,

@@ -23,7 +23,8 @@ MODES = ("auto", "reference", "compiled")
 
 
 class KernelFallbackWarning(RuntimeWarning):
-    """The compiled kernels are unavailable and the (slower, hungrier) reference runs instead."""
+    """A slower path runs: the (hungrier) reference, because the compiled kernels are unavailable or
+    failed their self-check, or CPU kernels compiled without their vector code."""
 
 
 #: devices whose kernels are checked against the reference on their first use in a process
@@ -37,6 +38,7 @@ class _State:
     reasons: dict[str, str] = field(default_factory=dict)
     warned: bool = False
     checked: set[str] = field(default_factory=set)
+    portable_checked: bool = False
 
 
 _state = _State()
@@ -99,6 +101,22 @@ def _warn_once(reason: str, devices: list[str]) -> None:
     )
 
 
+def _warn_if_portable() -> None:
+    """Say once, loudly, when the CPU kernels were compiled without their vector code."""
+    if torch.compiler.is_compiling():  # the op returns a string, which tracing cannot hold: next eager call
+        return
+    _state.portable_checked = True
+    try:
+        isa = torch.ops.prolab.ms_deform_attn_cpu_isa()
+    except RuntimeError:  # a bad PROLAB_MSDA_CPU_ISA: the first kernel call refuses it in one line
+        return
+    if "portable" in isa:
+        warnings.warn(
+            f"prolab: the CPU deformable-attention kernels were compiled without vector code ({isa}), "
+            "as compilers older than GCC 12 do: correct, but 1.6-2x slower. Set CXX to GCC 12 or "
+            "newer (or clang) and run `prolab ops build`.", KernelFallbackWarning, stacklevel=4)
+
+
 def compiled_available(device: torch.device | str) -> tuple[bool, str]:
     """Whether the compiled kernels serve tensors on ``device`` (builds them on first call)."""
     device_type = torch.device(device).type
@@ -107,6 +125,8 @@ def compiled_available(device: torch.device | str) -> tuple[bool, str]:
     _load()
     if device_type in _state.devices and device_type in SELF_CHECKED and device_type not in _state.checked:
         _self_check(device_type)
+    if "cpu" in _state.devices and not _state.portable_checked:
+        _warn_if_portable()
     if device_type in _state.devices:
         return True, f"compiled kernels ({build.loaded().name})"
     return False, _state.reasons.get(device_type, "not built")
