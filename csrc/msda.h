@@ -78,7 +78,7 @@ std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t> check_
 
 // The instruction set the CPU kernels run with: "avx512", "avx2" or "base" (the best this CPU has,
 // or the lower one PROLAB_MSDA_CPU_ISA names), followed by "(portable build: no vector code)" when the
-// compiler lacked the vector extensions (GCC < 12).
+// compiler lacked the vector extensions (GCC < 11).
 std::string cpu_isa();
 
 at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,

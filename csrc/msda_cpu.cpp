@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,9 +43,10 @@ void read_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_start
 #define PROLAB_INLINE inline
 #endif
 
-// vector_size and __builtin_shufflevector; PROLAB_MSDA_PORTABLE builds without them, as older compilers
-// do (the tests use it to check that path)
-#if !defined(PROLAB_MSDA_PORTABLE) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
+// GCC/Clang vector extensions (vector_size, __builtin_convertvector, shuffles), checked with GCC 11
+// and 12. Other compilers take the scalar path, as does a build with -DPROLAB_MSDA_PORTABLE (the tests
+// use it to check that path).
+#if !defined(PROLAB_MSDA_PORTABLE) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11))
 #define PROLAB_VECTOR_EXTENSIONS 1
 #else
 #define PROLAB_VECTOR_EXTENSIONS 0
@@ -80,47 +82,73 @@ PROLAB_INLINE void store(scalar_t* p, const typename Simd<scalar_t, kBytes>::vec
   *reinterpret_cast<typename Simd<scalar_t, kBytes>::unaligned_vec*>(p) = x;
 }
 
-// sums[i] = the sum of the lanes of e[i]: 64-byte vectors are folded to 32 bytes (low + high
-// half), then in-lane pairwise shuffles and the two 128-bit halves; four horizontal sums for the
-// price of about one.
+// Lanes I... of the concatenation (a, b), as many as a has: __builtin_shufflevector where the compiler
+// has it (GCC 12, Clang), else GCC's __builtin_shuffle with an integer mask of the same shape.
+template <std::size_t... I, typename V>
+PROLAB_INLINE V shuffle(const V& a, const V& b) {
+#if defined(__clang__) || __GNUC__ >= 12
+  return __builtin_shufflevector(a, b, I...);
+#else
+  using lane = std::remove_reference_t<decltype(a[0])>;
+  using index = std::conditional_t<sizeof(lane) == 8, int64_t, int32_t>;
+  typedef index mask_t __attribute__((vector_size(sizeof(V))));
+  return __builtin_shuffle(a, b, mask_t{static_cast<index>(I)...});
+#endif
+}
+
+// sums[i] = the sum of the lanes of e[i], four horizontal sums for the price of about one: pairwise
+// in-lane shuffles, then the two 128-bit halves. A 64-byte vector's high half is first folded onto
+// its low half, and the steps then use the low half (every shuffle keeps the vector's length, as
+// GCC's __builtin_shuffle requires).
 template <typename scalar_t, int kBytes>
 PROLAB_INLINE void lane_sums(const typename Simd<scalar_t, kBytes>::vec (&e)[4], scalar_t (&sums)[4]) {
-  if constexpr (kBytes == 64) {
-    typename Simd<scalar_t, 32>::vec halves[4];
-    for (int i = 0; i < 4; ++i) {
-      if constexpr (Simd<scalar_t, 64>::lanes == 16) {
-        halves[i] = __builtin_shufflevector(e[i], e[i], 0, 1, 2, 3, 4, 5, 6, 7) +
-                    __builtin_shufflevector(e[i], e[i], 8, 9, 10, 11, 12, 13, 14, 15);
-      } else {
-        halves[i] = __builtin_shufflevector(e[i], e[i], 0, 1, 2, 3) + __builtin_shufflevector(e[i], e[i], 4, 5, 6, 7);
-      }
+  using V = typename Simd<scalar_t, kBytes>::vec;
+  constexpr int kLanes = Simd<scalar_t, kBytes>::lanes;
+  V f[4];
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (kLanes == 16) {
+      f[i] = e[i] + shuffle<8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15>(e[i], e[i]);
+    } else if constexpr (kBytes == 64) {  // 8 doubles
+      f[i] = e[i] + shuffle<4, 5, 6, 7, 4, 5, 6, 7>(e[i], e[i]);
+    } else {
+      f[i] = e[i];
     }
-    lane_sums<scalar_t, 32>(halves, sums);
-  } else if constexpr (Simd<scalar_t, kBytes>::lanes == 8) {
-    const auto p = __builtin_shufflevector(e[0], e[1], 0, 8, 2, 10, 4, 12, 6, 14) +
-                   __builtin_shufflevector(e[0], e[1], 1, 9, 3, 11, 5, 13, 7, 15);
-    const auto q = __builtin_shufflevector(e[2], e[3], 0, 8, 2, 10, 4, 12, 6, 14) +
-                   __builtin_shufflevector(e[2], e[3], 1, 9, 3, 11, 5, 13, 7, 15);
-    const auto r = __builtin_shufflevector(p, q, 0, 1, 8, 9, 4, 5, 12, 13) +
-                   __builtin_shufflevector(p, q, 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  if constexpr (kLanes == 16) {  // 8 floats in use
+    const V p = shuffle<0, 16, 2, 18, 4, 20, 6, 22, 0, 0, 0, 0, 0, 0, 0, 0>(f[0], f[1]) +
+                shuffle<1, 17, 3, 19, 5, 21, 7, 23, 0, 0, 0, 0, 0, 0, 0, 0>(f[0], f[1]);
+    const V q = shuffle<0, 16, 2, 18, 4, 20, 6, 22, 0, 0, 0, 0, 0, 0, 0, 0>(f[2], f[3]) +
+                shuffle<1, 17, 3, 19, 5, 21, 7, 23, 0, 0, 0, 0, 0, 0, 0, 0>(f[2], f[3]);
+    const V r = shuffle<0, 1, 16, 17, 4, 5, 20, 21, 0, 0, 0, 0, 0, 0, 0, 0>(p, q) +
+                shuffle<2, 3, 18, 19, 6, 7, 22, 23, 0, 0, 0, 0, 0, 0, 0, 0>(p, q);
+    for (int i = 0; i < 4; ++i) sums[i] = r[i] + r[i + 4];
+  } else if constexpr (kLanes == 8 && kBytes == 64) {  // 4 doubles in use
+    const V p = shuffle<0, 8, 2, 10, 0, 0, 0, 0>(f[0], f[1]) + shuffle<1, 9, 3, 11, 0, 0, 0, 0>(f[0], f[1]);
+    const V q = shuffle<0, 8, 2, 10, 0, 0, 0, 0>(f[2], f[3]) + shuffle<1, 9, 3, 11, 0, 0, 0, 0>(f[2], f[3]);
+    const V r = shuffle<0, 1, 8, 9, 0, 0, 0, 0>(p, q) + shuffle<2, 3, 10, 11, 0, 0, 0, 0>(p, q);
+    for (int i = 0; i < 4; ++i) sums[i] = r[i];
+  } else if constexpr (kLanes == 8) {
+    const V p = shuffle<0, 8, 2, 10, 4, 12, 6, 14>(f[0], f[1]) + shuffle<1, 9, 3, 11, 5, 13, 7, 15>(f[0], f[1]);
+    const V q = shuffle<0, 8, 2, 10, 4, 12, 6, 14>(f[2], f[3]) + shuffle<1, 9, 3, 11, 5, 13, 7, 15>(f[2], f[3]);
+    const V r = shuffle<0, 1, 8, 9, 4, 5, 12, 13>(p, q) + shuffle<2, 3, 10, 11, 6, 7, 14, 15>(p, q);
     for (int i = 0; i < 4; ++i) sums[i] = r[i] + r[i + 4];
   } else {
-    static_assert(Simd<scalar_t, kBytes>::lanes == 4);
-    const auto p = __builtin_shufflevector(e[0], e[1], 0, 4, 2, 6) + __builtin_shufflevector(e[0], e[1], 1, 5, 3, 7);
-    const auto q = __builtin_shufflevector(e[2], e[3], 0, 4, 2, 6) + __builtin_shufflevector(e[2], e[3], 1, 5, 3, 7);
-    const auto r = __builtin_shufflevector(p, q, 0, 1, 4, 5) + __builtin_shufflevector(p, q, 2, 3, 6, 7);
+    static_assert(kLanes == 4);
+    const V p = shuffle<0, 4, 2, 6>(f[0], f[1]) + shuffle<1, 5, 3, 7>(f[0], f[1]);
+    const V q = shuffle<0, 4, 2, 6>(f[2], f[3]) + shuffle<1, 5, 3, 7>(f[2], f[3]);
+    const V r = shuffle<0, 1, 4, 5>(p, q) + shuffle<2, 3, 6, 7>(p, q);
     for (int i = 0; i < 4; ++i) sums[i] = r[i];
   }
 }
 // The even and the odd lanes of the concatenation (a, b): x and y of interleaved (x, y) pairs.
 template <typename V, std::size_t... I>
 PROLAB_INLINE V even_lanes(const V& a, const V& b, std::index_sequence<I...>) {
-  return __builtin_shufflevector(a, b, (2 * I)...);
+  return shuffle<(2 * I)...>(a, b);
 }
 
 template <typename V, std::size_t... I>
 PROLAB_INLINE V odd_lanes(const V& a, const V& b, std::index_sequence<I...>) {
-  return __builtin_shufflevector(a, b, (2 * I + 1)...);
+  return shuffle<(2 * I + 1)...>(a, b);
 }
 #endif
 
@@ -589,7 +617,8 @@ std::string cpu_isa() {
 at::Tensor forward_cpu(const at::Tensor& value_in, const at::Tensor& spatial_shapes,
                        const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                        const at::Tensor& attention_weights) {
-  const auto [N, S, M, D, Q, L, P] =
+  int64_t N, S, M, D, Q, L, P;  // not a structured binding: Clang < 16 cannot capture one in a lambda
+  std::tie(N, S, M, D, Q, L, P) =
       check_inputs(value_in, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   std::vector<int64_t> hw, starts;
   read_levels(spatial_shapes, level_start_index, S, hw, starts);
@@ -611,7 +640,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& grad_output_in, const at::Tensor& value_in, const at::Tensor& spatial_shapes,
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights) {
-  const auto [N, S, M, D, Q, L, P] =
+  int64_t N, S, M, D, Q, L, P;
+  std::tie(N, S, M, D, Q, L, P) =
       check_inputs(value_in, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   TORCH_CHECK(grad_output_in.sizes() == at::IntArrayRef({N, Q, M * D}),
               "ms_deform_attn_backward: grad_output must be [N,Q,M*D], got ", grad_output_in.sizes());

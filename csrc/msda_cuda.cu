@@ -144,7 +144,8 @@ int64_t blocks_for(int64_t rows) {
 at::Tensor forward_cuda(const at::Tensor& value_in, const at::Tensor& spatial_shapes,
                         const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                         const at::Tensor& attention_weights) {
-  const auto [N, S, M, D, Q, L, P] =
+  int64_t N, S, M, D, Q, L, P;  // not a structured binding: Clang < 16 cannot capture one in a lambda
+  std::tie(N, S, M, D, Q, L, P) =
       check_inputs(value_in, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   const c10::cuda::CUDAGuard guard(value_in.device());
   const auto value = value_in.contiguous();
@@ -170,7 +171,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& grad_output_in, const at::Tensor& value_in, const at::Tensor& spatial_shapes,
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights) {
-  const auto [N, S, M, D, Q, L, P] =
+  int64_t N, S, M, D, Q, L, P;
+  std::tie(N, S, M, D, Q, L, P) =
       check_inputs(value_in, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   TORCH_CHECK(grad_output_in.sizes() == at::IntArrayRef({N, Q, M * D}),
               "ms_deform_attn_backward: grad_output must be [N,Q,M*D], got ", grad_output_in.sizes());

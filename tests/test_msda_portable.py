@@ -1,5 +1,5 @@
 """The CPU kernels built without vector code (-DPROLAB_MSDA_PORTABLE), the path that compilers older
-than GCC 12 take, against the float64 reference.
+than GCC 11 take, against the float64 reference.
 
 The portable library registers the same operator names as the regular one, so it is built and
 checked in a fresh process; run as a script, this file is that process.

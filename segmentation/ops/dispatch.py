@@ -113,7 +113,7 @@ def _warn_if_portable() -> None:
     if "portable" in isa:
         warnings.warn(
             f"prolab: the CPU deformable-attention kernels were compiled without vector code ({isa}), "
-            "as compilers older than GCC 12 do: correct, but 1.6-2x slower. Set CXX to GCC 12 or "
+            "as compilers older than GCC 11 do: correct, but 1.6-2x slower. Set CXX to GCC 11 or "
             "newer (or clang) and run `prolab ops build`.", KernelFallbackWarning, stacklevel=4)
 
 
