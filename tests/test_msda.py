@@ -232,6 +232,18 @@ def test_cpu_rejects_bad_inputs(compiled):
         torch.ops.prolab.ms_deform_attn(value, spatial, starts, loc.float(), weights)
 
 
+def test_cpu_refuses_levels_of_2_30_pixels(compiled):
+    """The kernels index a level's pixels with int32; a 32768² level is refused before value is touched
+    (an expanded, stride-0 value stands in for the 4 GB one)."""
+    value = torch.zeros(1, 1, 1, 1).expand(1, 2**30, 1, 1)
+    spatial, starts = torch.tensor([[2**15, 2**15]]), torch.tensor([0])
+    loc, weights = torch.rand(1, 1, 1, 1, 1, 2), torch.rand(1, 1, 1, 1, 1)
+    with pytest.raises(RuntimeError, match=r"level 0 \(32768x32768\) has 2\^30 pixels or more"):
+        torch.ops.prolab.ms_deform_attn(value, spatial, starts, loc, weights)
+    with pytest.raises(RuntimeError, match=r"has 2\^30 pixels or more"):
+        torch.ops.prolab.ms_deform_attn_backward(torch.zeros(1, 1, 1), value, spatial, starts, loc, weights)
+
+
 def test_dispatch_rejects_bad_shapes_with_one_line_error():
     from prolab_cli.errors import ProlabError
 
