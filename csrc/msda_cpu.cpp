@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
