@@ -96,50 +96,59 @@ PROLAB_INLINE V shuffle(const V& a, const V& b) {
 #endif
 }
 
-// sums[i] = the sum of the lanes of e[i], four horizontal sums for the price of about one: pairwise
-// in-lane shuffles, then the two 128-bit halves. A 64-byte vector's high half is first folded onto
-// its low half, and the steps then use the low half (every shuffle keeps the vector's length, as
-// GCC's __builtin_shuffle requires).
+// The high half of a, in both halves.
+template <typename V, std::size_t... K>
+PROLAB_INLINE V shuffle_high_half(const V& a, std::index_sequence<K...>) {
+  return shuffle<(K % (sizeof...(K) / 2) + sizeof...(K) / 2)...>(a, a);
+}
+
+// The shuffles of lane_sums, lane k of the result for k < kUsed (later lanes are unused: 0), with b's
+// lanes numbered from kLanes: pairs of adjacent lanes of a beside those of b, then pairs of pairs.
+enum class Pick { kFirstOfPair, kSecondOfPair, kFirstPairOfFour, kSecondPairOfFour };
+
+template <Pick kPick, int kLanes, int kUsed>
+constexpr std::size_t picked_lane(std::size_t k) {
+  if (k >= kUsed) return 0;
+  switch (kPick) {
+    case Pick::kFirstOfPair: return k % 2 == 0 ? k : kLanes + k - 1;
+    case Pick::kSecondOfPair: return k % 2 == 0 ? k + 1 : kLanes + k;
+    case Pick::kFirstPairOfFour: return k % 4 < 2 ? k : kLanes + k - 2;
+    case Pick::kSecondPairOfFour: return k % 4 < 2 ? k + 2 : kLanes + k;
+  }
+  return 0;
+}
+
+template <Pick kPick, int kUsed, typename V, std::size_t... K>
+PROLAB_INLINE V pick_lanes(const V& a, const V& b, std::index_sequence<K...>) {
+  return shuffle<picked_lane<kPick, sizeof...(K), kUsed>(K)...>(a, b);
+}
+
+// sums[i] = the sum of the lanes of e[i], four horizontal sums for the price of about one. A 64-byte
+// vector's high half is first folded onto its low half; of the kUsed lanes then in use, p holds the
+// sums of adjacent pairs of f[0] and f[1] side by side, q those of f[2] and f[3], r the sums of pairs
+// of those, and the two 128-bit halves of r are added last. Every shuffle keeps the vector's length,
+// as GCC's __builtin_shuffle requires.
 template <typename scalar_t, int kBytes>
 PROLAB_INLINE void lane_sums(const typename Simd<scalar_t, kBytes>::vec (&e)[4], scalar_t (&sums)[4]) {
   using V = typename Simd<scalar_t, kBytes>::vec;
   constexpr int kLanes = Simd<scalar_t, kBytes>::lanes;
+  constexpr int kUsed = kBytes == 64 ? kLanes / 2 : kLanes;  // 8 floats or 4 doubles
+  static_assert(kUsed == 8 || kUsed == 4);
+  const auto lanes = std::make_index_sequence<kLanes>{};
   V f[4];
   for (int i = 0; i < 4; ++i) {
-    if constexpr (kLanes == 16) {
-      f[i] = e[i] + shuffle<8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15>(e[i], e[i]);
-    } else if constexpr (kBytes == 64) {  // 8 doubles
-      f[i] = e[i] + shuffle<4, 5, 6, 7, 4, 5, 6, 7>(e[i], e[i]);
-    } else {
-      f[i] = e[i];
-    }
+    f[i] = e[i];
+    if constexpr (kBytes == 64) f[i] += shuffle_high_half(e[i], lanes);
   }
-  if constexpr (kLanes == 16) {  // 8 floats in use
-    const V p = shuffle<0, 16, 2, 18, 4, 20, 6, 22, 0, 0, 0, 0, 0, 0, 0, 0>(f[0], f[1]) +
-                shuffle<1, 17, 3, 19, 5, 21, 7, 23, 0, 0, 0, 0, 0, 0, 0, 0>(f[0], f[1]);
-    const V q = shuffle<0, 16, 2, 18, 4, 20, 6, 22, 0, 0, 0, 0, 0, 0, 0, 0>(f[2], f[3]) +
-                shuffle<1, 17, 3, 19, 5, 21, 7, 23, 0, 0, 0, 0, 0, 0, 0, 0>(f[2], f[3]);
-    const V r = shuffle<0, 1, 16, 17, 4, 5, 20, 21, 0, 0, 0, 0, 0, 0, 0, 0>(p, q) +
-                shuffle<2, 3, 18, 19, 6, 7, 22, 23, 0, 0, 0, 0, 0, 0, 0, 0>(p, q);
-    for (int i = 0; i < 4; ++i) sums[i] = r[i] + r[i + 4];
-  } else if constexpr (kLanes == 8 && kBytes == 64) {  // 4 doubles in use
-    const V p = shuffle<0, 8, 2, 10, 0, 0, 0, 0>(f[0], f[1]) + shuffle<1, 9, 3, 11, 0, 0, 0, 0>(f[0], f[1]);
-    const V q = shuffle<0, 8, 2, 10, 0, 0, 0, 0>(f[2], f[3]) + shuffle<1, 9, 3, 11, 0, 0, 0, 0>(f[2], f[3]);
-    const V r = shuffle<0, 1, 8, 9, 0, 0, 0, 0>(p, q) + shuffle<2, 3, 10, 11, 0, 0, 0, 0>(p, q);
-    for (int i = 0; i < 4; ++i) sums[i] = r[i];
-  } else if constexpr (kLanes == 8) {
-    const V p = shuffle<0, 8, 2, 10, 4, 12, 6, 14>(f[0], f[1]) + shuffle<1, 9, 3, 11, 5, 13, 7, 15>(f[0], f[1]);
-    const V q = shuffle<0, 8, 2, 10, 4, 12, 6, 14>(f[2], f[3]) + shuffle<1, 9, 3, 11, 5, 13, 7, 15>(f[2], f[3]);
-    const V r = shuffle<0, 1, 8, 9, 4, 5, 12, 13>(p, q) + shuffle<2, 3, 10, 11, 6, 7, 14, 15>(p, q);
-    for (int i = 0; i < 4; ++i) sums[i] = r[i] + r[i + 4];
-  } else {
-    static_assert(kLanes == 4);
-    const V p = shuffle<0, 4, 2, 6>(f[0], f[1]) + shuffle<1, 5, 3, 7>(f[0], f[1]);
-    const V q = shuffle<0, 4, 2, 6>(f[2], f[3]) + shuffle<1, 5, 3, 7>(f[2], f[3]);
-    const V r = shuffle<0, 1, 4, 5>(p, q) + shuffle<2, 3, 6, 7>(p, q);
-    for (int i = 0; i < 4; ++i) sums[i] = r[i];
-  }
+  const V p = pick_lanes<Pick::kFirstOfPair, kUsed>(f[0], f[1], lanes) +
+              pick_lanes<Pick::kSecondOfPair, kUsed>(f[0], f[1], lanes);
+  const V q = pick_lanes<Pick::kFirstOfPair, kUsed>(f[2], f[3], lanes) +
+              pick_lanes<Pick::kSecondOfPair, kUsed>(f[2], f[3], lanes);
+  const V r = pick_lanes<Pick::kFirstPairOfFour, kUsed>(p, q, lanes) +
+              pick_lanes<Pick::kSecondPairOfFour, kUsed>(p, q, lanes);
+  for (int i = 0; i < 4; ++i) sums[i] = kUsed == 8 ? r[i] + r[i + 4] : r[i];
 }
+
 // The even and the odd lanes of the concatenation (a, b): x and y of interleaved (x, y) pairs.
 template <typename V, std::size_t... I>
 PROLAB_INLINE V even_lanes(const V& a, const V& b, std::index_sequence<I...>) {
@@ -323,8 +332,9 @@ PROLAB_INLINE void prefetch_corners(const Columns<scalar_t>& cols, const Samples
 }
 
 // One sample's share of the backward: adds cw[i] * grad_out (g) to the grad_value row of each
-// corner i in `mask` (rows[i] elements into value_n / grad_value_n) and returns <grad_out, value row> per corner in `dot` (0 outside). The vector
-// path keeps the dots lane-wise until all four corners are done: no horizontal sum per corner.
+// corner i in `mask` (rows[i] elements into value_n / grad_value_n) and returns <grad_out, value row>
+// per corner in `dot` (0 outside). The vector path keeps the dots lane-wise until all four corners
+// are done: no horizontal sum per corner.
 template <typename scalar_t, int kD, int kBytes, bool kSimd = simd_channels<scalar_t, kBytes>(kD)>
 PROLAB_INLINE void scatter_and_dot(const scalar_t* value_n, scalar_t* grad_value_n, const int64_t (&rows)[4],
                                    int32_t mask, const scalar_t (&cw)[4], int64_t D, const scalar_t* __restrict__ g,
